@@ -1,0 +1,104 @@
+"""``erank demo``: a scoring server on this machine, a real gRPC channel, a before/after table.
+
+Without ``--model`` it builds (once, cached outside the repository) a tiny random-weight Qwen3
+whose output head is set to write ERank's answer format in a few tokens; the digit it writes
+depends on the prompt through random weights. Its relevance judgements are meaningless: the demo
+shows the machinery (prompt, engine, answer parsing, N × Pr(N), hybrid fusion, ordering), not
+ranking quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+from connector.client import AsyncRerankerClient
+from erank.checkpoints import Script, build_scripted_checkpoint
+from erank.server import running_server
+from erank.settings import ServerSettings
+from erank.v1 import reranker_pb2 as pb
+
+DEMO_SCRIPT = Script(
+    text="<think>ok</think><answer>5</answer>",
+    answer_logits={str(d): 8.0 for d in range(10)},
+    noise=10.0,
+)
+
+
+@dataclass(frozen=True)
+class DemoQuery:
+    query: str
+    documents: list[tuple[str, float]]  # text, first-stage (BM25-like) score
+    instruction: str = ""
+
+
+DEMO_QUERIES = [
+    DemoQuery(  # the model card's example
+        "I am happy",
+        [("excited", 46.7), ("peaceful", 2.3), ("sad", 1.5)],
+        "Retrieve relevant documents for the query.",
+    ),
+    DemoQuery(
+        "how do search engines rank documents",
+        [
+            ("BM25 scores documents by counting matching query terms, weighted by rarity.", 12.4),
+            ("A reranker reads the query and each document and judges how well it answers.", 9.8),
+            ("The cat sleeps on the sofa while the dog plays in the garden.", 7.1),
+            ("OpenSearch and Elasticsearch return hits sorted by _score.", 6.5),
+            ("The capital of France is Paris.", 2.0),
+        ],
+    ),
+]
+
+
+def demo_model() -> str:
+    """Path of the demo's tiny checkpoint (built on first use)."""
+    return str(build_scripted_checkpoint(DEMO_SCRIPT))
+
+
+async def run_demo(settings: ServerSettings, console: Console) -> None:
+    """Start a server for ``settings``, rerank the demo queries through gRPC, print tables."""
+    console.print(f"[bold]erank demo[/]: starting the scoring server for {settings.model} …")
+    async with running_server(settings) as server:
+        async with AsyncRerankerClient(f"127.0.0.1:{server.port}", timeout=600) as client:
+            info = await client.model_info()
+            console.print(
+                f"model {info.model} on {info.backend}, template {info.template_version}, "
+                f"port {server.port}"
+            )
+            for q in DEMO_QUERIES:
+                request = pb.RerankRequest(
+                    query=q.query,
+                    instruction=q.instruction,
+                    documents=[
+                        pb.Document(id=f"d{i}", text=t, first_stage_score=s)
+                        for i, (t, s) in enumerate(q.documents)
+                    ],
+                )
+                console.print(_table(q, await client.rerank(request)))
+
+
+def _table(q: DemoQuery, response: pb.RerankResponse) -> Table:
+    table = Table(title=f"query: {q.query!r}", title_justify="left")
+    table.add_column("before", justify="right")
+    table.add_column("document", max_width=44, no_wrap=True, overflow="ellipsis")
+    for col in ("first-stage", "answer", "P(N)", "rank_score", "hybrid", "after"):
+        table.add_column(col, justify="right")
+    after = {r.index: n for n, r in enumerate(response.results, 1)}
+    by_index = {r.index: r for r in response.results}
+    for i, (text, first) in enumerate(q.documents):
+        r = by_index[i]
+        answer = str(r.answer) if r.status != pb.RESULT_STATUS_NO_ANSWER else "—"
+        table.add_row(
+            str(i + 1), text, f"{first:.2f}", answer, f"{r.answer_probability:.3f}",
+            f"{r.rank_score:.3f}", f"{r.hybrid_score:.3f}" if r.HasField("hybrid_score") else "—",
+            str(after[i]),
+        )
+    u = response.usage
+    table.caption = (
+        f"{u.prompt_tokens} prompt tokens ({u.cached_prompt_tokens} from the prefix cache), "
+        f"{u.generated_tokens} generated"
+    )
+    return table

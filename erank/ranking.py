@@ -1,0 +1,77 @@
+"""From per-document answers to the ordered ``RerankResponse``: fusion, ordering, ``top_n``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from erank.fusion import hybrid_scores
+from erank.score import ParsedAnswer
+from erank.v1 import reranker_pb2 as pb
+from erank.validation import RerankParams
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One document's outcome before ordering."""
+
+    parsed: ParsedAnswer
+    truncated: bool
+
+
+def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.RerankResult], str]:
+    """Results best first, and a notice when nothing could be fused.
+
+    Ordered by hybrid score when every document has a first-stage score, else by rank score;
+    descending; ties keep input order. ``top_n`` (0 = all) cuts after ordering.
+    """
+    rank_scores = [s.parsed.rank_score for s in scored]
+    first = params.first_stage
+    missing = sum(f is None for f in first)
+    hybrid: list[float] | None = None
+    notice = ""
+    if missing == 0:
+        hybrid = hybrid_scores([f for f in first if f is not None], rank_scores, params.alpha)
+    elif missing < len(first):
+        notice = (
+            f"{missing} of {len(first)} documents have no first_stage_score: "
+            "nothing was fused, results are ordered by rank_score"
+        )
+    keys = hybrid if hybrid is not None else rank_scores
+    order = sorted(range(len(scored)), key=lambda i: (-keys[i], i))
+    if params.top_n:
+        order = order[: params.top_n]
+    return [_result(params, scored[i], i, hybrid) for i in order], notice
+
+
+def _result(
+    params: RerankParams, s: Scored, i: int, hybrid: list[float] | None
+) -> pb.RerankResult:
+    p = s.parsed
+    if p.answer is None:
+        status = pb.RESULT_STATUS_NO_ANSWER
+    elif s.truncated:
+        status = pb.RESULT_STATUS_TRUNCATED_INPUT
+    else:
+        status = pb.RESULT_STATUS_OK
+    detail = p.detail
+    if s.truncated:
+        cut = f"query or document cut to {params.truncate_length} tokens"
+        detail = f"{detail}; {cut}" if detail else cut
+    result = pb.RerankResult(
+        id=params.ids[i],
+        index=i,
+        rank_score=p.rank_score,
+        answer=p.answer or 0,
+        answer_probability=p.probability,
+        status=status,
+        truncated=s.truncated,
+        status_detail=detail,
+    )
+    if params.first_stage[i] is not None:
+        result.first_stage_score = params.first_stage[i]  # type: ignore[assignment]
+    if hybrid is not None:
+        result.hybrid_score = hybrid[i]
+    if params.return_reasoning:
+        result.reasoning = p.reasoning
+    return result

@@ -1,0 +1,71 @@
+"""The ERank scoring rule: read ``<answer>N</answer>`` from a generation, rank_score = N × Pr(N).
+
+Pr(N) is the probability the model gave the token(s) that spell N, taken from the engine's
+logprobs of the sampled tokens (never recomputed). Qwen tokenizers write each digit as one token,
+so "10" is the product of two. A generation without a parsable answer is not a request error:
+it scores 0 and says why. This module is the only copy of the rule in the repository.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAX_ANSWER = 10
+ANSWER_CLOSE = "</answer>"
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_INTEGER = re.compile(r"\s*(\d+)\s*")
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """What one generation says: the answer (None when unparsable) and its probability."""
+
+    answer: int | None
+    probability: float
+    reasoning: str
+    detail: str = ""
+
+    @property
+    def rank_score(self) -> float:
+        """N × Pr(N); 0 without a parsable answer."""
+        return 0.0 if self.answer is None else self.answer * self.probability
+
+
+def parse_answer(
+    pieces: Sequence[str], logprobs: Sequence[float], hit_token_limit: bool = False
+) -> ParsedAnswer:
+    """Parse one generation given as per-token text pieces and the sampled tokens' logprobs.
+
+    The last ``<answer>…</answer>`` counts. Its content must be an integer 0..10 (surrounding
+    whitespace allowed). ``hit_token_limit`` only sharpens the reason given when none is found.
+    """
+    if len(pieces) != len(logprobs):
+        raise ValueError(f"{len(pieces)} token pieces but {len(logprobs)} logprobs")
+    text = "".join(pieces)
+    matches = list(_ANSWER.finditer(text))
+    if not matches:
+        why = (
+            f"generation reached max_new_tokens ({len(pieces)}) before {ANSWER_CLOSE}"
+            if hit_token_limit
+            else f"no <answer>…{ANSWER_CLOSE} in the generated text"
+        )
+        return ParsedAnswer(None, 0.0, text, why)
+    match = matches[-1]
+    reasoning = text[: match.start()].strip()
+    number = _INTEGER.fullmatch(match.group(1))
+    if number is None or int(number.group(1)) > MAX_ANSWER:
+        return ParsedAnswer(
+            None, 0.0, reasoning, f"answer {match.group(1)!r} is not an integer 0..{MAX_ANSWER}"
+        )
+    start, end = number.span(1)
+    start += match.start(1)
+    end += match.start(1)
+    logprob, offset = 0.0, 0
+    for piece, lp in zip(pieces, logprobs, strict=True):
+        if offset < end and offset + len(piece) > start:
+            logprob += lp
+        offset += len(piece)
+    return ParsedAnswer(int(number.group(1)), math.exp(logprob), reasoning)

@@ -1,0 +1,110 @@
+"""The scoring server process: gRPC server, health, reflection, engine start and warm-up.
+
+The gRPC port opens first, with ``grpc.health.v1`` reporting NOT_SERVING, so probes get an
+answer while the model loads; it turns SERVING only after the engine has loaded *and* answered a
+warm-up request. Reflection is on, so ``grpcurl -plaintext HOST:PORT list`` works out of the box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from erank.engine import Backend, create_backend
+from erank.scorer import Scorer
+from erank.service import RerankerService
+from erank.settings import ServerSettings
+from erank.v1 import reranker_pb2 as pb
+from erank.v1 import reranker_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+WARMUP = pb.RerankRequest(
+    query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")]
+)
+
+
+class ScoringServer:
+    """A running gRPC server; ``port`` is the bound port (useful with port 0)."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.service = RerankerService()
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_send_message_length", settings.max_message_bytes),
+            ]
+        )
+        pb_grpc.add_RerankerServicer_to_server(self.service, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+        self.backend: Backend | None = None
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        """Open the port (NOT_SERVING), then load the engine."""
+        await self._set_health(False)
+        await self.server.start()
+        log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
+        await self.load(create_backend(self.settings))
+
+    async def load(self, backend: Backend) -> None:
+        """Serve ``backend`` once it has answered a warm-up request."""
+        self.backend = backend
+        scorer = Scorer(backend, self.settings)
+        await scorer.rerank(WARMUP)
+        self.service.scorer = scorer
+        await self._set_health(True)
+        log.info("SERVING %s on port %d", self.settings.model, self.port)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, then stop the engine."""
+        await self._set_health(False)
+        await self.server.stop(grace)
+        if self.backend is not None:
+            self.backend.shutdown()
+            self.backend = None
+
+
+@contextlib.asynccontextmanager
+async def running_server(settings: ServerSettings) -> AsyncIterator[ScoringServer]:
+    """Start a server for ``settings`` and stop it on exit."""
+    server = ScoringServer(settings)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+
+
+async def serve_forever(settings: ServerSettings) -> None:
+    """Run until SIGINT or SIGTERM (what ``erank serve`` does)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_server(settings):
+        await stop.wait()

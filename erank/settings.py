@@ -1,0 +1,91 @@
+"""Scoring-server settings: command-line flags > ``ERANK_*`` environment > YAML config > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from erank.fusion import DEFAULT_ALPHA
+from erank.prompt import DEFAULT_INSTRUCTION, TEMPLATE_VERSION
+
+DEFAULT_TRUNCATE_LENGTH = 2048  # tokens, the paper's setting
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``erank serve`` can be told; each field is also ``ERANK_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ERANK_", extra="forbid")
+
+    # what to load
+    model: str = Field("Alibaba-NLP/ERank-4B", description="Hugging Face id or local path")
+    revision: str | None = Field(None, description="model revision (branch, tag or commit)")
+    backend: Literal["vllm"] = "vllm"
+    # vLLM engine knobs
+    max_model_len: int | None = Field(None, gt=0, description="context length; model's if unset")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_num_seqs: int | None = Field(None, ge=1, description="concurrent sequences; vLLM default")
+    dtype: str = Field("auto", description="auto, bfloat16, float16 or float32")
+    enforce_eager: bool = False
+    block_size: int | None = Field(None, ge=1, description="KV block size; 32 on CPU if unset")
+    # generation and prompt
+    max_new_tokens: int = Field(1024, ge=1, description="cap on generated tokens per document")
+    template_version: str = TEMPLATE_VERSION
+    default_instruction: str = DEFAULT_INSTRUCTION
+    default_alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1)
+    default_truncate_length: int = Field(DEFAULT_TRUNCATE_LENGTH, ge=1)
+    # request limits
+    max_documents: int = Field(1000, ge=1)
+    max_text_chars: int = Field(100_000, ge=1, description="per query, instruction or document")
+    max_truncate_length: int = Field(8192, ge=1)
+    # network
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    max_message_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+
+    config_file: Path | None = Field(None, exclude=True, description="YAML file with these keys")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlFromInit(settings_cls, init_settings))
+
+
+class _YamlFromInit(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``config_file`` (flag) or ``ERANK_CONFIG_FILE``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        import os
+
+        path = self._init().get("config_file") or os.environ.get("ERANK_CONFIG_FILE")
+        if not path:
+            return {}
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        return YamlConfigSettingsSource(self.settings_cls, yaml_file=path)()
+
+
+def load_settings(**overrides: Any) -> ServerSettings:
+    """Settings with the given flags on top (``None`` values mean "not given")."""
+    return ServerSettings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,111 @@
+"""Checks a ``RerankRequest`` against the server's limits before any engine work.
+
+Every violation names the field and the limit, so a caller can fix the request without reading
+server logs; the gRPC service turns them into ``INVALID_ARGUMENT`` with a ``google.rpc.BadRequest``
+detail. Nothing is silently cut: texts over the size limit are refused, and truncation to
+``truncate_length`` tokens is reported per document.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from erank.settings import ServerSettings
+from erank.v1 import reranker_pb2 as pb
+
+
+@dataclass(frozen=True)
+class Violation:
+    field: str
+    description: str
+
+
+class InvalidRequest(ValueError):
+    """A request the server refuses; ``violations`` lists every problem found."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+
+
+@dataclass(frozen=True)
+class RerankParams:
+    """A valid request with the server defaults filled in."""
+
+    query: str
+    instruction: str
+    ids: list[str]
+    texts: list[str]
+    first_stage: list[float | None]
+    truncate_length: int
+    alpha: float
+    top_n: int
+    return_reasoning: bool
+
+
+_MAX_REPORTED = 20  # keep error messages readable for a request with a thousand bad documents
+
+
+def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParams:
+    """The request's parameters, or ``InvalidRequest`` naming each bad field and its limit."""
+    bad: list[Violation] = []
+    limit = settings.max_text_chars
+    if not request.query.strip():
+        bad.append(Violation("query", "must not be empty"))
+    for name in ("query", "instruction"):
+        if len(getattr(request, name)) > limit:
+            n = len(getattr(request, name))
+            bad.append(Violation(name, f"is {n} characters; the limit is {limit}"))
+    n_docs = len(request.documents)
+    if n_docs == 0:
+        bad.append(Violation("documents", "must hold at least one document"))
+    if n_docs > settings.max_documents:
+        bad.append(
+            Violation("documents", f"holds {n_docs} documents; the limit is {settings.max_documents}")
+        )
+    seen: dict[str, int] = {}
+    for i, doc in enumerate(request.documents):
+        if not doc.id:
+            bad.append(Violation(f"documents[{i}].id", "must not be empty"))
+        elif doc.id in seen:
+            bad.append(
+                Violation(f"documents[{i}].id", f"duplicates documents[{seen[doc.id]}].id {doc.id!r}")
+            )
+        else:
+            seen[doc.id] = i
+        if len(doc.text) > limit:
+            bad.append(
+                Violation(f"documents[{i}].text", f"is {len(doc.text)} characters; the limit is {limit}")
+            )
+        if doc.HasField("first_stage_score") and not math.isfinite(doc.first_stage_score):
+            bad.append(
+                Violation(f"documents[{i}].first_stage_score", f"must be finite, got {doc.first_stage_score}")
+            )
+    truncate_length = request.truncate_length or settings.default_truncate_length
+    if truncate_length > settings.max_truncate_length:
+        bad.append(
+            Violation(
+                "truncate_length",
+                f"is {truncate_length} tokens; the limit is {settings.max_truncate_length}",
+            )
+        )
+    alpha = request.alpha if request.HasField("alpha") else settings.default_alpha
+    if not 0.0 <= alpha <= 1.0:  # also false for NaN
+        bad.append(Violation("alpha", f"must be in [0, 1], got {alpha}"))
+    if bad:
+        raise InvalidRequest(bad[:_MAX_REPORTED])
+    return RerankParams(
+        query=request.query,
+        instruction=request.instruction or settings.default_instruction,
+        ids=[d.id for d in request.documents],
+        texts=[d.text for d in request.documents],
+        first_stage=[
+            d.first_stage_score if d.HasField("first_stage_score") else None
+            for d in request.documents
+        ],
+        truncate_length=truncate_length,
+        alpha=alpha,
+        top_n=request.top_n,
+        return_reasoning=request.return_reasoning,
+    )
