@@ -53,7 +53,7 @@ class ScoringServer:
         self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.host}:{settings.port}")
-        self.backend: Backend | None = None
+        self._owned: Backend | None = None
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -64,37 +64,46 @@ class ScoringServer:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, status)
 
-    async def start(self) -> None:
-        """Open the port (NOT_SERVING), then load the engine."""
+    async def start(self, backend: Backend | None = None) -> None:
+        """Open the port (NOT_SERVING), then load the engine and warm it up.
+
+        A ``backend`` passed in is shared, not owned: ``stop`` leaves it running.
+        """
         await self._set_health(False)
         await self.server.start()
         log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
-        await self.load(create_backend(self.settings))
-
-    async def load(self, backend: Backend) -> None:
-        """Serve ``backend`` once it has answered a warm-up request."""
-        self.backend = backend
+        if backend is None:
+            # Engine start takes seconds to minutes: keep the loop free to answer health checks.
+            backend = await asyncio.to_thread(create_backend, self.settings)
+            self._owned = backend
         scorer = Scorer(backend, self.settings)
         await scorer.rerank(WARMUP)
         self.service.scorer = scorer
         await self._set_health(True)
         log.info("SERVING %s on port %d", self.settings.model, self.port)
 
+    @property
+    def backend(self) -> Backend | None:
+        return self.service.scorer.backend if self.service.scorer else None
+
     async def stop(self, grace: float = 5.0) -> None:
-        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, then stop the engine."""
+        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, then stop an owned engine."""
         await self._set_health(False)
         await self.server.stop(grace)
-        if self.backend is not None:
-            self.backend.shutdown()
-            self.backend = None
+        self.service.scorer = None
+        if self._owned is not None:
+            self._owned.shutdown()
+            self._owned = None
 
 
 @contextlib.asynccontextmanager
-async def running_server(settings: ServerSettings) -> AsyncIterator[ScoringServer]:
-    """Start a server for ``settings`` and stop it on exit."""
+async def running_server(
+    settings: ServerSettings, backend: Backend | None = None
+) -> AsyncIterator[ScoringServer]:
+    """Start a server for ``settings`` (on a shared ``backend`` if given); stop it on exit."""
     server = ScoringServer(settings)
     try:
-        await server.start()
+        await server.start(backend)
         yield server
     finally:
         await server.stop()

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny checkpoints the suite builds itself, and real scoring servers on vLLM.
+
+Every engine here is the real vLLM CPU engine; a test that needs one and cannot get one fails.
+Engines are expensive (tens of seconds to start), so each checkpoint gets one engine per session
+and servers on it are reused.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_CACHE_ROOT", str(Path.home() / ".cache" / "erank" / "vllm"))
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+import pytest
+import pytest_asyncio
+
+from connector.client import AsyncRerankerClient
+from erank.checkpoints import Script, build_random_checkpoint, build_scripted_checkpoint
+from erank.server import ScoringServer, running_server
+from erank.settings import ServerSettings
+
+SCRIPT_7 = Script()  # <think>scripted</think><answer>7</answer>, logits 7: 8.0, 8: 7.0
+SCRIPT_10 = Script(
+    text="<think>sure</think><answer>10</answer>",
+    answer_logits={"1": 9.0, "2": 8.5},
+    continuation_logits={"0": 7.0, "</": 6.0},
+)
+
+
+def engine_settings(model: Path, **kw: object) -> ServerSettings:
+    """Settings for a tiny checkpoint on the CPU engine: float32, eager, any free port."""
+    base: dict[str, object] = dict(
+        model=str(model), port=0, dtype="float32", enforce_eager=True, max_new_tokens=256
+    )
+    base.update(kw)
+    return ServerSettings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint() -> Path:
+    return build_random_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def scripted7_checkpoint() -> Path:
+    return build_scripted_checkpoint(SCRIPT_7)
+
+
+@pytest.fixture(scope="session")
+def scripted10_checkpoint() -> Path:
+    return build_scripted_checkpoint(SCRIPT_10)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def tiny_server(random_checkpoint: Path) -> AsyncIterator[ScoringServer]:
+    """The random tiny model on the real vLLM CPU engine behind a real gRPC server."""
+    async with running_server(engine_settings(random_checkpoint)) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session")
+async def tiny_client(tiny_server: ScoringServer) -> AsyncIterator[AsyncRerankerClient]:
+    async with AsyncRerankerClient(f"127.0.0.1:{tiny_server.port}", timeout=120) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="module")
+async def scripted7_server(scripted7_checkpoint: Path) -> AsyncIterator[ScoringServer]:
+    async with running_server(engine_settings(scripted7_checkpoint)) as server:
+        yield server

@@ -1,0 +1,229 @@
+"""End to end through a real grpc.aio channel to the real vLLM CPU engine (tiny random model)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from grpc_status import rpc_status
+from google.rpc import error_details_pb2
+
+from connector.client import AsyncRerankerClient
+from erank.server import ScoringServer
+from erank.v1 import reranker_pb2 as pb
+
+pytestmark = pytest.mark.engine
+
+
+def docs(n: int, with_scores: bool = True) -> list[pb.Document]:
+    out = []
+    for i in range(n):
+        d = pb.Document(id=f"doc-{i}", text=f"document number {i} about search and ranking")
+        if with_scores:
+            d.first_stage_score = float(n - i) * 1.5
+        out.append(d)
+    return out
+
+
+async def test_health_is_serving_after_warmup(tiny_server: ScoringServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{tiny_server.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "erank.v1.Reranker"):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def list_by_reflection(port: int) -> tuple[set[str], str]:
+    """What a reflection client (as grpcurl uses) sees: service names, file of the service."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        db = ProtoReflectionDescriptorDatabase(channel)
+        services = set(db.get_services())
+        return services, db.FindFileContainingSymbol("erank.v1.Reranker").name
+
+
+async def test_reflection_lists_the_service(tiny_server: ScoringServer) -> None:
+    # The blocking reflection client runs in a thread: the server needs this event loop.
+    services, file = await asyncio.to_thread(list_by_reflection, tiny_server.port)
+    assert {"erank.v1.Reranker", "grpc.health.v1.Health"} <= services
+    assert file == "erank/v1/reranker.proto"
+
+
+async def test_model_info(tiny_client: AsyncRerankerClient, tiny_server: ScoringServer) -> None:
+    info = await tiny_client.model_info()
+    assert info.model == tiny_server.settings.model
+    assert info.backend == "vllm"
+    assert info.template_version == "erank-v1"
+    assert info.default_alpha == pytest.approx(0.2)
+    assert info.max_documents == 1000 and info.default_truncate_length == 2048
+    assert info.max_model_len == 8192
+
+
+async def test_rerank_returns_every_document_fused_and_ordered(
+    tiny_client: AsyncRerankerClient, tiny_server: ScoringServer
+) -> None:
+    request = pb.RerankRequest(query="how do rerankers work", documents=docs(6))
+    response = await tiny_client.rerank(request)
+    assert sorted(r.id for r in response.results) == [d.id for d in request.documents]
+    assert response.ordered_by == pb.ORDERING_HYBRID_SCORE
+    hybrid = [r.hybrid_score for r in response.results]
+    assert hybrid == sorted(hybrid, reverse=True)
+    for r in response.results:
+        assert r.first_stage_score == request.documents[r.index].first_stage_score
+        assert r.id == request.documents[r.index].id
+        assert math.isfinite(r.hybrid_score)
+        if r.status == pb.RESULT_STATUS_NO_ANSWER:
+            assert r.rank_score == 0.0 and r.status_detail
+        else:
+            assert r.rank_score == pytest.approx(r.answer * r.answer_probability)
+    assert response.usage.prompt_tokens > 0 and response.usage.generated_tokens > 0
+    assert response.model == tiny_server.settings.model
+
+
+async def test_without_first_stage_scores_orders_by_rank_score(
+    tiny_client: AsyncRerankerClient,
+) -> None:
+    request = pb.RerankRequest(query="q", documents=docs(4, with_scores=False), top_n=2)
+    response = await tiny_client.rerank(request)
+    assert response.ordered_by == pb.ORDERING_RANK_SCORE
+    assert len(response.results) == 2
+    assert all(not r.HasField("hybrid_score") for r in response.results)
+    scores = [(r.rank_score, -r.index) for r in response.results]
+    assert scores == sorted(scores, reverse=True)
+
+
+async def test_partial_first_stage_scores_are_not_fused_and_say_so(
+    tiny_client: AsyncRerankerClient,
+) -> None:
+    documents = docs(3)
+    documents[1].ClearField("first_stage_score")
+    response = await tiny_client.rerank(pb.RerankRequest(query="q", documents=documents))
+    assert response.ordered_by == pb.ORDERING_RANK_SCORE
+    assert "1 of 3 documents have no first_stage_score" in response.notice
+    assert all(not r.HasField("hybrid_score") for r in response.results)
+
+
+async def test_prefix_cache_serves_the_shared_prompt_prefix(
+    tiny_client: AsyncRerankerClient,
+) -> None:
+    request = pb.RerankRequest(query="a query shared by every prompt " * 4, documents=docs(8))
+    await tiny_client.rerank(request)
+    again = await tiny_client.rerank(request)
+    assert again.usage.cached_prompt_tokens > again.usage.prompt_tokens // 2
+
+
+async def test_truncation_is_reported_per_document(tiny_client: AsyncRerankerClient) -> None:
+    documents = [
+        pb.Document(id="short", text="short"),
+        pb.Document(id="long", text="ranking " * 400),
+    ]
+    request = pb.RerankRequest(
+        query="q", documents=documents, truncate_length=16, return_reasoning=True
+    )
+    by_id = {r.id: r for r in (await tiny_client.rerank(request)).results}
+    assert by_id["long"].truncated and not by_id["short"].truncated
+    assert "cut to 16 tokens" in by_id["long"].status_detail
+    assert by_id["long"].status in (pb.RESULT_STATUS_TRUNCATED_INPUT, pb.RESULT_STATUS_NO_ANSWER)
+    assert by_id["short"].HasField("reasoning")
+
+
+BAD_REQUESTS = [
+    (pb.RerankRequest(query=" ", documents=docs(1)), "query", "must not be empty"),
+    (pb.RerankRequest(query="q"), "documents", "at least one"),
+    (pb.RerankRequest(query="q", documents=docs(1001)), "documents", "limit is 1000"),
+    (
+        pb.RerankRequest(query="q", documents=[pb.Document(id="a", text="x" * 100_001)]),
+        "documents[0].text",
+        "limit is 100000",
+    ),
+    (pb.RerankRequest(query="q" * 100_001, documents=docs(1)), "query", "limit is 100000"),
+    (
+        pb.RerankRequest(query="q", documents=[pb.Document(id="a"), pb.Document(id="a")]),
+        "documents[1].id",
+        "duplicates documents[0].id",
+    ),
+    (pb.RerankRequest(query="q", documents=[pb.Document(text="t")]), "documents[0].id", "empty"),
+    (
+        pb.RerankRequest(
+            query="q", documents=[pb.Document(id="a", first_stage_score=float("nan"))]
+        ),
+        "documents[0].first_stage_score",
+        "finite",
+    ),
+    (pb.RerankRequest(query="q", documents=docs(1), alpha=1.5), "alpha", "[0, 1]"),
+    (pb.RerankRequest(query="q", documents=docs(1), alpha=-0.1), "alpha", "[0, 1]"),
+    (
+        pb.RerankRequest(query="q", documents=docs(1), truncate_length=100_000),
+        "truncate_length",
+        "limit is 8192",
+    ),
+    (
+        pb.RerankRequest(
+            query="long " * 5000, documents=[pb.Document(id="a", text="doc " * 5000)],
+            truncate_length=8000,
+        ),
+        "documents[0]",
+        "max_model_len 8192",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_", "field", "limit"), BAD_REQUESTS)
+async def test_bad_requests_are_invalid_argument_naming_field_and_limit(
+    tiny_server: ScoringServer, request_: pb.RerankRequest, field: str, limit: str
+) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{tiny_server.port}") as channel:
+        call = channel.unary_unary(
+            "/erank.v1.Reranker/Rerank",
+            request_serializer=pb.RerankRequest.SerializeToString,
+            response_deserializer=pb.RerankResponse.FromString,
+        )(request_, timeout=60)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"{field}: " in err.value.details() and limit in err.value.details()
+        status = await rpc_status.aio.from_call(call)
+        assert status is not None
+        bad = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(bad)
+        assert any(v.field == field and limit in v.description for v in bad.field_violations)
+
+
+async def test_deadline_aborts_engine_requests(
+    tiny_client: AsyncRerankerClient, tiny_server: ScoringServer
+) -> None:
+    backend = tiny_server.backend
+    assert backend is not None
+    request = pb.RerankRequest(query="q", documents=docs(200))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await tiny_client.rerank(request, timeout=1.0)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    for _ in range(100):  # the server notices the cancellation asynchronously
+        if backend.running_requests() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert backend.running_requests() == 0
+
+
+async def test_client_going_away_aborts_engine_requests(
+    tiny_client: AsyncRerankerClient, tiny_server: ScoringServer
+) -> None:
+    backend = tiny_server.backend
+    assert backend is not None
+    call = tiny_client.stub.Rerank(pb.RerankRequest(query="q", documents=docs(200)))
+    for _ in range(200):
+        if backend.running_requests() > 0:
+            break
+        await asyncio.sleep(0.02)
+    assert backend.running_requests() > 0
+    call.cancel()
+    for _ in range(100):
+        if backend.running_requests() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert backend.running_requests() == 0
