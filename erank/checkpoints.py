@@ -21,6 +21,7 @@ Two kinds:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from collections.abc import Mapping
@@ -146,7 +147,7 @@ def _qwen3_config(cfg: TinyConfig, tokenizer_len: int, tie: bool):  # type: igno
         head_dim=cfg.head_dim,
         max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=tie,
-        torch_dtype="float32",
+        dtype="float32",
     )
 
 
@@ -229,7 +230,7 @@ def _transitions(tokenizer: object, script: Script) -> dict[int, dict[int, float
     ids = [prompt_end, *encode(script.text, add_special_tokens=False)]
     answer_at = _answer_position(tokenizer, ids)
     out: dict[int, dict[int, float]] = {}
-    for i, (prev, nxt) in enumerate(zip(ids, ids[1:], strict=False)):
+    for i, (prev, nxt) in enumerate(itertools.pairwise(ids)):
         if i == answer_at - 1:
             step = {_single(tokenizer, t): x for t, x in script.answer_logits.items()}
         elif i == answer_at and script.continuation_logits:

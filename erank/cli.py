@@ -68,9 +68,20 @@ def serve(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings(
-        model=model, host=host, port=port, config_file=config,
-        **_engine_options(revision, max_model_len, gpu_memory_utilization, tensor_parallel_size,
-                          max_num_seqs, dtype, enforce_eager, max_new_tokens),
+        model=model,
+        host=host,
+        port=port,
+        config_file=config,
+        **_engine_options(
+            revision,
+            max_model_len,
+            gpu_memory_utilization,
+            tensor_parallel_size,
+            max_num_seqs,
+            dtype,
+            enforce_eager,
+            max_new_tokens,
+        ),
     )
     asyncio.run(serve_forever(settings))
 
@@ -108,3 +119,7 @@ def demo(
             "mean nothing about relevance.[/] Run `erank demo --model Alibaba-NLP/ERank-4B` on a "
             "GPU for real judgements."
         )
+
+
+if __name__ == "__main__":
+    app()

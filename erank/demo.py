@@ -61,23 +61,25 @@ def demo_model() -> str:
 async def run_demo(settings: ServerSettings, console: Console) -> None:
     """Start a server for ``settings``, rerank the demo queries through gRPC, print tables."""
     console.print(f"[bold]erank demo[/]: starting the scoring server for {settings.model} …")
-    async with running_server(settings) as server:
-        async with AsyncRerankerClient(f"127.0.0.1:{server.port}", timeout=600) as client:
-            info = await client.model_info()
-            console.print(
-                f"model {info.model} on {info.backend}, template {info.template_version}, "
-                f"port {server.port}"
+    async with (
+        running_server(settings) as server,
+        AsyncRerankerClient(f"127.0.0.1:{server.port}", timeout=600) as client,
+    ):
+        info = await client.model_info()
+        console.print(
+            f"model {info.model} on {info.backend}, template {info.template_version}, "
+            f"port {server.port}"
+        )
+        for q in DEMO_QUERIES:
+            request = pb.RerankRequest(
+                query=q.query,
+                instruction=q.instruction,
+                documents=[
+                    pb.Document(id=f"d{i}", text=t, first_stage_score=s)
+                    for i, (t, s) in enumerate(q.documents)
+                ],
             )
-            for q in DEMO_QUERIES:
-                request = pb.RerankRequest(
-                    query=q.query,
-                    instruction=q.instruction,
-                    documents=[
-                        pb.Document(id=f"d{i}", text=t, first_stage_score=s)
-                        for i, (t, s) in enumerate(q.documents)
-                    ],
-                )
-                console.print(_table(q, await client.rerank(request)))
+            console.print(_table(q, await client.rerank(request)))
 
 
 def _table(q: DemoQuery, response: pb.RerankResponse) -> Table:
@@ -92,8 +94,13 @@ def _table(q: DemoQuery, response: pb.RerankResponse) -> Table:
         r = by_index[i]
         answer = str(r.answer) if r.status != pb.RESULT_STATUS_NO_ANSWER else "—"
         table.add_row(
-            str(i + 1), text, f"{first:.2f}", answer, f"{r.answer_probability:.3f}",
-            f"{r.rank_score:.3f}", f"{r.hybrid_score:.3f}" if r.HasField("hybrid_score") else "—",
+            str(i + 1),
+            text,
+            f"{first:.2f}",
+            answer,
+            f"{r.answer_probability:.3f}",
+            f"{r.rank_score:.3f}",
+            f"{r.hybrid_score:.3f}" if r.HasField("hybrid_score") else "—",
             str(after[i]),
         )
     u = response.usage

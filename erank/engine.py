@@ -69,18 +69,21 @@ class VllmBackend:
         block_size = settings.block_size
         if block_size is None and current_platform.is_cpu():
             block_size = 32  # CPU default is 128: a shorter shared prefix would never hit the cache
+        optional: dict[str, Any] = {
+            "max_model_len": settings.max_model_len,
+            "max_num_seqs": settings.max_num_seqs,
+        }
         args = AsyncEngineArgs(
             model=settings.model,
             revision=settings.revision,
             dtype=settings.dtype,
-            max_model_len=settings.max_model_len,
             gpu_memory_utilization=settings.gpu_memory_utilization,
             tensor_parallel_size=settings.tensor_parallel_size,
-            max_num_seqs=settings.max_num_seqs,
             enforce_eager=settings.enforce_eager,
             block_size=block_size,
             enable_prefix_caching=True,
             disable_log_stats=True,
+            **{k: v for k, v in optional.items() if v is not None},
         )
         self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = load_tokenizer(settings.model, settings.revision)
@@ -99,9 +102,7 @@ class VllmBackend:
             output_kind=RequestOutputKind.FINAL_ONLY,
         )
 
-    async def generate(
-        self, prompts: Sequence[list[int]], max_new_tokens: int
-    ) -> list[Generation]:
+    async def generate(self, prompts: Sequence[list[int]], max_new_tokens: int) -> list[Generation]:
         """Generate for all prompts concurrently; abort every unfinished one if cancelled."""
         from vllm.inputs import TokensPrompt
 

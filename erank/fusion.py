@@ -29,7 +29,9 @@ def hybrid_scores(
 ) -> list[float]:
     """alpha × z(first_stage) + (1 − alpha) × z(rank_scores), element-wise."""
     if len(first_stage) != len(rank_scores):
-        raise ValueError(f"{len(first_stage)} first-stage scores but {len(rank_scores)} rank scores")
+        raise ValueError(
+            f"{len(first_stage)} first-stage scores but {len(rank_scores)} rank scores"
+        )
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     fused = alpha * zscores(first_stage) + (1.0 - alpha) * zscores(rank_scores)

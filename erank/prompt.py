@@ -97,6 +97,4 @@ class PromptBuilder:
             for d in docs
         ]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [
-            Prompt(list(t), q.truncated or d.truncated) for t, d in zip(ids, docs, strict=True)
-        ]
+        return [Prompt(list(t), q.truncated or d.truncated) for t, d in zip(ids, docs, strict=True)]

@@ -44,9 +44,7 @@ def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.Rerank
     return [_result(params, scored[i], i, hybrid) for i in order], notice
 
 
-def _result(
-    params: RerankParams, s: Scored, i: int, hybrid: list[float] | None
-) -> pb.RerankResult:
+def _result(params: RerankParams, s: Scored, i: int, hybrid: list[float] | None) -> pb.RerankResult:
     p = s.parsed
     if p.answer is None:
         status = pb.RESULT_STATUS_NO_ANSWER

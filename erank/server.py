@@ -27,9 +27,7 @@ from erank.v1 import reranker_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
-WARMUP = pb.RerankRequest(
-    query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")]
-)
+WARMUP = pb.RerankRequest(query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")])
 
 
 class ScoringServer:
@@ -71,7 +69,9 @@ class ScoringServer:
         """
         await self._set_health(False)
         await self.server.start()
-        log.info("listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model)
+        log.info(
+            "listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model
+        )
         if backend is None:
             # Engine start takes seconds to minutes: keep the loop free to answer health checks.
             backend = await asyncio.to_thread(create_backend, self.settings)

@@ -33,7 +33,7 @@ class RerankerService(pb_grpc.RerankerServicer):
             raise _Unavailable()
         return self.scorer
 
-    async def Rerank(  # noqa: N802 (gRPC method name)
+    async def Rerank(
         self, request: pb.RerankRequest, context: grpc.aio.ServicerContext
     ) -> pb.RerankResponse:
         try:
@@ -44,7 +44,7 @@ class RerankerService(pb_grpc.RerankerServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the model is still loading")
         raise AssertionError("unreachable: abort raises")
 
-    async def GetModelInfo(  # noqa: N802 (gRPC method name)
+    async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
         try:
@@ -67,7 +67,5 @@ def _bad_request(err: InvalidRequest) -> grpc.Status:
     )
     packed = any_pb2.Any()
     packed.Pack(detail)
-    status = status_pb2.Status(
-        code=code_pb2.INVALID_ARGUMENT, message=str(err), details=[packed]
-    )
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(err), details=[packed])
     return rpc_status.to_status(status)

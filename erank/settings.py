@@ -1,4 +1,4 @@
-"""Scoring-server settings: command-line flags > ``ERANK_*`` environment > YAML config > defaults."""
+"""Scoring-server settings: flags > ``ERANK_*`` environment > YAML config file > defaults."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class ServerSettings(BaseSettings):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     tensor_parallel_size: int = Field(1, ge=1)
     max_num_seqs: int | None = Field(None, ge=1, description="concurrent sequences; vLLM default")
-    dtype: str = Field("auto", description="auto, bfloat16, float16 or float32")
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
     enforce_eager: bool = False
     block_size: int | None = Field(None, ge=1, description="KV block size; 32 on CPU if unset")
     # generation and prompt

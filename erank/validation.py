@@ -62,7 +62,9 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
         bad.append(Violation("documents", "must hold at least one document"))
     if n_docs > settings.max_documents:
         bad.append(
-            Violation("documents", f"holds {n_docs} documents; the limit is {settings.max_documents}")
+            Violation(
+                "documents", f"holds {n_docs} documents; the limit is {settings.max_documents}"
+            )
         )
     seen: dict[str, int] = {}
     for i, doc in enumerate(request.documents):
@@ -70,17 +72,24 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
             bad.append(Violation(f"documents[{i}].id", "must not be empty"))
         elif doc.id in seen:
             bad.append(
-                Violation(f"documents[{i}].id", f"duplicates documents[{seen[doc.id]}].id {doc.id!r}")
+                Violation(
+                    f"documents[{i}].id", f"duplicates documents[{seen[doc.id]}].id {doc.id!r}"
+                )
             )
         else:
             seen[doc.id] = i
         if len(doc.text) > limit:
             bad.append(
-                Violation(f"documents[{i}].text", f"is {len(doc.text)} characters; the limit is {limit}")
+                Violation(
+                    f"documents[{i}].text", f"is {len(doc.text)} characters; the limit is {limit}"
+                )
             )
         if doc.HasField("first_stage_score") and not math.isfinite(doc.first_stage_score):
             bad.append(
-                Violation(f"documents[{i}].first_stage_score", f"must be finite, got {doc.first_stage_score}")
+                Violation(
+                    f"documents[{i}].first_stage_score",
+                    f"must be finite, got {doc.first_stage_score}",
+                )
             )
     truncate_length = request.truncate_length or settings.default_truncate_length
     if truncate_length > settings.max_truncate_length:

@@ -16,13 +16,9 @@ def test_stubs_are_fresh(tmp_path: Path) -> None:
         env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "PYTHON": sys.executable},
     )
     generated = sorted(p.relative_to(tmp_path) for p in (tmp_path / "erank" / "v1").glob("*"))
-    committed = sorted(
-        p.relative_to(ROOT) for p in (ROOT / "erank" / "v1").glob("*_pb2*")
-    )
+    committed = sorted(p.relative_to(ROOT) for p in (ROOT / "erank" / "v1").glob("*_pb2*"))
     assert generated == committed
-    stale = [
-        str(p) for p in generated if (tmp_path / p).read_bytes() != (ROOT / p).read_bytes()
-    ]
+    stale = [str(p) for p in generated if (tmp_path / p).read_bytes() != (ROOT / p).read_bytes()]
     assert not stale, f"stale stubs, run scripts/gen-stubs: {stale}"
 
 

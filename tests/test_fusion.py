@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -60,6 +61,6 @@ def test_equal_scores_give_zero(value: float, n: int) -> None:
 def test_hybrid_finite_and_order_preserving_in_each_list(values: list[float], alpha: float) -> None:
     fused = hybrid_scores(values, values, alpha)  # same list twice: fusion keeps its order
     assert all(math.isfinite(v) for v in fused)
-    for (a, fa), (b, fb) in zip(zip(values, fused), zip(values[1:], fused[1:])):
+    for (a, fa), (b, fb) in itertools.pairwise(zip(values, fused, strict=True)):
         if a < b:
             assert fa <= fb

@@ -63,9 +63,7 @@ def test_long_document_is_cut_by_tokens_and_flagged(tokenizer: Any) -> None:
     assert len(long_.token_ids) < len(full.token_ids)
 
 
-texts = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300
-)
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300)
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -91,5 +89,7 @@ def test_one_prompt_per_document_in_order(
     assert len(prompts) == len(docs)
     for doc, prompt in zip(docs, prompts, strict=True):
         (cut,) = truncate(tokenizer, [doc], limit)
-        expected = builder.message(DEFAULT_INSTRUCTION, truncate(tokenizer, [query or "q"], limit)[0].text, cut.text)
+        expected = builder.message(
+            DEFAULT_INSTRUCTION, truncate(tokenizer, [query or "q"], limit)[0].text, cut.text
+        )
         assert expected in tokenizer.decode(prompt.token_ids)

@@ -7,12 +7,12 @@ import math
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from grpc_status import rpc_status
-from google.rpc import error_details_pb2
 
 from connector.client import AsyncRerankerClient
 from erank.server import ScoringServer
@@ -164,7 +164,8 @@ BAD_REQUESTS = [
     ),
     (
         pb.RerankRequest(
-            query="long " * 5000, documents=[pb.Document(id="a", text="doc " * 5000)],
+            query="long " * 5000,
+            documents=[pb.Document(id="a", text="doc " * 5000)],
             truncate_length=8000,
         ),
         "documents[0]",

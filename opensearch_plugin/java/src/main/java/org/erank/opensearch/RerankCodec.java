@@ -1,0 +1,214 @@
+package org.erank.opensearch;
+
+import org.opensearch.common.xcontent.XContentFactory;
+import org.opensearch.common.xcontent.json.JsonXContent;
+import org.opensearch.core.xcontent.DeprecationHandler;
+import org.opensearch.core.xcontent.NamedXContentRegistry;
+import org.opensearch.core.xcontent.XContentBuilder;
+import org.opensearch.core.xcontent.XContentParser;
+
+import java.io.IOException;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * JSON mapping of the scoring server's REST contract.
+ *
+ * <pre>
+ * POST {endpoint}/v1/rerank
+ * request:  {"query": str, "documents": [str], "instruction": str?, "first_stage_scores": [float]?, "alpha": float?}
+ * response: {"model": str, "fused": bool, "results": [{"index", "relevance_score", "rank_score", "answer",
+ *            "answer_probability", "status", "hybrid_score"?, "first_stage_score"?}]}   one per document, best first
+ * error:    non-2xx, {"error": {"type": str, "reason": str}, "status": int}
+ * </pre>
+ */
+public final class RerankCodec {
+
+    private RerankCodec() {}
+
+    public static String encodeRequest(String query, List<String> documents, String instruction, float[] firstStageScores, Double alpha) {
+        try (XContentBuilder builder = XContentFactory.jsonBuilder()) {
+            builder.startObject();
+            builder.field("query", query);
+            builder.startArray("documents");
+            for (String document : documents) {
+                builder.value(document);
+            }
+            builder.endArray();
+            if (instruction != null) {
+                builder.field("instruction", instruction);
+            }
+            if (firstStageScores != null) {
+                if (firstStageScores.length != documents.size()) {
+                    throw new IllegalArgumentException("first_stage_scores must have one score per document");
+                }
+                builder.startArray("first_stage_scores");
+                for (float score : firstStageScores) {
+                    builder.value(score);
+                }
+                builder.endArray();
+            }
+            if (alpha != null) {
+                builder.field("alpha", alpha.doubleValue());
+            }
+            builder.endObject();
+            return builder.toString();
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot encode the rerank request", e);
+        }
+    }
+
+    /**
+     * Maps one HTTP reply for {@code documentCount} documents.
+     *
+     * @throws RerankException {@code http_error} for a non-2xx status, {@code malformed_response} for a body that
+     *                         breaks the contract (not JSON, wrong count, duplicate or out-of-range index, ...)
+     */
+    public static RerankResponse decodeResponse(int status, String body, int documentCount) throws RerankException {
+        if (status < 200 || status >= 300) {
+            throw new RerankException(RerankException.HTTP_ERROR, "scoring server answered HTTP " + status + describeError(body));
+        }
+        Map<String, Object> map;
+        try {
+            map = parseObject(body);
+        } catch (Exception e) {
+            throw new RerankException(RerankException.MALFORMED_RESPONSE, "reply is not a JSON object: " + e.getMessage());
+        }
+        Object resultsObject = map.get("results");
+        if (resultsObject instanceof List == false) {
+            throw new RerankException(RerankException.MALFORMED_RESPONSE, "reply has no [results] list");
+        }
+        List<?> rawResults = (List<?>) resultsObject;
+        if (rawResults.size() != documentCount) {
+            throw new RerankException(
+                RerankException.MALFORMED_RESPONSE,
+                "reply has " + rawResults.size() + " results for " + documentCount + " documents"
+            );
+        }
+        boolean[] seen = new boolean[documentCount];
+        List<RerankResponse.Result> results = new ArrayList<>(documentCount);
+        for (int position = 0; position < rawResults.size(); position++) {
+            Object raw = rawResults.get(position);
+            if (raw instanceof Map == false) {
+                throw malformed(position, "is not an object");
+            }
+            Map<?, ?> result = (Map<?, ?>) raw;
+            Object indexObject = result.get("index");
+            if (isIntegral(indexObject) == false) {
+                throw malformed(position, "has no integer [index]");
+            }
+            long index = ((Number) indexObject).longValue();
+            if (index < 0 || index >= documentCount) {
+                throw malformed(position, "has [index] " + index + " outside [0, " + documentCount + ")");
+            }
+            if (seen[(int) index]) {
+                throw malformed(position, "repeats [index] " + index);
+            }
+            seen[(int) index] = true;
+            Double relevance = number(result, "relevance_score", position, true);
+            Double rank = number(result, "rank_score", position, false);
+            Double hybrid = number(result, "hybrid_score", position, false);
+            Double firstStage = number(result, "first_stage_score", position, false);
+            Double answerProbability = number(result, "answer_probability", position, false);
+            Object answerObject = result.get("answer");
+            Integer answer = null;
+            if (answerObject != null) {
+                if (isIntegral(answerObject) == false) {
+                    throw malformed(position, "has a non-integer [answer]");
+                }
+                answer = ((Number) answerObject).intValue();
+            }
+            Object statusObject = result.get("status");
+            String resultStatus = statusObject == null ? null : String.valueOf(statusObject);
+            results.add(
+                new RerankResponse.Result((int) index, relevance, rank, hybrid, firstStage, answer, answerProbability, resultStatus)
+            );
+        }
+        Object model = map.get("model");
+        Object fused = map.get("fused");
+        return new RerankResponse(
+            model == null ? null : String.valueOf(model),
+            fused instanceof Boolean ? (Boolean) fused : null,
+            Collections.unmodifiableList(results)
+        );
+    }
+
+    private static Double number(Map<?, ?> result, String key, int position, boolean required) throws RerankException {
+        Object value = result.get(key);
+        if (value == null) {
+            if (required) {
+                throw malformed(position, "has no [" + key + "]");
+            }
+            return null;
+        }
+        if (value instanceof Number == false) {
+            throw malformed(position, "has a non-numeric [" + key + "]");
+        }
+        double d = ((Number) value).doubleValue();
+        if (Double.isFinite(d) == false) {
+            throw malformed(position, "has a non-finite [" + key + "]");
+        }
+        return d;
+    }
+
+    private static boolean isIntegral(Object value) {
+        if (value instanceof Integer || value instanceof Long || value instanceof Short || value instanceof Byte) {
+            return true;
+        }
+        if (value instanceof Number) {
+            double d = ((Number) value).doubleValue();
+            return Double.isFinite(d) && d == Math.rint(d);
+        }
+        return false;
+    }
+
+    private static RerankException malformed(int position, String what) {
+        return new RerankException(RerankException.MALFORMED_RESPONSE, "result #" + position + " " + what);
+    }
+
+    /** {@code ": <type>: <reason>"} from the server's error JSON, or a short excerpt of the body. */
+    static String describeError(String body) {
+        if (body == null || body.isEmpty()) {
+            return "";
+        }
+        try {
+            Map<String, Object> map = parseObject(body);
+            Object error = map.get("error");
+            if (error instanceof Map) {
+                Map<?, ?> e = (Map<?, ?>) error;
+                Object type = e.get("type");
+                Object reason = e.get("reason");
+                return String.format(Locale.ROOT, ": %s: %s", type, reason);
+            }
+            if (error != null) {
+                return ": " + error;
+            }
+        } catch (Exception ignored) {
+            // not JSON: quote the start of it
+        }
+        String excerpt = body.length() > 200 ? body.substring(0, 200) + "..." : body;
+        return ": " + excerpt.replace('\n', ' ');
+    }
+
+    static Map<String, Object> parseObject(String body) throws IOException {
+        if (body == null) {
+            throw new IOException("empty body");
+        }
+        try (
+            XContentParser parser = JsonXContent.jsonXContent.createParser(
+                NamedXContentRegistry.EMPTY,
+                DeprecationHandler.THROW_UNSUPPORTED_OPERATION,
+                body
+            )
+        ) {
+            XContentParser.Token token = parser.nextToken();
+            if (token != XContentParser.Token.START_OBJECT) {
+                throw new IOException("expected a JSON object, got " + token);
+            }
+            return parser.map();
+        }
+    }
+}

@@ -1,0 +1,220 @@
+package org.erank.opensearch;
+
+import org.junit.Test;
+import org.opensearch.OpenSearchParseException;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNull;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+public class ErankConfigTest {
+
+    private static Map<String, Object> minimal() {
+        Map<String, Object> config = new HashMap<>();
+        config.put("endpoint", "http://127.0.0.1:8080");
+        Map<String, Object> context = new HashMap<>();
+        context.put("document_fields", new ArrayList<>(Arrays.asList("title", "body")));
+        config.put("context", context);
+        return config;
+    }
+
+    private static ErankConfig parse(Map<String, Object> config) {
+        return ErankConfig.parse("erank", "t1", config);
+    }
+
+    private static String error(Map<String, Object> config) {
+        try {
+            parse(config);
+        } catch (OpenSearchParseException e) {
+            return e.getMessage();
+        }
+        fail("expected a configuration error");
+        return null;
+    }
+
+    @Test
+    public void minimalConfigGetsDefaults() {
+        Map<String, Object> config = minimal();
+        ErankConfig c = parse(config);
+        assertTrue("all keys consumed", config.isEmpty());
+        assertEquals("http://127.0.0.1:8080/v1/rerank", c.rerankUri().toString());
+        assertEquals(Arrays.asList("title", "body"), c.documentFields());
+        assertEquals(50, c.window());
+        assertNull(c.instruction());
+        assertNull(c.alpha());
+        assertEquals(10_000, c.timeout().toMillis());
+        assertTrue(c.failOpen());
+    }
+
+    @Test
+    public void fullConfig() {
+        Map<String, Object> config = minimal();
+        config.put("endpoint", "https://scorer.internal:9443/erank/");
+        config.put("window", 20);
+        config.put("instruction", "Judge relevance.");
+        config.put("alpha", 0.25);
+        config.put("timeout", "1500ms");
+        config.put("fail_open", false);
+        ErankConfig c = parse(config);
+        assertTrue(config.isEmpty());
+        assertEquals("https://scorer.internal:9443/erank/v1/rerank", c.rerankUri().toString());
+        assertEquals(20, c.window());
+        assertEquals("Judge relevance.", c.instruction());
+        assertEquals(0.25, c.alpha(), 0.0);
+        assertEquals(1500, c.timeout().toMillis());
+        assertFalse(c.failOpen());
+    }
+
+    @Test
+    public void numbersAsStringsAndIntegerAlpha() {
+        Map<String, Object> config = minimal();
+        config.put("window", "7");
+        config.put("alpha", 1);
+        config.put("timeout", 250);
+        ErankConfig c = parse(config);
+        assertEquals(7, c.window());
+        assertEquals(1.0, c.alpha(), 0.0);
+        assertEquals(250, c.timeout().toMillis());
+    }
+
+    @Test
+    public void unknownKeysAreLeftForOpenSearchToReport() {
+        Map<String, Object> config = minimal();
+        config.put("model_id", "x");
+        parse(config);
+        assertEquals(1, config.size());
+        assertTrue(config.containsKey("model_id"));
+    }
+
+    @Test
+    public void endpointIsRequiredAndValidated() {
+        Map<String, Object> config = minimal();
+        config.remove("endpoint");
+        assertTrue(error(config), error(config).contains("[endpoint]"));
+
+        for (String bad : new String[] { "ftp://host", "127.0.0.1:8080", "http://", "http://h:1/x?y=1", "http://u:p@h:1", "http://a b" }) {
+            Map<String, Object> c = minimal();
+            c.put("endpoint", bad);
+            String message = error(c);
+            assertTrue(bad + " -> " + message, message.startsWith("[endpoint]"));
+        }
+    }
+
+    @Test
+    public void contextIsRequiredAndValidated() {
+        Map<String, Object> config = minimal();
+        config.remove("context");
+        assertTrue(error(config).contains("[context]"));
+
+        config = minimal();
+        config.put("context", "title");
+        assertTrue(error(config).contains("[context]"));
+
+        config = minimal();
+        config.put("context", new HashMap<String, Object>());
+        assertTrue(error(config).contains("[context.document_fields] required"));
+
+        Object[] badFields = { "title", new ArrayList<>(), Arrays.asList("title", 3), Arrays.asList(" "), Arrays.asList("a..b"), Arrays.asList(".a") };
+        for (Object bad : badFields) {
+            Map<String, Object> c = minimal();
+            Map<String, Object> context = new HashMap<>();
+            context.put("document_fields", bad);
+            c.put("context", context);
+            String message = error(c);
+            assertTrue(bad + " -> " + message, message.startsWith("[context.document_fields]"));
+        }
+
+        config = minimal();
+        @SuppressWarnings("unchecked")
+        Map<String, Object> context = (Map<String, Object>) config.get("context");
+        context.put("query_text", "x");
+        assertTrue(error(config).contains("[context] unsupported key(s) [query_text]"));
+    }
+
+    @Test
+    public void dottedFieldPathsAreAccepted() {
+        Map<String, Object> config = minimal();
+        Map<String, Object> context = new HashMap<>();
+        List<String> fields = Arrays.asList("meta.title", "passages.text");
+        context.put("document_fields", fields);
+        config.put("context", context);
+        assertEquals(fields, parse(config).documentFields());
+    }
+
+    @Test
+    public void windowRange() {
+        for (Object bad : new Object[] { 0, -1, 10_001, "x", 2.5, "3.5" }) {
+            Map<String, Object> c = minimal();
+            c.put("window", bad);
+            String message = error(c);
+            assertTrue(bad + " -> " + message, message.startsWith("[window]"));
+        }
+        Map<String, Object> c = minimal();
+        c.put("window", 10_000);
+        assertEquals(10_000, parse(c).window());
+    }
+
+    @Test
+    public void alphaRange() {
+        for (Object bad : new Object[] { -0.01, 1.01, "abc", Double.NaN }) {
+            Map<String, Object> c = minimal();
+            c.put("alpha", bad);
+            String message = error(c);
+            assertTrue(bad + " -> " + message, message.startsWith("[alpha]"));
+        }
+    }
+
+    @Test
+    public void timeoutValidation() {
+        for (Object bad : new Object[] { "5", "soon", "0s", "-1s", "6m", 0, true }) {
+            Map<String, Object> c = minimal();
+            c.put("timeout", bad);
+            String message = error(c);
+            assertTrue(bad + " -> " + message, message.startsWith("[timeout]"));
+        }
+        Map<String, Object> c = minimal();
+        c.put("timeout", "2m");
+        assertEquals(120_000, parse(c).timeout().toMillis());
+    }
+
+    @Test
+    public void instructionMustNotBeBlank() {
+        Map<String, Object> c = minimal();
+        c.put("instruction", "  ");
+        assertTrue(error(c).startsWith("[instruction]"));
+    }
+
+    @Test
+    public void failOpenMustBeBoolean() {
+        Map<String, Object> c = minimal();
+        c.put("fail_open", "maybe");
+        try {
+            parse(c);
+            fail();
+        } catch (RuntimeException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("fail_open"));
+        }
+    }
+
+    @Test
+    public void errorsCarryProcessorTypeAndTag() {
+        Map<String, Object> c = minimal();
+        c.put("window", 0);
+        try {
+            parse(c);
+            fail();
+        } catch (OpenSearchParseException e) {
+            assertEquals(Arrays.asList("erank"), e.getMetadata("opensearch.processor_type"));
+            assertEquals(Arrays.asList("t1"), e.getMetadata("opensearch.processor_tag"));
+            assertEquals(Arrays.asList("window"), e.getMetadata("opensearch.property_name"));
+        }
+    }
+}

@@ -1,0 +1,385 @@
+package org.erank.opensearch;
+
+import org.junit.Test;
+import org.opensearch.OpenSearchStatusException;
+import org.opensearch.action.search.SearchRequest;
+import org.opensearch.action.search.SearchResponse;
+import org.opensearch.core.action.ActionListener;
+import org.opensearch.core.rest.RestStatus;
+import org.opensearch.index.query.QueryBuilders;
+import org.opensearch.search.SearchExtBuilder;
+import org.opensearch.search.SearchHit;
+import org.opensearch.search.builder.SearchSourceBuilder;
+import org.opensearch.search.pipeline.PipelineProcessingContext;
+import org.opensearch.search.sort.SortOrder;
+import org.opensearch.threadpool.Scheduler;
+
+import java.net.URI;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.BiFunction;
+import java.util.function.Function;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNotNull;
+import static org.junit.Assert.assertNull;
+import static org.junit.Assert.assertTrue;
+
+public class ErankRerankProcessorTest {
+
+    /** Answers every post with what {@code reply} makes of the request JSON (or fails with what it throws). */
+    static final class FakeTransport implements RerankTransport {
+        final Function<Map<String, Object>, Reply> reply;
+        final List<Map<String, Object>> requests = new ArrayList<>();
+        final List<URI> uris = new ArrayList<>();
+        ActionListener<Reply> pending;
+        boolean hold;
+
+        FakeTransport(Function<Map<String, Object>, Reply> reply) {
+            this.reply = reply;
+        }
+
+        @Override
+        public void post(URI uri, String jsonBody, Duration timeout, ActionListener<Reply> listener) {
+            Map<String, Object> request;
+            try {
+                request = Fixtures.parse(jsonBody);
+            } catch (Exception e) {
+                throw new AssertionError(e);
+            }
+            requests.add(request);
+            uris.add(uri);
+            if (hold) {
+                pending = listener;
+                return;
+            }
+            Reply r;
+            try {
+                r = reply.apply(request);
+            } catch (RuntimeException e) {
+                listener.onFailure(new RerankException(RerankException.CONNECTION_ERROR, e.getMessage()));
+                return;
+            }
+            listener.onResponse(r);
+        }
+    }
+
+    /** A server that scores document i by a fixed list, fused, best first. */
+    static FakeTransport scoring(double... scores) {
+        return new FakeTransport(request -> {
+            List<?> docs = (List<?>) request.get("documents");
+            List<?> first = (List<?>) request.get("first_stage_scores");
+            List<Integer> idx = new ArrayList<>();
+            for (int i = 0; i < docs.size(); i++) {
+                idx.add(i);
+            }
+            idx.sort((a, b) -> Double.compare(scores[b], scores[a]));
+            StringBuilder sb = new StringBuilder("{\"model\":\"fake\",\"fused\":true,\"results\":[");
+            for (int k = 0; k < idx.size(); k++) {
+                int i = idx.get(k);
+                if (k > 0) {
+                    sb.append(',');
+                }
+                sb.append("{\"index\":").append(i)
+                    .append(",\"relevance_score\":").append(scores[i])
+                    .append(",\"rank_score\":").append(scores[i] * 10)
+                    .append(",\"answer\":").append((int) (scores[i] * 10))
+                    .append(",\"answer_probability\":0.5,\"status\":\"ok\",\"hybrid_score\":").append(scores[i]);
+                if (first != null) {
+                    sb.append(",\"first_stage_score\":").append(first.get(i));
+                }
+                sb.append('}');
+            }
+            sb.append("]}");
+            return new RerankTransport.Reply(200, sb.toString());
+        });
+    }
+
+    static ErankRerankProcessor processor(RerankTransport transport, Map<String, Object> extra) {
+        return processor(transport, extra, null);
+    }
+
+    static ErankRerankProcessor processor(
+        RerankTransport transport,
+        Map<String, Object> extra,
+        BiFunction<Long, Runnable, Scheduler.ScheduledCancellable> scheduler
+    ) {
+        Map<String, Object> config = new HashMap<>();
+        config.put("endpoint", "http://scorer:8080");
+        Map<String, Object> context = new HashMap<>();
+        context.put("document_fields", Arrays.asList("title", "body"));
+        config.put("context", context);
+        config.putAll(extra);
+        ErankConfig parsed = ErankConfig.parse("erank", null, config);
+        return new ErankRerankProcessor(null, null, false, parsed, () -> transport, null, scheduler);
+    }
+
+    static Map<String, Object> cfg(Object... kv) {
+        Map<String, Object> m = new HashMap<>();
+        for (int i = 0; i < kv.length; i += 2) {
+            m.put((String) kv[i], kv[i + 1]);
+        }
+        return m;
+    }
+
+    static SearchRequest matchRequest() {
+        return Fixtures.request(new SearchSourceBuilder().query(QueryBuilders.matchQuery("body", "what is erank")));
+    }
+
+    /** Runs the processor and returns the response, failing the test on a listener failure. */
+    static SearchResponse run(ErankRerankProcessor p, SearchRequest request, SearchResponse response, PipelineProcessingContext ctx) {
+        AtomicReference<SearchResponse> out = new AtomicReference<>();
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        p.processResponseAsync(request, response, ctx, ActionListener.wrap(out::set, failure::set));
+        if (failure.get() != null) {
+            throw new AssertionError("listener failed", failure.get());
+        }
+        assertNotNull("listener answered synchronously", out.get());
+        return out.get();
+    }
+
+    @SuppressWarnings("unchecked")
+    static Map<String, Object> marker(SearchResponse response) {
+        assertNotNull(response.getInternalResponse().getSearchExtBuilders());
+        for (SearchExtBuilder ext : response.getInternalResponse().getSearchExtBuilders()) {
+            if (ext instanceof ErankSearchExtBuilder) {
+                return ((ErankSearchExtBuilder) ext).values();
+            }
+        }
+        return null;
+    }
+
+    @Test
+    public void reranksTheWindowAndKeepsTheRestBelow() throws Exception {
+        FakeTransport transport = scoring(0.1, 0.9, 0.5); // window 3: d1 > d2 > d0
+        ErankRerankProcessor p = processor(transport, cfg("window", 3, "alpha", 0.3, "instruction", "Be strict."));
+        SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(5)), new PipelineProcessingContext());
+
+        assertEquals(Arrays.asList("d1", "d2", "d0", "d3", "d4"), Fixtures.ids(out));
+        SearchHit[] hits = out.getHits().getHits();
+        assertEquals(0.9f, hits[0].getScore(), 1e-6);
+        assertEquals(0.5f, hits[1].getScore(), 1e-6);
+        assertEquals(0.1f, hits[2].getScore(), 1e-6);
+        assertEquals("BM25 kept past the window", 2f, hits[3].getScore(), 0f);
+        assertEquals(2f, out.getHits().getMaxScore(), 0f);
+        assertEquals(5L, hitsCount(out));
+
+        Map<String, Object> info = Fixtures.erankInfo(hits[0]);
+        assertEquals(4.0f, info.get("bm25_score"));
+        assertEquals(2, info.get("bm25_rank"));
+        assertEquals(0.9, info.get("relevance_score"));
+        assertEquals(9.0, info.get("rank_score"));
+        assertEquals(0.9, info.get("hybrid_score"));
+        assertEquals(9, info.get("answer"));
+        assertEquals("ok", info.get("status"));
+        assertFalse(info.containsKey("text_missing"));
+        assertNull("no _erank past the window", Fixtures.erankInfo(hits[3]));
+        assertFalse("nothing written into _source", hits[0].getSourceAsString().contains("erank"));
+
+        Map<String, Object> request = transport.requests.get(0);
+        assertEquals("what is erank", request.get("query"));
+        assertEquals(Arrays.asList("title d0\nbody d0", "title d1\nbody d1", "title d2\nbody d2"), request.get("documents"));
+        assertEquals(3, ((List<?>) request.get("first_stage_scores")).size());
+        assertEquals(0.3, ((Number) request.get("alpha")).doubleValue(), 0.0);
+        assertEquals("Be strict.", request.get("instruction"));
+        assertEquals("http://scorer:8080/v1/rerank", transport.uris.get(0).toString());
+
+        Map<String, Object> marker = marker(out);
+        assertEquals("reranked", marker.get("status"));
+        assertEquals("fake", marker.get("model"));
+        assertEquals(true, marker.get("fused"));
+        assertEquals(3, marker.get("reranked"));
+        assertEquals(3, marker.get("window"));
+    }
+
+    private static long hitsCount(SearchResponse out) {
+        return out.getHits().getHits().length;
+    }
+
+    @Test
+    public void theResponseJsonShowsErankFieldsAndExt() throws Exception {
+        ErankRerankProcessor p = processor(scoring(0.2, 0.8), cfg());
+        SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        Map<String, Object> json = Fixtures.parse(Fixtures.toJson(out, true));
+        Map<?, ?> hitsSection = (Map<?, ?>) json.get("hits");
+        List<?> hits = (List<?>) hitsSection.get("hits");
+        Map<?, ?> first = (Map<?, ?>) hits.get(0);
+        assertEquals("d1", first.get("_id"));
+        Map<?, ?> fields = (Map<?, ?>) first.get("fields");
+        List<?> erank = (List<?>) fields.get("_erank");
+        assertEquals(1.0, ((Number) ((Map<?, ?>) erank.get(0)).get("bm25_score")).doubleValue(), 0.0);
+        assertFalse(((Map<?, ?>) first.get("_source")).containsKey("_erank"));
+        assertFalse("no profile section the search did not ask for", json.containsKey("profile"));
+        Map<?, ?> ext = (Map<?, ?>) json.get("ext");
+        assertEquals("reranked", ((Map<?, ?>) ext.get("erank")).get("status"));
+    }
+
+    @Test
+    public void cutsTheUsersPageFromTheRerankedOrder() {
+        // window 4 over 6 hits; relevance reverses the window: d3 d2 d1 d0 | d4 d5
+        List<String> all = new ArrayList<>();
+        for (int from = 0; from < 6; from += 2) {
+            PipelineProcessingContext ctx = new PipelineProcessingContext();
+            new PageRequest(from, 2, 4).store(ctx);
+            ErankRerankProcessor p = processor(scoring(0.1, 0.2, 0.3, 0.4), cfg("window", 4));
+            SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(6)), ctx);
+            assertEquals(2, out.getHits().getHits().length);
+            all.addAll(Fixtures.ids(out));
+        }
+        assertEquals(Arrays.asList("d3", "d2", "d1", "d0", "d4", "d5"), all);
+    }
+
+    @Test
+    public void effectiveWindowIsTheSmallerOfRequestAndResponseWindows() {
+        PipelineProcessingContext ctx = new PipelineProcessingContext();
+        new PageRequest(0, 10, 2).store(ctx);
+        FakeTransport transport = scoring(0.1, 0.9);
+        ErankRerankProcessor p = processor(transport, cfg("window", 50));
+        SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(5)), ctx);
+        assertEquals(2, ((List<?>) transport.requests.get(0).get("documents")).size());
+        assertEquals(Arrays.asList("d1", "d0", "d2", "d3", "d4"), Fixtures.ids(out));
+        assertEquals(2, marker(out).get("window"));
+    }
+
+    @Test
+    public void hitWithoutTextIsScoredOnEmptyTextAndMarked() {
+        FakeTransport transport = scoring(0.3, 0.6);
+        SearchHit noText = Fixtures.hit("d1", 1f, "{\"other\":\"x\"}");
+        SearchResponse out = run(
+            processor(transport, cfg()),
+            matchRequest(),
+            Fixtures.response(Fixtures.hit("d0", 2f), noText),
+            new PipelineProcessingContext()
+        );
+        assertEquals(Arrays.asList("d1", "d0"), Fixtures.ids(out));
+        assertEquals("", ((List<?>) transport.requests.get(0).get("documents")).get(1));
+        assertEquals(true, Fixtures.erankInfo(out.getHits().getHits()[0]).get("text_missing"));
+        assertEquals(1, marker(out).get("text_missing"));
+    }
+
+    private void assertFailOpen(RerankTransport transport, String expectedType) {
+        PipelineProcessingContext ctx = new PipelineProcessingContext();
+        new PageRequest(1, 2, 50).store(ctx);
+        SearchResponse in = Fixtures.response(Fixtures.hits(5));
+        SearchResponse out = run(processor(transport, cfg()), matchRequest(), in, ctx);
+        assertEquals("engine order, cut to the page", Arrays.asList("d1", "d2"), Fixtures.ids(out));
+        assertEquals(4f, out.getHits().getHits()[0].getScore(), 0f);
+        assertEquals(5f, out.getHits().getMaxScore(), 0f);
+        for (SearchHit hit : out.getHits().getHits()) {
+            assertNull("no _erank on failure", Fixtures.erankInfo(hit));
+        }
+        Map<String, Object> marker = marker(out);
+        assertEquals("failed", marker.get("status"));
+        assertEquals(true, marker.get("fail_open"));
+        assertEquals(expectedType, ((Map<?, ?>) marker.get("error")).get("type"));
+    }
+
+    @Test
+    public void failsOpenOnConnectionError() {
+        assertFailOpen(new FakeTransport(r -> { throw new RuntimeException("connection refused"); }), "connection_error");
+    }
+
+    @Test
+    public void failsOpenOnHttpError() {
+        assertFailOpen(
+            new FakeTransport(r -> new RerankTransport.Reply(503, "{\"error\":{\"type\":\"unavailable\",\"reason\":\"loading\"},\"status\":503}")),
+            "http_error"
+        );
+    }
+
+    @Test
+    public void failsOpenOnMalformedReply() {
+        assertFailOpen(new FakeTransport(r -> new RerankTransport.Reply(200, "{\"results\":[]}")), "malformed_response");
+    }
+
+    @Test
+    public void failsOpenWithoutQueryText() {
+        PipelineProcessingContext ctx = new PipelineProcessingContext();
+        SearchRequest request = Fixtures.request(new SearchSourceBuilder().query(QueryBuilders.matchAllQuery()));
+        FakeTransport transport = scoring(1, 2);
+        SearchResponse out = run(processor(transport, cfg()), request, Fixtures.response(Fixtures.hits(2)), ctx);
+        assertEquals(Arrays.asList("d0", "d1"), Fixtures.ids(out));
+        assertEquals("no_query_text", ((Map<?, ?>) marker(out).get("error")).get("type"));
+        assertTrue(transport.requests.isEmpty());
+    }
+
+    @Test
+    public void failsOpenOnTheDeadlineAndIgnoresTheLateReply() {
+        FakeTransport transport = scoring(0.1, 0.9);
+        transport.hold = true;
+        List<Runnable> scheduled = new ArrayList<>();
+        BiFunction<Long, Runnable, Scheduler.ScheduledCancellable> scheduler = (delay, task) -> {
+            scheduled.add(task);
+            return null;
+        };
+        ErankRerankProcessor p = processor(transport, cfg("timeout", "1s"), scheduler);
+        AtomicReference<SearchResponse> out = new AtomicReference<>();
+        List<Object> calls = new ArrayList<>();
+        p.processResponseAsync(matchRequest(), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext(), ActionListener.wrap(r -> {
+            calls.add(r);
+            out.set(r);
+        }, calls::add));
+        assertTrue(calls.isEmpty());
+        assertEquals(1, scheduled.size());
+        scheduled.get(0).run(); // the deadline fires
+        assertEquals(1, calls.size());
+        assertEquals("timeout", ((Map<?, ?>) marker(out.get()).get("error")).get("type"));
+        assertEquals(Arrays.asList("d0", "d1"), Fixtures.ids(out.get()));
+        transport.pending.onResponse(transport.reply.apply(transport.requests.get(0))); // late reply
+        assertEquals("answered once", 1, calls.size());
+    }
+
+    @Test
+    public void failOpenFalseReportsTheError() {
+        FakeTransport transport = new FakeTransport(r -> new RerankTransport.Reply(500, "boom"));
+        ErankRerankProcessor p = processor(transport, cfg("fail_open", false));
+        AtomicReference<Exception> failure = new AtomicReference<>();
+        p.processResponseAsync(matchRequest(), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext(), ActionListener.wrap(r -> {
+            throw new AssertionError("expected a failure");
+        }, failure::set));
+        assertTrue(failure.get() instanceof OpenSearchStatusException);
+        assertEquals(RestStatus.BAD_GATEWAY, ((OpenSearchStatusException) failure.get()).status());
+        assertTrue(failure.get().getMessage(), failure.get().getMessage().contains("http_error"));
+    }
+
+    @Test
+    public void skipsFieldSortsAndEmptyResults() {
+        FakeTransport transport = scoring(0.1, 0.9);
+        SearchRequest sorted = Fixtures.request(
+            new SearchSourceBuilder().query(QueryBuilders.matchQuery("b", "q")).sort("date", SortOrder.ASC)
+        );
+        SearchResponse out = run(processor(transport, cfg()), sorted, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        assertEquals(Arrays.asList("d0", "d1"), Fixtures.ids(out));
+        assertEquals("skipped", marker(out).get("status"));
+        assertEquals("sorted_by_field", marker(out).get("reason"));
+
+        SearchResponse empty = run(processor(transport, cfg()), matchRequest(), Fixtures.response(), new PipelineProcessingContext());
+        assertEquals(0, empty.getHits().getHits().length);
+        assertEquals("no_hits", marker(empty).get("reason"));
+        assertTrue(transport.requests.isEmpty());
+    }
+
+    @Test
+    public void replacesAnEarlierErankMarker() {
+        SearchResponse first = run(processor(scoring(0.1, 0.9), cfg()), matchRequest(), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        SearchResponse second = run(processor(scoring(0.9, 0.1), cfg()), matchRequest(), first, new PipelineProcessingContext());
+        int count = 0;
+        for (SearchExtBuilder ext : second.getInternalResponse().getSearchExtBuilders()) {
+            if (ext instanceof ErankSearchExtBuilder) {
+                count++;
+            }
+        }
+        assertEquals(1, count);
+    }
+
+    @Test(expected = UnsupportedOperationException.class)
+    public void synchronousPathIsRefused() throws Exception {
+        processor(scoring(1), cfg()).processResponse(matchRequest(), Fixtures.response(Fixtures.hits(1)));
+    }
+}

@@ -1,0 +1,136 @@
+package org.erank.opensearch;
+
+import org.junit.Test;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNull;
+import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
+
+public class RerankCodecTest {
+
+    @Test
+    public void encodesTheFullRequest() throws Exception {
+        String json = RerankCodec.encodeRequest(
+            "what is \"bm25\"?",
+            Arrays.asList("doc one", "doc\ntwo", ""),
+            "Judge it.",
+            new float[] { 7.5f, 3.25f, 0.125f },
+            0.2
+        );
+        Map<String, Object> map = Fixtures.parse(json);
+        assertEquals("what is \"bm25\"?", map.get("query"));
+        assertEquals(Arrays.asList("doc one", "doc\ntwo", ""), map.get("documents"));
+        assertEquals("Judge it.", map.get("instruction"));
+        List<?> scores = (List<?>) map.get("first_stage_scores");
+        assertEquals(3, scores.size());
+        assertEquals(7.5, ((Number) scores.get(0)).doubleValue(), 0.0);
+        assertEquals(0.125, ((Number) scores.get(2)).doubleValue(), 0.0);
+        assertEquals(0.2, ((Number) map.get("alpha")).doubleValue(), 0.0);
+        assertFalse("top_n is never sent: one result per document", map.containsKey("top_n"));
+    }
+
+    @Test
+    public void optionalMembersAreOmitted() throws Exception {
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null));
+        assertEquals(2, map.size());
+        assertTrue(map.containsKey("query"));
+        assertTrue(map.containsKey("documents"));
+    }
+
+    @Test(expected = IllegalArgumentException.class)
+    public void scoreCountMustMatch() {
+        RerankCodec.encodeRequest("q", Arrays.asList("a", "b"), null, new float[] { 1f }, null);
+    }
+
+    static final String GOOD = "{\"model\":\"erank-4b\",\"fused\":true,\"results\":["
+        + "{\"index\":1,\"relevance_score\":0.91,\"rank_score\":8.0,\"answer\":8,\"answer_probability\":0.7,\"status\":\"ok\","
+        + "\"hybrid_score\":0.91,\"first_stage_score\":3.2},"
+        + "{\"index\":0,\"relevance_score\":0.4,\"rank_score\":2,\"answer\":2,\"answer_probability\":0.5,\"status\":\"truncated_input\","
+        + "\"hybrid_score\":0.4,\"first_stage_score\":7.1}]}";
+
+    @Test
+    public void decodesAGoodReply() throws Exception {
+        RerankResponse response = RerankCodec.decodeResponse(200, GOOD, 2);
+        assertEquals("erank-4b", response.model());
+        assertEquals(Boolean.TRUE, response.fused());
+        assertEquals(2, response.results().size());
+        RerankResponse.Result first = response.results().get(0);
+        assertEquals(1, first.index());
+        assertEquals(0.91, first.relevanceScore(), 1e-9);
+        assertEquals(8.0, first.rankScore(), 1e-9);
+        assertEquals(Integer.valueOf(8), first.answer());
+        assertEquals(0.7, first.answerProbability(), 1e-9);
+        assertEquals("ok", first.status());
+        assertEquals(0.91, first.hybridScore(), 1e-9);
+        assertEquals(3.2, first.firstStageScore(), 1e-9);
+        assertEquals("truncated_input", response.results().get(1).status());
+    }
+
+    @Test
+    public void decodesAMinimalUnfusedReply() throws Exception {
+        RerankResponse response = RerankCodec.decodeResponse(
+            200,
+            "{\"results\":[{\"index\":0,\"relevance_score\":1.5}]}",
+            1
+        );
+        assertNull(response.model());
+        assertNull(response.fused());
+        assertNull(response.results().get(0).hybridScore());
+        assertNull(response.results().get(0).answer());
+    }
+
+    private static RerankException decodeError(int status, String body, int n) {
+        try {
+            RerankCodec.decodeResponse(status, body, n);
+        } catch (RerankException e) {
+            return e;
+        }
+        fail("expected a RerankException for " + body);
+        return null;
+    }
+
+    @Test
+    public void non2xxIsAnHttpErrorWithTheServersReason() {
+        RerankException e = decodeError(
+            422,
+            "{\"error\":{\"type\":\"invalid_argument\",\"reason\":\"documents must not be empty\"},\"status\":422}",
+            1
+        );
+        assertEquals(RerankException.HTTP_ERROR, e.type());
+        assertTrue(e.getMessage(), e.getMessage().contains("HTTP 422"));
+        assertTrue(e.getMessage(), e.getMessage().contains("invalid_argument: documents must not be empty"));
+
+        RerankException html = decodeError(502, "<html>Bad gateway</html>", 1);
+        assertEquals(RerankException.HTTP_ERROR, html.type());
+        assertTrue(html.getMessage(), html.getMessage().contains("<html>Bad gateway</html>"));
+    }
+
+    @Test
+    public void malformedReplies() {
+        String[] bodies = {
+            "not json",
+            "[1,2]",
+            "{}",
+            "{\"results\":{}}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1}]}", // one result for two documents
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":0,\"relevance_score\":0.5}]}", // repeated index
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":2,\"relevance_score\":0.5}]}", // out of range
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1}]}", // no relevance_score
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":\"high\"}]}",
+            "{\"results\":[{\"index\":0.5,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"answer\":\"x\"}]}",
+            "{\"results\":[1,2]}",
+            "",
+            null };
+        for (String body : bodies) {
+            RerankException e = decodeError(200, body, 2);
+            assertEquals(body + " -> " + e.getMessage(), RerankException.MALFORMED_RESPONSE, e.type());
+        }
+    }
+}
