@@ -24,9 +24,12 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT_FORMAT = 2  # bump when the builders change, so cached checkpoints are rebuilt
 
@@ -152,15 +155,30 @@ def _qwen3_config(cfg: TinyConfig, tokenizer_len: int, tie: bool):  # type: igno
 
 
 def _finish(path: Path, model: object, tokenizer: object) -> Path:
-    model.save_pretrained(str(path), safe_serialization=True)  # type: ignore[attr-defined]
-    tokenizer.save_pretrained(str(path))  # type: ignore[attr-defined]
-    (path / "erank-checkpoint.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT}))
+    """Save into a private folder, then rename: concurrent builders never see half a checkpoint."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    model.save_pretrained(str(staging), safe_serialization=True)  # type: ignore[attr-defined]
+    tokenizer.save_pretrained(str(staging))  # type: ignore[attr-defined]
+    (staging / "erank-checkpoint.json").write_text(json.dumps({"format": CHECKPOINT_FORMAT}))
+    try:
+        staging.rename(path)
+    except OSError:  # another process finished the same checkpoint first
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
 def _cached(name: str, root: Path | None) -> tuple[Path, bool]:
     path = (root or cache_root()) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path, (path / "erank-checkpoint.json").exists()
+
+
+def _tokenizer(cfg: TinyConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tokenizer(cfg.vocab_size, Path(tmp))
+        return AutoTokenizer.from_pretrained(tmp)
 
 
 def build_random_checkpoint(cfg: TinyConfig = TinyConfig(), root: Path | None = None) -> Path:
@@ -169,10 +187,9 @@ def build_random_checkpoint(cfg: TinyConfig = TinyConfig(), root: Path | None = 
     if ready:
         return path
     import torch
-    from transformers import AutoTokenizer, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
 
-    build_tokenizer(cfg.vocab_size, path)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = _tokenizer(cfg)
     torch.manual_seed(cfg.seed)
     model = Qwen3ForCausalLM(_qwen3_config(cfg, len(tokenizer), tie=True))
     return _finish(path, model, tokenizer)
@@ -186,10 +203,9 @@ def build_scripted_checkpoint(
     if ready:
         return path
     import torch
-    from transformers import AutoTokenizer, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
 
-    build_tokenizer(cfg.vocab_size, path)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer = _tokenizer(cfg)
     torch.manual_seed(cfg.seed)
     model = Qwen3ForCausalLM(_qwen3_config(cfg, len(tokenizer), tie=False))
     transitions = _transitions(tokenizer, script)
