@@ -57,16 +57,19 @@ def truncate(tokenizer: Tokenizer, texts: Sequence[str], max_tokens: int) -> lis
     can split one) is dropped rather than turned into a replacement character, so the result is
     always a prefix of the input.
     """
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    out = []
-    for text, ids in zip(texts, encoded, strict=True):
-        if len(ids) <= max_tokens:
-            out.append(Truncated(text, False))
-            continue
-        kept = tokenizer.decode(ids[:max_tokens])
-        while kept and not text.startswith(kept):
-            kept = kept[:-1]
-        out.append(Truncated(kept, True))
+    out = [Truncated(t, False) for t in texts]
+    # Every token spells at least one byte, so a text of at most max_tokens bytes fits as is;
+    # only longer texts are tokenized here (the whole prompt is tokenized anyway).
+    longer = [i for i, t in enumerate(texts) if len(t.encode("utf-8")) > max_tokens]
+    if not longer:
+        return out
+    encoded = tokenizer([texts[i] for i in longer], add_special_tokens=False)["input_ids"]
+    for i, ids in zip(longer, encoded, strict=True):
+        if len(ids) > max_tokens:
+            kept = tokenizer.decode(ids[:max_tokens])
+            while kept and not texts[i].startswith(kept):
+                kept = kept[:-1]
+            out[i] = Truncated(kept, True)
     return out
 
 
