@@ -27,8 +27,8 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.client import AsyncRerankerClient
+from erank.backends.vllm import VllmBackend
 from erank.checkpoints import build_random_checkpoint
-from erank.engine import VllmBackend
 from erank.server import running_server
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
@@ -86,6 +86,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         dtype="float32",
         max_new_tokens=args.max_new_tokens,
         enforce_eager=args.enforce_eager,
+        score_cache_entries=0,  # the same request repeats: measure scoring, not the cache
     )
     request = make_request(args.docs)
     async with (

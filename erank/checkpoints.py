@@ -16,6 +16,13 @@ Two kinds:
   probability, are set by hand. With ``noise > 0`` attention and MLP keep random weights and free
   hidden dimensions carry random logits, so the answer digit varies with the prompt: that is the
   demo's model (meaningless, but it writes the answer format in a handful of tokens).
+
+  ``Script.think_tokens`` writes a long reasoning of fixed length (distinct filler tokens after
+  ``<think>``), for benchmarks at a known output length. With ``Script.trigger`` the long
+  reasoning is written only for prompts that contain the trigger token: layer 0 is wired so that
+  its attention measures the trigger's share of the context and its MLP passes that share to the
+  logits at the ``<think>`` step only (``_wire_trigger``). Prompts without the trigger see the
+  plain bigram chain, so two documents of one request can take very different numbers of steps.
 """
 
 from __future__ import annotations
@@ -83,7 +90,9 @@ class Script:
     ``text`` is decoded greedily token by token; ``answer_logits`` sets the logits at the step
     after ``<answer>`` (token text → logit, all others 0), ``continuation_logits`` those at the
     step after the answer's first digit, for two-digit answers. ``margin`` is the logit of every
-    other scripted step, large enough that those steps have probability ~1.
+    other scripted step, large enough that those steps have probability ~1. ``think_tokens``
+    puts that many distinct filler tokens right after ``<think>``; with ``trigger`` (one token)
+    only prompts containing the trigger get them (see the module docstring).
     """
 
     text: str = "<think>scripted</think><answer>7</answer>"
@@ -91,6 +100,8 @@ class Script:
     continuation_logits: Mapping[str, float] = field(default_factory=dict)
     margin: float = 40.0
     noise: float = 0.0
+    think_tokens: int = 0
+    trigger: str = ""
 
 
 def cache_root() -> Path:
@@ -199,7 +210,7 @@ def build_scripted_checkpoint(
     script: Script = Script(), cfg: TinyConfig = TinyConfig(), root: Path | None = None
 ) -> Path:
     """A bigram-chain Qwen3 that greedily writes ``script.text`` (see module docstring)."""
-    path, ready = _cached(_key("scripted", asdict(cfg), asdict(script)), root)
+    path, ready = _cached(_key("scripted", asdict(cfg), _script_key(script)), root)
     if ready:
         return path
     import torch
@@ -208,9 +219,11 @@ def build_scripted_checkpoint(
     tokenizer = _tokenizer(cfg)
     torch.manual_seed(cfg.seed)
     model = Qwen3ForCausalLM(_qwen3_config(cfg, len(tokenizer), tie=False))
-    transitions = _transitions(tokenizer, script)
+    chain = _chain(tokenizer, script)
+    transitions = _transitions(tokenizer, script, chain)
     slots = {tok: i for i, tok in enumerate(sorted({p for p in transitions}))}
-    if len(slots) >= cfg.hidden_size:
+    reserved = 3 if script.trigger else 0  # trigger, flag and gate dimensions
+    if len(slots) >= cfg.hidden_size - reserved:
         raise ValueError(f"script needs {len(slots)} slots, hidden_size is {cfg.hidden_size}")
     free = torch.ones(cfg.hidden_size, dtype=torch.bool)
     free[: len(slots)] = False
@@ -236,14 +249,96 @@ def build_scripted_checkpoint(
             else:
                 layer.self_attn.o_proj.weight.mul_(script.noise)
                 layer.mlp.down_proj.weight.mul_(script.noise)
+        if script.trigger:
+            trigger = _single(tokenizer, script.trigger)
+            _wire_trigger(model, trigger, slots[chain.ids[chain.think]], chain.fillers[0], h)
     return _finish(path, model, tokenizer)
 
 
-def _transitions(tokenizer: object, script: Script) -> dict[int, dict[int, float]]:
+def _script_key(script: Script) -> dict[str, Any]:
+    """The script's cache key; fields at their defaults are left out so older keys stay valid."""
+    key = asdict(script)
+    for name in ("think_tokens", "trigger"):
+        if not key[name]:
+            del key[name]
+    return key
+
+
+@dataclass(frozen=True)
+class _Chain:
+    ids: list[int]  # greedy path from the prompt's last token (plain path when triggered)
+    fillers: list[int]  # the long reasoning's tokens (empty without think_tokens)
+    think: int  # index of <think> in ids (-1 without think_tokens)
+
+
+def _chain(tokenizer: Any, script: Script) -> _Chain:
+    prompt_end = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)[-1]
+    ids = [prompt_end, *tokenizer.encode(script.text, add_special_tokens=False)]
+    if not script.think_tokens:
+        if script.trigger:
+            raise ValueError("a trigger needs think_tokens > 0")
+        return _Chain(ids, [], -1)
+    if script.trigger and script.noise:
+        raise ValueError("a trigger needs noise 0")
+    think = ids.index(_single(tokenizer, "<think>"))
+    trigger = {_single(tokenizer, script.trigger)} if script.trigger else set()
+    if trigger & set(ids):
+        raise ValueError(f"the trigger {script.trigger!r} is part of the script")
+    exclude = set(ids) | trigger
+    fillers = _fillers(tokenizer, script.think_tokens, exclude)
+    if not script.trigger:
+        ids = ids[: think + 1] + fillers + ids[think + 1 :]
+    return _Chain(ids, fillers, think)
+
+
+def _fillers(tokenizer: Any, n: int, exclude: set[int]) -> list[int]:
+    """``n`` distinct tokens of plain text that cannot spell a tag, a digit or a line break."""
+    out = []
+    for t in sorted(tokenizer.get_vocab().values()):
+        piece = tokenizer.decode([t])
+        plain = piece.isascii() and piece.isprintable() and piece.strip()
+        if t in exclude or not plain or any(c in piece for c in "<>/0123456789"):
+            continue
+        out.append(t)
+        if len(out) == n:
+            return out
+    raise ValueError(f"the vocabulary has only {len(out)} filler tokens, {n} asked")
+
+
+_TRIGGER_BASE = 20.0  # logit of the plain successor of <think> in a triggered script
+_TRIGGER_GAIN = 100.0  # logit of the first filler per unit of trigger share in the context
+
+
+def _wire_trigger(model: Any, trigger: int, think_slot: int, first_filler: int, h: int) -> None:
+    """Layer 0 computes the trigger's share of the context and feeds it to the ``<think>`` step.
+
+    Zero queries make attention uniform over the context; the value of a trigger token is 1 and
+    of every other token 0, so the attention output (into the flag dimension) is the trigger's
+    share. The SwiGLU MLP multiplies the ``<think>`` slot (gate) by the flag (up) into the gate
+    dimension, which only the first filler's logit reads: elsewhere the product is 0.
+    """
+    trig, flag, gate = h - 1, h - 2, h - 3
+    attn, mlp = model.model.layers[0].self_attn, model.model.layers[0].mlp
+    model.model.embed_tokens.weight[trigger] = 0.0
+    model.model.embed_tokens.weight[trigger, trig] = 10.0  # ~sqrt(h) after RMSNorm
+    attn.q_proj.weight.zero_()
+    attn.v_proj.weight.zero_()
+    attn.v_proj.weight[0, trig] = 1.0 / h**0.5
+    attn.o_proj.weight.zero_()
+    attn.o_proj.weight[flag, 0] = 1.0
+    # After RMSNorm: <think> slot ~sqrt(h), flag ~share·sqrt(h)/10; silu(sqrt(h)) ~ sqrt(h).
+    mlp.gate_proj.weight.zero_()
+    mlp.gate_proj.weight[0, think_slot] = 1.0
+    mlp.up_proj.weight.zero_()
+    mlp.up_proj.weight[0, flag] = 1.0
+    mlp.down_proj.weight.zero_()
+    mlp.down_proj.weight[gate, 0] = 10.0 / h  # gate dimension ~ share
+    model.lm_head.weight[first_filler, gate] = _TRIGGER_GAIN * 10.0 / h**0.5
+
+
+def _transitions(tokenizer: Any, script: Script, chain: _Chain) -> dict[int, dict[int, float]]:
     """prev token id → {next token id: logit}, from the chat template's last token on."""
-    encode = tokenizer.encode  # type: ignore[attr-defined]
-    prompt_end = encode("<|im_start|>assistant\n", add_special_tokens=False)[-1]
-    ids = [prompt_end, *encode(script.text, add_special_tokens=False)]
+    ids = chain.ids
     answer_at = _answer_position(tokenizer, ids)
     out: dict[int, dict[int, float]] = {}
     for i, (prev, nxt) in enumerate(itertools.pairwise(ids)):
@@ -254,27 +349,31 @@ def _transitions(tokenizer: object, script: Script) -> dict[int, dict[int, float
         else:
             step = {nxt: script.margin}
         if prev in out and out[prev] != step:
-            raise ValueError(f"script token {tokenizer.decode([prev])!r} needs two successors")  # type: ignore[attr-defined]
+            raise ValueError(f"script token {tokenizer.decode([prev])!r} needs two successors")
         out[prev] = step
     # Any other answer the answer step allows is followed by what follows the scripted answer.
     close = ids[answer_at + 1 + bool(script.continuation_logits)]
     for alternative in out[ids[answer_at - 1]]:
         out.setdefault(alternative, {close: script.margin})
+    if script.trigger:  # <think> → plain path, or (trigger) fillers → back onto the plain path
+        out[ids[chain.think]] = {ids[chain.think + 1]: _TRIGGER_BASE}
+        for prev, nxt in itertools.pairwise([*chain.fillers, ids[chain.think + 1]]):
+            out[prev] = {nxt: script.margin}
     return out
 
 
-def _answer_position(tokenizer: object, ids: list[int]) -> int:
+def _answer_position(tokenizer: Any, ids: list[int]) -> int:
     """Index in ``ids`` of the first token after ``<answer>``."""
     text = ""
     for i, t in enumerate(ids):
-        text += tokenizer.decode([t])  # type: ignore[attr-defined]
+        text += tokenizer.decode([t])
         if text.endswith("<answer>"):
             return i + 1
     raise ValueError("script has no <answer>")
 
 
-def _single(tokenizer: object, text: str) -> int:
-    ids = tokenizer.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+def _single(tokenizer: Any, text: str) -> int:
+    ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) != 1:
         raise ValueError(f"{text!r} is not one token")
     return int(ids[0])

@@ -16,6 +16,9 @@ from importlib import resources
 from typing import Any, Protocol
 
 TEMPLATE_VERSION = "erank-v1"
+# Score-only mode: the assistant turn starts with an empty think block (Qwen3's own non-thinking
+# form) and an open answer tag, so the next token is the answer.
+SCORE_ONLY_SUFFIX = "<think>\n\n</think>\n\n<answer>"
 DEFAULT_INSTRUCTION = "Retrieve relevant documents for the query."
 
 
@@ -86,9 +89,14 @@ class PromptBuilder:
         return self.template.format(instruction=instruction, query=query, document=document)
 
     def build(
-        self, instruction: str, query: str, documents: Sequence[str], truncate_length: int
+        self,
+        instruction: str,
+        query: str,
+        documents: Sequence[str],
+        truncate_length: int,
+        suffix: str = "",
     ) -> list[Prompt]:
-        """One prompt per document, in input order."""
+        """One prompt per document, in input order; ``suffix`` starts the assistant's turn."""
         (q,) = truncate(self.tokenizer, [query], truncate_length)
         docs = truncate(self.tokenizer, documents, truncate_length)
         texts = [
@@ -97,6 +105,7 @@ class PromptBuilder:
                 tokenize=False,
                 add_generation_prompt=True,
             )
+            + suffix
             for d in docs
         ]
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]

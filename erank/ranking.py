@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from erank.fusion import hybrid_scores
 from erank.score import ParsedAnswer
+from erank.settings import ScoringModeName
 from erank.v1 import reranker_pb2 as pb
-from erank.validation import RerankParams
+from erank.validation import MODE_ENUMS, RerankParams
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class Scored:
 
     parsed: ParsedAnswer
     truncated: bool
+    mode: ScoringModeName = "full"
+    cached: bool = False
 
 
 def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.RerankResult], str]:
@@ -41,10 +44,13 @@ def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.Rerank
     order = sorted(range(len(scored)), key=lambda i: (-keys[i], i))
     if params.top_n:
         order = order[: params.top_n]
-    return [_result(params, scored[i], i, hybrid) for i in order], notice
+    return [result(params, scored[i], i, hybrid) for i in order], notice
 
 
-def _result(params: RerankParams, s: Scored, i: int, hybrid: list[float] | None) -> pb.RerankResult:
+def result(
+    params: RerankParams, s: Scored, i: int, hybrid: list[float] | None = None
+) -> pb.RerankResult:
+    """Document ``i``'s result; ``hybrid`` None leaves hybrid_score unset (streamed events)."""
     p = s.parsed
     if p.answer is None:
         status = pb.RESULT_STATUS_NO_ANSWER
@@ -56,7 +62,7 @@ def _result(params: RerankParams, s: Scored, i: int, hybrid: list[float] | None)
     if s.truncated:
         cut = f"query or document cut to {params.truncate_length} tokens"
         detail = f"{detail}; {cut}" if detail else cut
-    result = pb.RerankResult(
+    out = pb.RerankResult(
         id=params.ids[i],
         index=i,
         rank_score=p.rank_score,
@@ -65,11 +71,13 @@ def _result(params: RerankParams, s: Scored, i: int, hybrid: list[float] | None)
         status=status,
         truncated=s.truncated,
         status_detail=detail,
+        mode=MODE_ENUMS[s.mode],
+        cached=s.cached,
     )
     if params.first_stage[i] is not None:
-        result.first_stage_score = params.first_stage[i]  # type: ignore[assignment]
+        out.first_stage_score = params.first_stage[i]  # type: ignore[assignment]
     if hybrid is not None:
-        result.hybrid_score = hybrid[i]
+        out.hybrid_score = hybrid[i]
     if params.return_reasoning:
-        result.reasoning = p.reasoning
-    return result
+        out.reasoning = p.reasoning
+    return out

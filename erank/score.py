@@ -3,7 +3,9 @@
 Pr(N) is the probability the model gave the token(s) that spell N, taken from the engine's
 logprobs of the sampled tokens (never recomputed). Qwen tokenizers write each digit as one token,
 so "10" is the product of two. A generation without a parsable answer is not a request error:
-it scores 0 and says why. This module is the only copy of the rule in the repository.
+it scores 0 and says why. This module is the only copy of the rule in the repository; the
+score-only fast mode reads the same N × Pr(N) from one step's digit logprobs instead of a
+generated answer (``score_only_answer``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from dataclasses import dataclass
 
 MAX_ANSWER = 10
 ANSWER_CLOSE = "</answer>"
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+# The content may not open another <answer>: after a forced "</think><answer>" (thinking budget)
+# "<answer>7</think><answer>3</answer>" reads 3, the answer written after the last opening tag.
+_ANSWER = re.compile(r"<answer>((?:(?!<answer>).)*?)</answer>", re.DOTALL)
 _INTEGER = re.compile(r"\s*(\d+)\s*")
 
 
@@ -69,3 +73,27 @@ def parse_answer(
             logprob += lp
         offset += len(piece)
     return ParsedAnswer(int(number.group(1)), math.exp(logprob), reasoning)
+
+
+def best_digit(digit_logprobs: Sequence[float]) -> int:
+    """The most likely of the ten digit tokens (ties: the smaller digit)."""
+    if len(digit_logprobs) != 10:
+        raise ValueError(f"need the logprobs of the 10 digit tokens, got {len(digit_logprobs)}")
+    return max(range(10), key=lambda d: (digit_logprobs[d], -d))
+
+
+def score_only_answer(
+    digit_logprobs: Sequence[float], ten_logprob: float | None = None
+) -> ParsedAnswer:
+    """Score-only mode: the answer read from the step right after ``<answer>``.
+
+    ``digit_logprobs[d]`` is the logprob of the token "d" there. The answer is the most likely
+    digit and Pr(N) that token's probability. When that digit is 1 and greedy decoding continues
+    with "0", the answer is 10 and Pr(N) = P("1") × P("0" | "1"): ``ten_logprob`` is the logprob
+    of that "0" (None when the next greedy token is not "0"). So N and Pr(N) are what a full
+    generation from the same prefix would report, restricted to digits at the first step.
+    """
+    d = best_digit(digit_logprobs)
+    if d == 1 and ten_logprob is not None:
+        return ParsedAnswer(10, math.exp(digit_logprobs[1] + ten_logprob), "")
+    return ParsedAnswer(d, math.exp(digit_logprobs[d]), "")

@@ -1,20 +1,48 @@
-"""The scoring pipeline of one request: prompts → engine → answers → ranked response.
+"""The scoring pipeline of one request: prompts → score cache → engine → answers → response.
 
-Backend-agnostic: any ``Backend`` (engine.py) that returns greedy generations with the sampled
-tokens' logprobs gets the same prompt, parse and score.
+Backend-agnostic: any ``Backend`` (erank/backends) that returns greedy generations with the
+sampled tokens' logprobs gets the same prompt, parse and score. A request goes through
+``prepare`` (validation, prompts, cache lookups: a hit never reaches the engine), ``score``
+(engine work for the misses, each document reported as soon as its answer is read) and
+``respond`` (fusion and ordering). ``rerank`` runs them in a row, ``stream`` yields one event per
+document and then the response.
 """
 
 from __future__ import annotations
 
-from erank.engine import Backend, Generation
-from erank.prompt import PromptBuilder
-from erank.ranking import Scored, rank
-from erank.score import ParsedAnswer, parse_answer
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from erank import metrics
+from erank.backends.base import Backend, Generation, Sampling
+from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
+from erank.prompt import SCORE_ONLY_SUFFIX, Prompt, PromptBuilder
+from erank.ranking import Scored, rank, result
+from erank.score import ParsedAnswer, best_digit, parse_answer, score_only_answer
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
-from erank.validation import InvalidRequest, RerankParams, Violation, validate
+from erank.validation import MODE_ENUMS, InvalidRequest, RerankParams, Violation, validate
 
 _ANSWER_TAIL_TOKENS = 24  # covers "<answer> 10 </answer>" however a tokenizer splits it
+
+
+@dataclass
+class Job:
+    """One request in flight: its prompts, cache keys and what is scored so far."""
+
+    params: RerankParams
+    prompts: list[Prompt]
+    keys: list[bytes]
+    scored: list[Scored | None]
+    usage: pb.Usage = field(default_factory=pb.Usage)
+
+    def spent(self, g: Generation) -> None:
+        self.usage.prompt_tokens += g.prompt_tokens
+        self.usage.generated_tokens += len(g.token_ids)
+        self.usage.cached_prompt_tokens += g.cached_prompt_tokens
 
 
 class Scorer:
@@ -24,6 +52,10 @@ class Scorer:
         self.backend = backend
         self.settings = settings
         self.prompts = PromptBuilder(backend.tokenizer, settings.template_version)
+        self.cache = ScoreCache(
+            settings.score_cache_entries, settings.score_cache_bytes, settings.score_cache_ttl_s
+        )
+        self._digits: list[int] | None = None
 
     def model_info(self) -> pb.ModelInfo:
         s = self.settings
@@ -40,33 +72,156 @@ class Scorer:
             template_version=self.prompts.template_version,
             default_instruction=s.default_instruction,
             default_alpha=s.default_alpha,
+            default_mode=MODE_ENUMS[s.default_mode],
+            default_thinking_budget=s.default_thinking_budget,
         )
 
     async def rerank(self, request: pb.RerankRequest) -> pb.RerankResponse:
         """Validate, score and order; raises ``InvalidRequest`` for a bad request."""
+        job = self.prepare(request)
+        await self.score(job)
+        return self.respond(job)
+
+    async def stream(self, request: pb.RerankRequest) -> AsyncGenerator[pb.RerankEvent, None]:
+        """One event per document as soon as it is scored (cache hits first), then the response.
+
+        Closing the iterator (the RPC was cancelled) cancels the engine work still running.
+        """
+        job = self.prepare(request)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i, s in enumerate(job.scored):
+            if s is not None:
+                queue.put_nowait(i)
+        task = asyncio.ensure_future(self.score(job, queue.put_nowait))
+        try:
+            for _ in job.scored:
+                i = await _next(queue, task)
+                yield pb.RerankEvent(result=self.result(job, i))
+            await task
+            yield pb.RerankEvent(response=self.respond(job))
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def prepare(self, request: pb.RerankRequest) -> Job:
+        """Validate, build the prompts and look every document up in the score cache."""
         params = validate(request, self.settings)
+        if params.mode == "thinking_budget" and not getattr(
+            self.backend, "supports_thinking_budget", False
+        ):
+            raise InvalidRequest([Violation("mode", "this engine has no thinking-budget support")])
+        suffix = SCORE_ONLY_SUFFIX if params.mode == "score_only" else ""
         prompts = self.prompts.build(
-            params.instruction, params.query, params.texts, params.truncate_length
+            params.instruction, params.query, params.texts, params.truncate_length, suffix
         )
         self._check_lengths(params, [len(p.token_ids) for p in prompts])
-        generations = await self.backend.generate(
-            [p.token_ids for p in prompts], self.settings.max_new_tokens
+        s = self.settings
+        prefix = key_prefix(
+            s.model,
+            s.revision,
+            self.prompts.template_version,
+            params.mode,
+            params.thinking_budget,
+            s.max_new_tokens,
         )
-        scored = [
-            Scored(self.parse(g, params.return_reasoning), p.truncated)
-            for g, p in zip(generations, prompts, strict=True)
-        ]
-        results, notice = rank(params, scored)
+        keys = [score_key(prefix, p.token_ids) for p in prompts]
+        job = Job(params, prompts, keys, [None] * len(prompts))
+        for i, key in enumerate(keys):
+            hit = self.cache.get(key, with_reasoning=params.return_reasoning)
+            if hit is not None:
+                job.scored[i] = Scored(hit.parsed, prompts[i].truncated, params.mode, cached=True)
+                metrics.DOCUMENTS.labels(params.mode).inc()
+        job.usage.cache_hits = sum(s is not None for s in job.scored)
+        job.usage.cache_misses = len(keys) - job.usage.cache_hits
+        return job
+
+    async def score(self, job: Job, on_scored: Callable[[int], None] | None = None) -> None:
+        """Engine work for every document not yet scored; ``on_scored(i)`` as each one is."""
+        todo = [i for i, s in enumerate(job.scored) if s is None]
+        if not todo:
+            return
+        params = job.params
+
+        def done(k: int, parsed: ParsedAnswer) -> None:
+            i = todo[k]
+            job.scored[i] = Scored(parsed, job.prompts[i].truncated, params.mode)
+            complete = params.return_reasoning or params.mode == "score_only"
+            self.cache.put(job.keys[i], CachedScore(parsed, with_reasoning=complete))
+            metrics.DOCUMENTS.labels(params.mode).inc()
+            if on_scored is not None:
+                on_scored(i)
+
+        prompts = [job.prompts[i].token_ids for i in todo]
+        if params.mode == "score_only":
+            await self._score_only(job, prompts, done)
+            return
+        sampling = Sampling(self.settings.max_new_tokens, thinking_budget=params.thinking_budget)
+
+        def generated(k: int, g: Generation) -> None:
+            job.spent(g)
+            done(k, self.parse(g, params.return_reasoning))
+
+        await self.backend.generate(prompts, sampling, generated)
+
+    async def _score_only(
+        self, job: Job, prompts: list[list[int]], done: Callable[[int, ParsedAnswer], None]
+    ) -> None:
+        """One step per prompt reads the digits; "1" takes a second step to tell 10 from 1."""
+        digits = self.digit_ids()
+        first: dict[int, list[float]] = {}
+
+        def read(k: int, g: Generation) -> None:
+            job.spent(g)
+            assert g.watched is not None
+            lps = [g.watched[0].get(t, float("-inf")) for t in digits]
+            if best_digit(lps) == 1:
+                first[k] = lps
+            else:
+                done(k, score_only_answer(lps))
+
+        step = Sampling(max_new_tokens=1, stop=None, watch_token_ids=tuple(digits))
+        await self.backend.generate(prompts, step, read)
+        ones = sorted(first)
+
+        def read_second(j: int, g: Generation) -> None:
+            job.spent(g)
+            ten = g.logprobs[0] if g.token_ids[:1] == [digits[0]] else None
+            done(ones[j], score_only_answer(first[ones[j]], ten))
+
+        if ones:
+            followed = [[*prompts[k], digits[1]] for k in ones]
+            await self.backend.generate(followed, Sampling(1, stop=None), read_second)
+
+    def digit_ids(self) -> list[int]:
+        """Token ids of "0".."9"; score-only mode needs each digit to be one token."""
+        if self._digits is None:
+            encode = self.backend.tokenizer.encode
+            ids = [encode(str(d), add_special_tokens=False) for d in range(10)]
+            if any(len(t) != 1 for t in ids):
+                raise InvalidRequest(
+                    [Violation("mode", "score-only needs a tokenizer with one token per digit")]
+                )
+            self._digits = [int(t[0]) for t in ids]
+        return self._digits
+
+    def result(self, job: Job, i: int) -> pb.RerankResult:
+        """Document ``i``'s streamed result (no hybrid score: that needs every document)."""
+        scored = job.scored[i]
+        assert scored is not None
+        return result(job.params, scored, i)
+
+    def respond(self, job: Job) -> pb.RerankResponse:
+        scored = [s for s in job.scored if s is not None]
+        assert len(scored) == len(job.scored), "respond() before every document was scored"
+        results, notice = rank(job.params, scored)
         return pb.RerankResponse(
             results=results,
             model=self.settings.model,
-            usage=pb.Usage(
-                prompt_tokens=sum(g.prompt_tokens for g in generations),
-                generated_tokens=sum(len(g.token_ids) for g in generations),
-                cached_prompt_tokens=sum(g.cached_prompt_tokens for g in generations),
-            ),
+            usage=job.usage,
             ordered_by=pb.ORDERING_HYBRID_SCORE
-            if all(f is not None for f in params.first_stage)
+            if all(f is not None for f in job.params.first_stage)
             else pb.ORDERING_RANK_SCORE,
             notice=notice,
         )
@@ -104,3 +259,22 @@ class Scorer:
         ]
         if over:
             raise InvalidRequest(over[:20])
+
+
+async def _next(queue: asyncio.Queue[int], task: asyncio.Future[None]) -> int:
+    """The next scored document's index, or the scoring task's error."""
+    if not queue.empty():
+        return queue.get_nowait()
+    getter: asyncio.Future[int] = asyncio.ensure_future(queue.get())
+    waiting: set[asyncio.Future[Any]] = {getter, task}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    if not queue.empty():
+        return queue.get_nowait()
+    task.result()  # raises the engine's error, if any
+    raise RuntimeError("scoring ended before every document was scored")

@@ -3,6 +3,8 @@
 The gRPC port opens first, with ``grpc.health.v1`` reporting NOT_SERVING, so probes get an
 answer while the model loads; it turns SERVING only after the engine has loaded *and* answered a
 warm-up request. Reflection is on, so ``grpcurl -plaintext HOST:PORT list`` works out of the box.
+With ``metrics_port`` set, Prometheus metrics (erank/metrics.py) are served at
+``http://HOST:METRICS_PORT/metrics``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from erank.engine import Backend, create_backend
+from erank.backends import Backend, create_backend
+from erank.metrics import MetricsServer
 from erank.scorer import Scorer
 from erank.service import RerankerService
 from erank.settings import ServerSettings
@@ -52,6 +55,7 @@ class ScoringServer:
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.host}:{settings.port}")
         self._owned: Backend | None = None
+        self.metrics: MetricsServer | None = None
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -69,6 +73,9 @@ class ScoringServer:
         """
         await self._set_health(False)
         await self.server.start()
+        if self.settings.metrics_port is not None:
+            self.metrics = MetricsServer(self.settings.host, self.settings.metrics_port)
+            log.info("Prometheus metrics on %s:%d", self.settings.host, self.metrics.port)
         log.info(
             "listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model
         )
@@ -78,6 +85,7 @@ class ScoringServer:
             self._owned = backend
         scorer = Scorer(backend, self.settings)
         await scorer.rerank(WARMUP)
+        scorer.cache.clear()  # the warm-up is not a user's score
         self.service.scorer = scorer
         await self._set_health(True)
         log.info("SERVING %s on port %d", self.settings.model, self.port)
@@ -91,6 +99,9 @@ class ScoringServer:
         await self._set_health(False)
         await self.server.stop(grace)
         self.service.scorer = None
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         if self._owned is not None:
             self._owned.shutdown()
             self._owned = None

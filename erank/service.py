@@ -7,7 +7,9 @@ model has loaded and answered its warm-up request, calls end with ``UNAVAILABLE`
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncGenerator
 
 import grpc
 from google.protobuf import any_pb2
@@ -43,6 +45,20 @@ class RerankerService(pb_grpc.RerankerServicer):
         except _Unavailable:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the model is still loading")
         raise AssertionError("unreachable: abort raises")
+
+    async def RerankStream(
+        self, request: pb.RerankRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncGenerator[pb.RerankEvent, None]:
+        try:
+            scorer = self._ready(context)
+            # aclosing: a cancelled call closes the scorer's stream, which stops the engine work
+            async with contextlib.aclosing(scorer.stream(request)) as events:
+                async for event in events:
+                    yield event
+        except InvalidRequest as err:
+            await context.abort_with_status(_bad_request(err))
+        except _Unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the model is still loading")
 
     async def GetModelInfo(
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext

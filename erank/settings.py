@@ -17,6 +17,7 @@ from erank.fusion import DEFAULT_ALPHA
 from erank.prompt import DEFAULT_INSTRUCTION, TEMPLATE_VERSION
 
 DEFAULT_TRUNCATE_LENGTH = 2048  # tokens, the paper's setting
+ScoringModeName = Literal["full", "thinking_budget", "score_only"]
 
 
 class ServerSettings(BaseSettings):
@@ -27,7 +28,10 @@ class ServerSettings(BaseSettings):
     # what to load
     model: str = Field("Alibaba-NLP/ERank-4B", description="Hugging Face id or local path")
     revision: str | None = Field(None, description="model revision (branch, tag or commit)")
-    backend: Literal["vllm"] = "vllm"
+    backend: Literal["vllm", "transformers"] = Field(
+        "vllm", description="vllm, or transformers for machines without vLLM (same scores)"
+    )
+    device: str | None = Field(None, description="transformers backend: cpu, cuda, cuda:1, …")
     # vLLM engine knobs
     max_model_len: int | None = Field(None, gt=0, description="context length; model's if unset")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
@@ -42,6 +46,13 @@ class ServerSettings(BaseSettings):
     default_instruction: str = DEFAULT_INSTRUCTION
     default_alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1)
     default_truncate_length: int = Field(DEFAULT_TRUNCATE_LENGTH, ge=1)
+    # fast modes (change quality; off by default): see ScoringMode in the proto
+    default_mode: ScoringModeName = Field("full", description="mode of requests that name none")
+    default_thinking_budget: int = Field(128, ge=0, description="reasoning tokens, budget mode")
+    # score cache: 0 entries turns it off
+    score_cache_entries: int = Field(100_000, ge=0, description="max cached document scores")
+    score_cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="max cache size (bytes)")
+    score_cache_ttl_s: float | None = Field(None, gt=0, description="cached scores expire after")
     # request limits
     max_documents: int = Field(1000, ge=1)
     max_text_chars: int = Field(100_000, ge=1, description="per query, instruction or document")
@@ -50,6 +61,9 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
     max_message_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve Prometheus /metrics on this port (host as gRPC)"
+    )
 
     config_file: Path | None = Field(None, exclude=True, description="YAML file with these keys")
 

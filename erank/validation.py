@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from erank.settings import ServerSettings
+from erank.settings import ScoringModeName, ServerSettings
 from erank.v1 import reranker_pb2 as pb
 
 
@@ -42,6 +42,18 @@ class RerankParams:
     alpha: float
     top_n: int
     return_reasoning: bool
+    mode: ScoringModeName = "full"
+    thinking_budget: int | None = None  # set in thinking_budget mode only
+
+
+MODE_NAMES: dict[pb.ScoringMode.ValueType, ScoringModeName] = {
+    pb.SCORING_MODE_FULL: "full",
+    pb.SCORING_MODE_THINKING_BUDGET: "thinking_budget",
+    pb.SCORING_MODE_SCORE_ONLY: "score_only",
+}
+MODE_ENUMS: dict[ScoringModeName, pb.ScoringMode.ValueType] = {
+    name: value for value, name in MODE_NAMES.items()
+}
 
 
 _MAX_REPORTED = 20  # keep error messages readable for a request with a thousand bad documents
@@ -102,6 +114,7 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
     alpha = request.alpha if request.HasField("alpha") else settings.default_alpha
     if not 0.0 <= alpha <= 1.0:  # also false for NaN
         bad.append(Violation("alpha", f"must be in [0, 1], got {alpha}"))
+    mode, budget = _mode(request, settings, bad)
     if bad:
         raise InvalidRequest(bad[:_MAX_REPORTED])
     return RerankParams(
@@ -117,4 +130,22 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
         alpha=alpha,
         top_n=request.top_n,
         return_reasoning=request.return_reasoning,
+        mode=mode,
+        thinking_budget=budget,
     )
+
+
+def _mode(
+    request: pb.RerankRequest, settings: ServerSettings, bad: list[Violation]
+) -> tuple[ScoringModeName, int | None]:
+    """The scoring mode (server default when unspecified) and, in budget mode, the budget."""
+    if request.mode and request.mode not in MODE_NAMES:
+        bad.append(Violation("mode", f"unknown ScoringMode {request.mode}"))
+    mode = MODE_NAMES.get(request.mode, settings.default_mode)
+    if mode != "thinking_budget":
+        if request.HasField("thinking_budget"):
+            bad.append(Violation("thinking_budget", "only applies to SCORING_MODE_THINKING_BUDGET"))
+        return mode, None
+    if request.HasField("thinking_budget"):
+        return mode, request.thinking_budget
+    return mode, settings.default_thinking_budget

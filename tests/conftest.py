@@ -19,7 +19,12 @@ import pytest
 import pytest_asyncio
 
 from connector.client import AsyncRerankerClient
-from erank.checkpoints import Script, build_random_checkpoint, build_scripted_checkpoint
+from erank.checkpoints import (
+    Script,
+    TinyConfig,
+    build_random_checkpoint,
+    build_scripted_checkpoint,
+)
 from erank.server import ScoringServer, running_server
 from erank.settings import ServerSettings
 
@@ -71,4 +76,29 @@ async def tiny_client(tiny_server: ScoringServer) -> AsyncIterator[AsyncReranker
 @pytest_asyncio.fixture(scope="module")
 async def scripted7_server(scripted7_checkpoint: Path) -> AsyncIterator[ScoringServer]:
     async with running_server(engine_settings(scripted7_checkpoint)) as server:
+        yield server
+
+
+# A bigram chain that answers 10 after a short think, or (prompts holding " sofa" often enough)
+# after 200 filler tokens of reasoning: two documents of one request take very different times.
+SCRIPT_BRANCH = Script(
+    text="<think>ok</think><answer>10</answer>",
+    answer_logits={"1": 9.0, "2": 8.5},
+    continuation_logits={"0": 7.0, "</": 6.0},
+    think_tokens=200,
+    trigger=" sofa",
+)
+BRANCH_CONFIG = TinyConfig(hidden_size=256)
+LONG_DOCUMENT = " sofa" * 100  # the trigger's share of the prompt is far above the branch point
+
+
+@pytest.fixture(scope="session")
+def branch_checkpoint() -> Path:
+    return build_scripted_checkpoint(SCRIPT_BRANCH, BRANCH_CONFIG)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def branch_server(branch_checkpoint: Path) -> AsyncIterator[ScoringServer]:
+    """The branching scripted model on the real vLLM CPU engine (one engine per session)."""
+    async with running_server(engine_settings(branch_checkpoint)) as server:
         yield server

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from erank.engine import load_tokenizer
+from erank.backends.base import load_tokenizer
 from erank.prompt import DEFAULT_INSTRUCTION, PromptBuilder, load_template, truncate
 
 

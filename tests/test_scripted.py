@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from safetensors.numpy import load_file
 
 from connector.client import AsyncRerankerClient
-from erank.engine import load_tokenizer
+from erank.backends.base import load_tokenizer
 from erank.server import ScoringServer, running_server
 from erank.v1 import reranker_pb2 as pb
 

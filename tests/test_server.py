@@ -111,9 +111,12 @@ async def test_partial_first_stage_scores_are_not_fused_and_say_so(
 async def test_prefix_cache_serves_the_shared_prompt_prefix(
     tiny_client: AsyncRerankerClient,
 ) -> None:
-    request = pb.RerankRequest(query="a query shared by every prompt " * 4, documents=docs(8))
-    await tiny_client.rerank(request)
-    again = await tiny_client.rerank(request)
+    query = "a query shared by every prompt " * 4
+    await tiny_client.rerank(pb.RerankRequest(query=query, documents=docs(8)))
+    # New documents (a repeated pair would come from the score cache without engine work).
+    others = [pb.Document(id=f"other-{i}", text=f"another text {i} on ranking") for i in range(8)]
+    again = await tiny_client.rerank(pb.RerankRequest(query=query, documents=others))
+    assert again.usage.cache_misses == 8
     assert again.usage.cached_prompt_tokens > again.usage.prompt_tokens // 2
 
 

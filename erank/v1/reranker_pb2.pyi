@@ -22,6 +22,51 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ScoringMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScoringModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScoringMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCORING_MODE_UNSPECIFIED: _ScoringMode.ValueType  # 0
+    """The server's default mode."""
+    SCORING_MODE_FULL: _ScoringMode.ValueType  # 1
+    """The trained behaviour: the model reasons as long as it wants (up to the server's
+    max_new_tokens), then answers. The paper's scores.
+    """
+    SCORING_MODE_THINKING_BUDGET: _ScoringMode.ValueType  # 2
+    """Fast, lower quality: at most B reasoning tokens after <think>, then the server forces
+    </think><answer> and reads the answer as usual. Documents that finish reasoning within B
+    tokens score as in FULL; the others are judged on cut-off reasoning.
+    """
+    SCORING_MODE_SCORE_ONLY: _ScoringMode.ValueType  # 3
+    """Fastest, lowest quality: no reasoning at all. The prompt ends with an empty think block and
+    <answer>; one forward step reads the digit tokens' probabilities; the answer is the most
+    likely digit (a second one-token step tells 10 from 1). ERank was not trained to answer
+    without reasoning.
+    """
+
+class ScoringMode(_ScoringMode, metaclass=_ScoringModeEnumTypeWrapper): ...
+
+SCORING_MODE_UNSPECIFIED: ScoringMode.ValueType  # 0
+"""The server's default mode."""
+SCORING_MODE_FULL: ScoringMode.ValueType  # 1
+"""The trained behaviour: the model reasons as long as it wants (up to the server's
+max_new_tokens), then answers. The paper's scores.
+"""
+SCORING_MODE_THINKING_BUDGET: ScoringMode.ValueType  # 2
+"""Fast, lower quality: at most B reasoning tokens after <think>, then the server forces
+</think><answer> and reads the answer as usual. Documents that finish reasoning within B
+tokens score as in FULL; the others are judged on cut-off reasoning.
+"""
+SCORING_MODE_SCORE_ONLY: ScoringMode.ValueType  # 3
+"""Fastest, lowest quality: no reasoning at all. The prompt ends with an empty think block and
+<answer>; one forward step reads the digit tokens' probabilities; the answer is the most
+likely digit (a second one-token step tells 10 from 1). ERank was not trained to answer
+without reasoning.
+"""
+Global___ScoringMode: _TypeAlias = ScoringMode  # noqa: Y015
+
 class _ResultStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -114,6 +159,8 @@ class RerankRequest(_message.Message):
     ALPHA_FIELD_NUMBER: _builtins.int
     TOP_N_FIELD_NUMBER: _builtins.int
     RETURN_REASONING_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    THINKING_BUDGET_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     instruction: _builtins.str
     """Relevance definition put into the prompt; empty = the server's default instruction."""
@@ -125,6 +172,14 @@ class RerankRequest(_message.Message):
     """Return only the best top_n results; 0 = all."""
     return_reasoning: _builtins.bool
     """Include the model's generated text before the answer in each result."""
+    mode: Global___ScoringMode.ValueType
+    """How the scores are produced; unspecified = the server's default (ModelInfo.default_mode).
+    The fast modes change quality relative to the trained behaviour: see ScoringMode.
+    """
+    thinking_budget: _builtins.int
+    """Reasoning-token budget B for SCORING_MODE_THINKING_BUDGET; unset = the server's default.
+    Only valid with that mode.
+    """
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     def __init__(
@@ -137,14 +192,21 @@ class RerankRequest(_message.Message):
         alpha: _builtins.float | None = ...,
         top_n: _builtins.int = ...,
         return_reasoning: _builtins.bool = ...,
+        mode: Global___ScoringMode.ValueType = ...,
+        thinking_budget: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "alpha", b"alpha"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "thinking_budget", b"thinking_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "alpha", b"alpha", "documents", b"documents", "instruction", b"instruction", "query", b"query", "return_reasoning", b"return_reasoning", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "documents", b"documents", "instruction", b"instruction", "mode", b"mode", "query", b"query", "return_reasoning", b"return_reasoning", "thinking_budget", b"thinking_budget", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__alpha: _TypeAlias = _typing.Literal["alpha"]  # noqa: Y015
     _WhichOneofArgType__alpha: _TypeAlias = _typing.Literal["_alpha", b"_alpha"]  # noqa: Y015
+    _WhichOneofReturnType__thinking_budget: _TypeAlias = _typing.Literal["thinking_budget"]  # noqa: Y015
+    _WhichOneofArgType__thinking_budget: _TypeAlias = _typing.Literal["_thinking_budget", b"_thinking_budget"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__alpha) -> _WhichOneofReturnType__alpha | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__thinking_budget) -> _WhichOneofReturnType__thinking_budget | None: ...
 
 Global___RerankRequest: _TypeAlias = RerankRequest  # noqa: Y015
 
@@ -163,6 +225,8 @@ class RerankResult(_message.Message):
     REASONING_FIELD_NUMBER: _builtins.int
     TRUNCATED_FIELD_NUMBER: _builtins.int
     STATUS_DETAIL_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     index: _builtins.int
     """Position of the document in the request."""
@@ -181,6 +245,10 @@ class RerankResult(_message.Message):
     """The query or the document was cut to truncate_length tokens (also when status is NO_ANSWER)."""
     status_detail: _builtins.str
     """Human-readable reason for a non-OK status."""
+    mode: Global___ScoringMode.ValueType
+    """The mode that produced this score."""
+    cached: _builtins.bool
+    """The score came from the server's score cache (no engine work for this document)."""
     def __init__(
         self,
         *,
@@ -195,10 +263,12 @@ class RerankResult(_message.Message):
         reasoning: _builtins.str | None = ...,
         truncated: _builtins.bool = ...,
         status_detail: _builtins.str = ...,
+        mode: Global___ScoringMode.ValueType = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_reasoning", b"_reasoning", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "reasoning", b"reasoning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_reasoning", b"_reasoning", "answer", b"answer", "answer_probability", b"answer_probability", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "id", b"id", "index", b"index", "rank_score", b"rank_score", "reasoning", b"reasoning", "status", b"status", "status_detail", b"status_detail", "truncated", b"truncated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_reasoning", b"_reasoning", "answer", b"answer", "answer_probability", b"answer_probability", "cached", b"cached", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "id", b"id", "index", b"index", "mode", b"mode", "rank_score", b"rank_score", "reasoning", b"reasoning", "status", b"status", "status_detail", b"status_detail", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__first_stage_score: _TypeAlias = _typing.Literal["first_stage_score"]  # noqa: Y015
     _WhichOneofArgType__first_stage_score: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score"]  # noqa: Y015
@@ -217,25 +287,36 @@ Global___RerankResult: _TypeAlias = RerankResult  # noqa: Y015
 
 @_typing.final
 class Usage(_message.Message):
+    """Engine work done for this request: documents answered from the score cache add nothing to the
+    token counts.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     GENERATED_TOKENS_FIELD_NUMBER: _builtins.int
     CACHED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_HITS_FIELD_NUMBER: _builtins.int
+    CACHE_MISSES_FIELD_NUMBER: _builtins.int
     prompt_tokens: _builtins.int
     generated_tokens: _builtins.int
     cached_prompt_tokens: _builtins.int
     """Prompt tokens served from the engine's prefix cache."""
+    cache_hits: _builtins.int
+    """Documents answered from the server's score cache, and documents that went to the engine."""
+    cache_misses: _builtins.int
     def __init__(
         self,
         *,
         prompt_tokens: _builtins.int = ...,
         generated_tokens: _builtins.int = ...,
         cached_prompt_tokens: _builtins.int = ...,
+        cache_hits: _builtins.int = ...,
+        cache_misses: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_prompt_tokens", b"cached_prompt_tokens", "generated_tokens", b"generated_tokens", "prompt_tokens", b"prompt_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_hits", b"cache_hits", "cache_misses", b"cache_misses", "cached_prompt_tokens", b"cached_prompt_tokens", "generated_tokens", b"generated_tokens", "prompt_tokens", b"prompt_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,6 +361,40 @@ class RerankResponse(_message.Message):
 Global___RerankResponse: _TypeAlias = RerankResponse  # noqa: Y015
 
 @_typing.final
+class RerankEvent(_message.Message):
+    """One message of RerankStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___RerankResult:
+        """One document scored: as in RerankResponse.results but without hybrid_score, which needs
+        every document. Events arrive in completion order.
+        """
+
+    @_builtins.property
+    def response(self) -> Global___RerankResponse:
+        """The last event: the ordered response, exactly what Rerank returns."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___RerankResult | None = ...,
+        response: Global___RerankResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "response", b"response", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "response", b"response", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["result", "response"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___RerankEvent: _TypeAlias = RerankEvent  # noqa: Y015
+
+@_typing.final
 class GetModelInfoRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -310,6 +425,8 @@ class ModelInfo(_message.Message):
     TEMPLATE_VERSION_FIELD_NUMBER: _builtins.int
     DEFAULT_INSTRUCTION_FIELD_NUMBER: _builtins.int
     DEFAULT_ALPHA_FIELD_NUMBER: _builtins.int
+    DEFAULT_MODE_FIELD_NUMBER: _builtins.int
+    DEFAULT_THINKING_BUDGET_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     revision: _builtins.str
     backend: _builtins.str
@@ -322,6 +439,8 @@ class ModelInfo(_message.Message):
     template_version: _builtins.str
     default_instruction: _builtins.str
     default_alpha: _builtins.float
+    default_mode: Global___ScoringMode.ValueType
+    default_thinking_budget: _builtins.int
     def __init__(
         self,
         *,
@@ -337,10 +456,12 @@ class ModelInfo(_message.Message):
         template_version: _builtins.str = ...,
         default_instruction: _builtins.str = ...,
         default_alpha: _builtins.float = ...,
+        default_mode: Global___ScoringMode.ValueType = ...,
+        default_thinking_budget: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_alpha", b"default_alpha", "default_instruction", b"default_instruction", "default_truncate_length", b"default_truncate_length", "max_documents", b"max_documents", "max_model_len", b"max_model_len", "max_new_tokens", b"max_new_tokens", "max_text_chars", b"max_text_chars", "max_truncate_length", b"max_truncate_length", "model", b"model", "revision", b"revision", "template_version", b"template_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_alpha", b"default_alpha", "default_instruction", b"default_instruction", "default_mode", b"default_mode", "default_thinking_budget", b"default_thinking_budget", "default_truncate_length", b"default_truncate_length", "max_documents", b"max_documents", "max_model_len", b"max_model_len", "max_new_tokens", b"max_new_tokens", "max_text_chars", b"max_text_chars", "max_truncate_length", b"max_truncate_length", "model", b"model", "revision", b"revision", "template_version", b"template_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -39,6 +39,11 @@ class RerankerStub:
                 request_serializer=erank_dot_v1_dot_reranker__pb2.RerankRequest.SerializeToString,
                 response_deserializer=erank_dot_v1_dot_reranker__pb2.RerankResponse.FromString,
                 _registered_method=True)
+        self.RerankStream = channel.unary_stream(
+                '/erank.v1.Reranker/RerankStream',
+                request_serializer=erank_dot_v1_dot_reranker__pb2.RerankRequest.SerializeToString,
+                response_deserializer=erank_dot_v1_dot_reranker__pb2.RerankEvent.FromString,
+                _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/erank.v1.Reranker/GetModelInfo',
                 request_serializer=erank_dot_v1_dot_reranker__pb2.GetModelInfoRequest.SerializeToString,
@@ -51,6 +56,15 @@ class RerankerServicer:
 
     def Rerank(self, request, context):
         """Scores every document against the query and returns them best first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerankStream(self, request, context):
+        """The same scoring, streamed: one event per document as soon as its answer is read (cached
+        documents first), then one last event holding the whole RerankResponse. Cancelling the call
+        stops the engine work still running for it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,6 +84,11 @@ def add_RerankerServicer_to_server(servicer, server):
                     servicer.Rerank,
                     request_deserializer=erank_dot_v1_dot_reranker__pb2.RerankRequest.FromString,
                     response_serializer=erank_dot_v1_dot_reranker__pb2.RerankResponse.SerializeToString,
+            ),
+            'RerankStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.RerankStream,
+                    request_deserializer=erank_dot_v1_dot_reranker__pb2.RerankRequest.FromString,
+                    response_serializer=erank_dot_v1_dot_reranker__pb2.RerankEvent.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
@@ -104,6 +123,33 @@ class Reranker:
             '/erank.v1.Reranker/Rerank',
             erank_dot_v1_dot_reranker__pb2.RerankRequest.SerializeToString,
             erank_dot_v1_dot_reranker__pb2.RerankResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerankStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/erank.v1.Reranker/RerankStream',
+            erank_dot_v1_dot_reranker__pb2.RerankRequest.SerializeToString,
+            erank_dot_v1_dot_reranker__pb2.RerankEvent.FromString,
             options,
             channel_credentials,
             insecure,

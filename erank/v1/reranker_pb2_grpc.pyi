@@ -36,6 +36,11 @@ class RerankerStub:
     def __new__(cls, channel: _aio.Channel) -> RerankerAsyncStub: ...
     Rerank: _grpc.UnaryUnaryMultiCallable[_reranker_pb2.RerankRequest, _reranker_pb2.RerankResponse]
     """Scores every document against the query and returns them best first."""
+    RerankStream: _grpc.UnaryStreamMultiCallable[_reranker_pb2.RerankRequest, _reranker_pb2.RerankEvent]
+    """The same scoring, streamed: one event per document as soon as its answer is read (cached
+    documents first), then one last event holding the whole RerankResponse. Cancelling the call
+    stops the engine work still running for it.
+    """
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_reranker_pb2.GetModelInfoRequest, _reranker_pb2.ModelInfo]
     """Describes the loaded model and the server's limits."""
 
@@ -44,6 +49,11 @@ class RerankerAsyncStub(RerankerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Rerank: _aio.UnaryUnaryMultiCallable[_reranker_pb2.RerankRequest, _reranker_pb2.RerankResponse]  # type: ignore[assignment]
     """Scores every document against the query and returns them best first."""
+    RerankStream: _aio.UnaryStreamMultiCallable[_reranker_pb2.RerankRequest, _reranker_pb2.RerankEvent]  # type: ignore[assignment]
+    """The same scoring, streamed: one event per document as soon as its answer is read (cached
+    documents first), then one last event holding the whole RerankResponse. Cancelling the call
+    stops the engine work still running for it.
+    """
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_reranker_pb2.GetModelInfoRequest, _reranker_pb2.ModelInfo]  # type: ignore[assignment]
     """Describes the loaded model and the server's limits."""
 
@@ -55,6 +65,17 @@ class RerankerServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reranker_pb2.RerankResponse, _abc.Awaitable[_reranker_pb2.RerankResponse]]:
         """Scores every document against the query and returns them best first."""
+
+    @_abc_1.abstractmethod
+    def RerankStream(
+        self,
+        request: _reranker_pb2.RerankRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_reranker_pb2.RerankEvent], _abc.AsyncIterator[_reranker_pb2.RerankEvent]]:
+        """The same scoring, streamed: one event per document as soon as its answer is read (cached
+        documents first), then one last event holding the whole RerankResponse. Cancelling the call
+        stops the engine work still running for it.
+        """
 
     @_abc_1.abstractmethod
     def GetModelInfo(

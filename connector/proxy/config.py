@@ -1,0 +1,165 @@
+"""Per-index reranking settings of the proxy and the client wrappers (a validated YAML file).
+
+Example ``proxy.yaml``::
+
+    default:                 # applies to every index no entry below matches
+      fields: [text]
+      window: 50
+    indices:
+      products:              # an index name, or an fnmatch pattern such as "logs-*"
+        fields: [title, description]
+        window: 100
+        instruction: "Is this product what the shopper is looking for?"
+        alpha: 0.3
+        budget_ms: 2000
+      audit-*:
+        enabled: false       # searches on these indices pass through untouched
+
+The same keys (but ``enabled``, ``window``, ``instruction``, ``alpha``, ``budget_ms``, ``fields``
+and ``query_text`` only) can be given per search in the body's ``"ext": {"erank": {...}}``; the
+proxy strips that before forwarding, because neither engine knows an ``erank`` extension.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_WINDOW = 50
+DEFAULT_BUDGET_MS = 10_000
+MAX_WINDOW = 10_000  # both engines' default index.max_result_window
+
+
+class IndexConfig(BaseModel):
+    """How searches on one index (or index pattern) are reranked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    enabled: bool = True
+    fields: tuple[str, ...] = Field(
+        default=("text",),
+        min_length=1,
+        description="document text: these fields, joined by newlines",
+    )
+    window: int = Field(
+        default=DEFAULT_WINDOW, ge=1, le=MAX_WINDOW, description="top BM25 hits reranked"
+    )
+    instruction: str | None = Field(
+        default=None, description="relevance instruction; server default"
+    )
+    alpha: float | None = Field(default=None, ge=0, le=1, description="BM25 weight; server default")
+    budget_ms: int = Field(
+        default=DEFAULT_BUDGET_MS, ge=1, le=300_000, description="deadline of the scoring call"
+    )
+    truncate_length: int = Field(default=0, ge=0, description="tokens per text; 0 = server default")
+
+    @property
+    def budget_s(self) -> float:
+        return self.budget_ms / 1000.0
+
+
+class RerankOverrides(BaseModel):
+    """``ext.erank`` of one search: per-request overrides of the index's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    query_text: str | None = Field(default=None, min_length=1)
+    enabled: bool | None = None
+    fields: tuple[str, ...] | None = Field(default=None, min_length=1)
+    window: int | None = Field(default=None, ge=1, le=MAX_WINDOW)
+    instruction: str | None = None
+    alpha: float | None = Field(default=None, ge=0, le=1)
+    budget_ms: int | None = Field(default=None, ge=1, le=300_000)
+
+    def apply(self, config: IndexConfig) -> IndexConfig:
+        """``config`` with every override that was given."""
+        changes = self.model_dump(exclude_none=True, exclude={"query_text"})
+        return config.model_copy(update=changes) if changes else config
+
+
+class ProxyConfig(BaseModel):
+    """The whole file: a default plus per-index entries, and the fail-open log interval."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    default: IndexConfig = Field(default_factory=IndexConfig)
+    indices: dict[str, IndexConfig] = Field(default_factory=dict)
+    log_interval_s: float = Field(
+        default=10.0, gt=0, description="at most one fail-open warning per"
+    )
+
+    def for_name(self, name: str) -> IndexConfig:
+        """The entry named exactly ``name``, else the first pattern matching it, else default."""
+        if name in self.indices:
+            return self.indices[name]
+        for pattern, config in self.indices.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return config
+        return self.default
+
+    def for_target(self, target: str | None) -> IndexConfig | None:
+        """The settings for a search path's index expression (``a,b``, ``logs-*``, none = all).
+
+        ``None`` when the named indices have different settings: one search gets one window,
+        field list and budget, so such a search is passed through rather than guessed at.
+        """
+        if not target or target in ("_all", "*"):
+            every = {self.default, *self.indices.values()}
+            return every.pop() if len(every) == 1 else None
+        if target in self.indices:
+            return self.indices[target]
+        names = [n.strip() for n in target.split(",") if n.strip()]
+        return self._uniform(names)
+
+    def _uniform(self, names: list[str]) -> IndexConfig | None:
+        configs = {self.for_name(n) for n in names} or {self.default}
+        return configs.pop() if len(configs) == 1 else None
+
+
+class ConfigError(ValueError):
+    """A proxy config file or ``ext.erank`` section that does not validate."""
+
+
+def describe(error: ValidationError, prefix: str) -> str:
+    """One line naming each bad key under ``prefix`` and why (for 400 bodies and the CLI)."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in (prefix, *item["loc"]) if p != "")
+        parts.append(f"[{where}] {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_config(data: Mapping[str, Any] | None) -> ProxyConfig:
+    """Validate a config mapping; :class:`ConfigError` names every bad key."""
+    try:
+        return ProxyConfig.model_validate(dict(data or {}))
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, "")) from exc
+
+
+def load_config(path: str | Path | None) -> ProxyConfig:
+    """The config in a YAML file (``None``: all defaults)."""
+    if path is None:
+        return ProxyConfig()
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return parse_config(data)
+
+
+def parse_overrides(data: object) -> RerankOverrides:
+    """Validate a search's ``ext.erank``; :class:`ConfigError` names every bad key."""
+    if not isinstance(data, dict):
+        raise ConfigError("[ext.erank] must be an object")
+    try:
+        return RerankOverrides.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, "ext.erank")) from exc

@@ -1,0 +1,175 @@
+"""The scoring call of one planned search, and what happens when it cannot be made: fail open.
+
+A scoring server that is down, slower than the index's ``budget_ms``, or answering with an
+error or with a malformed ranking never costs the user their search: they get the engine's own
+BM25 page (the hits and scores a direct search returns), marked ``ext.erank.status = "failed"``
+and ``X-Erank-Status: failed-open``. Each failure is counted by type and logged at most once
+per ``log_interval_s`` with the number of failures since the last warning, so a scoring-server
+outage does not flood the log with one line per search.
+
+Used by the proxy (asyncio) and by the client wrappers (asyncio and blocking): one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Literal, TypeAlias
+
+import grpc
+
+from connector.client import AsyncRerankerClient, RerankerClient
+from connector.proxy.hits import (
+    MalformedResponse,
+    Timings,
+    failed_open_body,
+    hits_of,
+    rerank_request,
+    reranked_body,
+)
+from connector.proxy.search import SearchPlan
+
+log = logging.getLogger("erank.proxy")
+
+Outcome: TypeAlias = Literal["reranked", "failed-open", "skipped"]
+STATUS_HEADER = "X-Erank-Status"
+_GRPC_TYPES = {
+    grpc.StatusCode.UNAVAILABLE: "connection_error",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_request",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "overloaded",
+}
+
+
+def classify_error(exc: BaseException) -> tuple[str, str]:
+    """``(type, reason)`` of a failed scoring call, for ``ext.erank.error`` and the counters."""
+    if isinstance(exc, grpc.RpcError):
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        kind = _GRPC_TYPES.get(code, "scoring_server_error")  # type: ignore[arg-type]
+        name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+        return kind, f"{name}: {details}"
+    if isinstance(exc, MalformedResponse):
+        return "malformed_response", str(exc)
+    if isinstance(exc, TimeoutError):
+        return "timeout", "scoring call exceeded its budget"
+    return "internal_error", f"{type(exc).__name__}: {exc}"
+
+
+class FailOpenStats:
+    """Counters of what the proxy did with searches, and the rate-limited failure log."""
+
+    def __init__(self, log_interval_s: float = 10.0) -> None:
+        self.log_interval_s = log_interval_s
+        self.outcomes: Counter[str] = Counter()
+        self.skipped: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._last_warning = float("-inf")
+        self._unlogged = 0
+
+    def count(self, outcome: Outcome, reason: str | None = None) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+            if outcome == "skipped" and reason:
+                self.skipped[reason] += 1
+
+    def failed(self, error_type: str, reason: str) -> None:
+        """Count a fail-open; warn if the last warning is older than the interval."""
+        with self._lock:
+            self.outcomes["failed-open"] += 1
+            self.failures[error_type] += 1
+            self._unlogged += 1
+            now = time.monotonic()
+            if now - self._last_warning < self.log_interval_s:
+                return
+            self._last_warning, count, self._unlogged = now, self._unlogged, 0
+        log.warning(
+            "reranking failed open %d time(s) in the last %.0f s; latest: %s: %s",
+            count,
+            self.log_interval_s,
+            error_type,
+            reason,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "outcomes": dict(self.outcomes),
+                "skipped": dict(self.skipped),
+                "failed_open": dict(self.failures),
+            }
+
+
+def _no_hits(plan: SearchPlan, response: Mapping[str, Any], timings: Timings) -> dict[str, Any]:
+    body = failed_open_body(plan, response, "", "", timings)
+    body["ext"]["erank"] = {"status": "skipped", "reason": "no_hits", "window": plan.window}
+    return body
+
+
+def _fail(
+    plan: SearchPlan,
+    response: Mapping[str, Any],
+    exc: BaseException,
+    timings: Timings,
+    stats: FailOpenStats,
+) -> tuple[dict[str, Any], Outcome]:
+    error_type, reason = classify_error(exc)
+    stats.failed(error_type, reason)
+    return failed_open_body(plan, response, error_type, reason, timings), "failed-open"
+
+
+async def finish_async(
+    plan: SearchPlan,
+    response: Mapping[str, Any],
+    client: AsyncRerankerClient,
+    stats: FailOpenStats,
+    first_stage_ms: float,
+) -> tuple[dict[str, Any], Outcome]:
+    """Rerank the window of an engine response and cut the page; fail open on any error."""
+    request, missing = rerank_request(plan, response)
+    if not request.documents:
+        stats.count("skipped", "no_hits")
+        return _no_hits(plan, response, Timings(first_stage_ms)), "skipped"
+    began = time.perf_counter()
+    try:
+        answer = await client.rerank(request, timeout=plan.config.budget_s)
+        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
+        body = reranked_body(plan, response, answer, missing, timings)
+    except Exception as exc:  # any failure of the call or of its answer: fail open
+        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
+        return _fail(plan, response, exc, timings, stats)
+    stats.count("reranked")
+    return body, "reranked"
+
+
+def finish_sync(
+    plan: SearchPlan,
+    response: Mapping[str, Any],
+    client: RerankerClient,
+    stats: FailOpenStats,
+    first_stage_ms: float,
+) -> tuple[dict[str, Any], Outcome]:
+    """Blocking twin of :func:`finish_async` (for the blocking client wrappers)."""
+    request, missing = rerank_request(plan, response)
+    if not request.documents:
+        stats.count("skipped", "no_hits")
+        return _no_hits(plan, response, Timings(first_stage_ms)), "skipped"
+    began = time.perf_counter()
+    try:
+        answer = client.rerank(request, timeout=plan.config.budget_s)
+        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
+        body = reranked_body(plan, response, answer, missing, timings)
+    except Exception as exc:  # any failure of the call or of its answer: fail open
+        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
+        return _fail(plan, response, exc, timings, stats)
+    stats.count("reranked")
+    return body, "reranked"
+
+
+def is_search_response(response: object) -> bool:
+    """Whether an engine answer has ``hits.hits`` to rerank (errors and others pass as is)."""
+    return isinstance(response, Mapping) and hits_of(response) is not None

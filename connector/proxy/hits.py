@@ -1,0 +1,232 @@
+"""From the engine's window of BM25 hits to the user's page: texts out, reranked order in.
+
+Per reranked hit, ``fields._erank`` (a one-element list, as every entry of ``fields`` is; the
+same as the OpenSearch ``erank`` processor of this repository) holds ``bm25_score``,
+``bm25_rank``, ``relevance_score`` (the new ``_score``), ``rank_score``, ``hybrid_score``,
+``answer``, ``answer_probability``, ``status`` and, when none of the configured fields had a
+value, ``text_missing: true`` (that hit was scored on empty text; it is never dropped). Hits past
+the window keep their BM25 ``_score`` and get no ``_erank``. The response's ``ext.erank`` says
+what happened and how long the first stage and the rerank took.
+
+Fusion is the scoring server's: the hits' ``_score`` go out as ``first_stage_score`` and the
+server's ``hybrid_score`` (or ``rank_score`` when it did not fuse) comes back as the new score.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connector.proxy.search import SearchPlan
+from erank.v1 import reranker_pb2 as pb
+
+HIT_FIELD = "_erank"
+_STATUS_NAMES = {
+    pb.RESULT_STATUS_OK: "ok",
+    pb.RESULT_STATUS_NO_ANSWER: "no_answer",
+    pb.RESULT_STATUS_TRUNCATED_INPUT: "truncated_input",
+}
+
+
+class MalformedResponse(ValueError):
+    """The scoring server's answer is not a permutation of the documents sent."""
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds spent in the engine (first stage) and in the scoring call (rerank)."""
+
+    first_stage_ms: float
+    rerank_ms: float = 0.0
+
+    def as_json(self) -> dict[str, float]:
+        return {
+            "first_stage_ms": round(self.first_stage_ms, 3),
+            "rerank_ms": round(self.rerank_ms, 3),
+        }
+
+    def server_timing(self) -> str:
+        """The standard ``Server-Timing`` header value."""
+        return f"first_stage;dur={self.first_stage_ms:.3f}, rerank;dur={self.rerank_ms:.3f}"
+
+
+def _leaves(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [t for v in value for t in _leaves(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _leaves(v)]
+    return [str(value)]
+
+
+def _lookup(source: object, path: str) -> object:
+    """A dotted path in ``_source``: keys that contain dots, or nested objects and arrays."""
+    if not isinstance(source, dict):
+        if isinstance(source, list):
+            values = [_lookup(item, path) for item in source]
+            return [v for v in values if v is not None] or None
+        return None
+    if path in source:
+        return source[path]
+    head, dot, rest = path.partition(".")
+    while dot:
+        if head in source:
+            found = _lookup(source[head], rest)
+            if found is not None:
+                return found
+        more, dot, rest = rest.partition(".")
+        head = f"{head}.{more}"
+    return None
+
+
+def hit_text(hit: Mapping[str, Any], fields: Sequence[str]) -> str | None:
+    """The hit's text for ``fields``: from ``_source``, else ``fields``/docvalues, else the
+    highlighted fragments; values joined by newlines. None when no field has a value."""
+    parts: list[str] = []
+    for name in fields:
+        value = _lookup(hit.get("_source"), name)
+        if value is None:
+            value = (hit.get("fields") or {}).get(name)
+        if value is None:
+            value = (hit.get("highlight") or {}).get(name)
+        parts += _leaves(value)
+    return "\n".join(parts) if parts else None
+
+
+def hits_of(response: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """``hits.hits`` of a search response, or None when it has none (not a search answer)."""
+    hits = response.get("hits")
+    inner = hits.get("hits") if isinstance(hits, dict) else None
+    return inner if isinstance(inner, list) else None
+
+
+def rerank_request(
+    plan: SearchPlan, response: Mapping[str, Any]
+) -> tuple[pb.RerankRequest, list[bool]]:
+    """The scoring call for the window's hits, and which of them had no text."""
+    window = (hits_of(response) or [])[: plan.window]
+    texts = [hit_text(h, plan.config.fields) for h in window]
+    scores: list[Any] = [h.get("_score") for h in window]
+    fuse = all(isinstance(s, (int, float)) for s in scores)
+    documents = [
+        pb.Document(id=str(i), text=text or "", first_stage_score=float(score) if fuse else None)
+        for i, (text, score) in enumerate(zip(texts, scores, strict=True))
+    ]
+    request = pb.RerankRequest(
+        query=plan.query_text,
+        instruction=plan.config.instruction or "",
+        documents=documents,
+        alpha=plan.config.alpha,
+        truncate_length=plan.config.truncate_length,
+    )
+    return request, [t is None for t in texts]
+
+
+def reranked_order(count: int, response: pb.RerankResponse) -> list[int]:
+    """Window positions best first; :class:`MalformedResponse` unless each appears once."""
+    order = [r.index for r in response.results]
+    if sorted(order) != list(range(count)) or any(r.id != str(r.index) for r in response.results):
+        raise MalformedResponse(
+            f"scoring server returned {len(order)} results for {count} documents"
+            " or ids that do not match their positions"
+        )
+    return order
+
+
+def _strip_added(hit: dict[str, Any], added: Sequence[str]) -> None:
+    fields = hit.get("fields")
+    if added and isinstance(fields, dict):
+        for name in added:
+            fields.pop(name, None)
+        if not fields:
+            del hit["fields"]
+
+
+def _erank_info(
+    hit: Mapping[str, Any], rank: int, result: pb.RerankResult, score: float, missing: bool
+) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "bm25_score": hit.get("_score"),
+        "bm25_rank": rank + 1,
+        "relevance_score": score,
+        "rank_score": float(result.rank_score),
+        "answer": result.answer,
+        "answer_probability": float(result.answer_probability),
+        "status": _STATUS_NAMES.get(result.status, "unspecified"),
+    }
+    if result.HasField("hybrid_score"):
+        info["hybrid_score"] = float(result.hybrid_score)
+    if missing:
+        info["text_missing"] = True
+    return info
+
+
+def _page(plan: SearchPlan, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    page = hits[plan.page_from : plan.page_from + plan.page_size]
+    for hit in page:
+        _strip_added(hit, plan.added_fields)
+    return page
+
+
+def reranked_body(
+    plan: SearchPlan,
+    response: Mapping[str, Any],
+    answer: pb.RerankResponse,
+    missing: Sequence[bool],
+    timings: Timings,
+) -> dict[str, Any]:
+    """The user's page cut from the reranked window followed by the rest in BM25 order."""
+    body = copy.deepcopy(dict(response))
+    hits = hits_of(body) or []
+    window = hits[: plan.window]
+    order = reranked_order(len(window), answer)
+    fused = answer.ordered_by == pb.ORDERING_HYBRID_SCORE
+    reordered: list[dict[str, Any]] = []
+    for result in answer.results:
+        hit = window[result.index]
+        score = float(result.hybrid_score if fused else result.rank_score)
+        info = _erank_info(hit, result.index, result, score, missing[result.index])
+        hit["_score"] = score
+        hit["fields"] = {**(hit.get("fields") or {}), HIT_FIELD: [info]}
+        reordered.append(hit)
+    everything = reordered + hits[len(order) :]
+    if reordered:
+        body["hits"]["max_score"] = max(h["_score"] for h in reordered)
+    body["hits"]["hits"] = _page(plan, everything)
+    status = {
+        "status": "reranked",
+        "model": answer.model,
+        "fused": fused,
+        "reranked": len(order),
+        "window": plan.window,
+        **({"text_missing": sum(missing)} if any(missing) else {}),
+        **timings.as_json(),
+    }
+    body["ext"] = {**(body.get("ext") or {}), "erank": status}
+    return body
+
+
+def failed_open_body(
+    plan: SearchPlan,
+    response: Mapping[str, Any],
+    error_type: str,
+    reason: str,
+    timings: Timings,
+) -> dict[str, Any]:
+    """The engine's own BM25 page (what a direct search returns), marked as failed open."""
+    body = copy.deepcopy(dict(response))
+    hits = hits_of(body)
+    if hits is not None:
+        body["hits"]["hits"] = _page(plan, hits)
+    status = {
+        "status": "failed",
+        "error": {"type": error_type, "reason": reason},
+        "fail_open": True,
+        "window": plan.window,
+        **timings.as_json(),
+    }
+    body["ext"] = {**(body.get("ext") or {}), "erank": status}
+    return body

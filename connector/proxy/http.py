@@ -1,0 +1,69 @@
+"""HTTP plumbing of the proxy: which headers travel, request bodies as the engine would read
+them, and an engine answer read whole (for the searches whose bodies the proxy rewrites)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import hdrs, web
+from multidict import CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
+        "Trailer", "Transfer-Encoding", "Upgrade", "Host",
+    )
+)  # fmt: skip
+BODY_HEADERS = frozenset(("content-length", "content-encoding"))
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An engine answer read whole: for searches, whose bodies the proxy rewrites."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    raw: bytes
+    json: Any
+    millis: float
+
+
+def decode_body(request: web.Request, raw: bytes) -> bytes | None:
+    """The request body without its Content-Encoding (elasticsearch-py gzips with
+    ``http_compress=True``); None for an encoding the proxy does not know."""
+    encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").lower()
+    if encoding == "identity":
+        return raw
+    if encoding == "gzip":
+        return gzip.decompress(raw)
+    if encoding == "deflate":
+        return zlib.decompress(raw)
+    return None
+
+
+def json_body(request: web.Request, raw: bytes) -> tuple[bool, Any]:
+    """``(True, parsed body or None)`` for a JSON body; ``(False, None)`` for anything the
+    proxy leaves to the engine (another content type, bad JSON: the engine's errors apply)."""
+    try:
+        data = decode_body(request, raw)
+    except (OSError, zlib.error):
+        return False, None
+    if data is None:
+        return False, None
+    if not data.strip():
+        return True, None
+    if "json" not in request.headers.get(hdrs.CONTENT_TYPE, "application/json"):
+        return False, None
+    try:
+        return True, json.loads(data)
+    except ValueError:
+        return False, None
+
+
+def dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -1,0 +1,299 @@
+"""Which searches get reranked, their query text, and the request sent to the engine instead.
+
+Shared by the HTTP proxy and the client wrappers: they hand over the index expression, the URL
+parameters and the parsed body, and get back a :class:`SearchPlan` (rerank: forward ``body`` and
+``params``, then finish with :mod:`connector.proxy.hits`), a :class:`Skip` (forward the search as
+it is, less ``ext.erank``), or a :class:`ConfigError` (answer HTTP 400).
+
+Rank window apart from the page: a search for ``from``/``size`` with ``from < window`` is sent
+as ``from=0, size=max(window, from + size)``, so every page of a query is cut from one reranked
+order (no overlap, no skip across pages). Pages wholly past the window are the engine's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import unquote
+
+from connector.proxy.config import ConfigError, IndexConfig, ProxyConfig, parse_overrides
+
+DEFAULT_SIZE = 10
+SEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_search/?$")
+MSEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_msearch/?$")
+# Body keys whose presence makes the engine rank by something else than BM25 `_score` order,
+# or page by cursor: such searches pass through untouched.
+_PASS_KEYS = {
+    "pit": "pit",
+    "search_after": "search_after",
+    "rescore": "rescore",
+    "retriever": "retriever",
+    "knn": "knn",
+    "rank": "rank",
+    "sub_searches": "retriever",
+    "hybrid": "retriever",
+    "slice": "scroll",
+}
+_PASS_PARAMS = {"scroll": "scroll", "sort": "sort", "filter_path": "filter_path",
+                "source": "source_param", "search_after": "search_after"}  # fmt: skip
+_TEXT_QUERIES = (
+    "match",
+    "match_phrase",
+    "match_phrase_prefix",
+    "match_bool_prefix",
+)
+_QUERY_KEY_QUERIES = ("multi_match", "query_string", "simple_query_string", "combined_fields")
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Forward the search unchanged (but for ``ext.erank``): ``reason`` says why."""
+
+    reason: str
+    body: dict[str, Any] | None
+    stripped: bool = False  # whether ``body`` differs from the request's (ext.erank removed)
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """A search to rerank: what to send the engine and how to cut the user's page after."""
+
+    body: dict[str, Any]
+    params: dict[str, str]
+    query_text: str
+    page_from: int
+    page_size: int
+    config: IndexConfig
+    added_fields: tuple[str, ...] = field(default=())  # asked for by us, stripped from hits
+
+    @property
+    def window(self) -> int:
+        return self.config.window
+
+
+def route(method: str, path: str) -> tuple[Literal["search", "msearch"], str | None] | None:
+    """``("search" | "msearch", index expression or None)`` for a request the proxy may
+    rerank; None for everything else (which passes through)."""
+    if method.upper() not in ("GET", "POST"):
+        return None
+    path = path.split("?", 1)[0]
+    if found := SEARCH_PATH.match(path):
+        return "search", unquote(found["target"]) if found["target"] else None
+    if found := MSEARCH_PATH.match(path):
+        return "msearch", unquote(found["target"]) if found["target"] else None
+    return None
+
+
+def str_params(params: Mapping[str, Any] | None) -> dict[str, str]:
+    """URL parameters as the engine reads them (clients pass bools, numbers and lists)."""
+    out: dict[str, str] = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            out[key] = ",".join(str(v) for v in value)
+        elif isinstance(value, bytes):
+            out[key] = value.decode()
+        elif value is not None:
+            out[key] = str(value)
+    return out
+
+
+def _true(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in ("", "true"))
+
+
+def _int(value: object, default: int) -> int | None:
+    """An integer ``from``/``size`` (URL strings included); None when it is not one."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _is_score_desc(sort: object) -> bool:
+    """Whether a ``sort`` is just ``_score`` descending (any of its spellings)."""
+    if isinstance(sort, list):
+        return len(sort) == 1 and _is_score_desc(sort[0])
+    if sort == "_score":
+        return True
+    if isinstance(sort, dict) and list(sort) == ["_score"]:
+        order = sort["_score"]
+        if isinstance(order, dict):
+            order = order.get("order", "desc") if set(order) <= {"order"} else None
+        return order in ("desc", "DESC")
+    return False
+
+
+def _clauses(value: object) -> Iterator[object]:
+    if isinstance(value, list):
+        yield from value
+    elif value is not None:
+        yield value
+
+
+def query_texts(query: object) -> Iterator[str]:
+    """The texts of the full-text clauses in a query, through compound queries.
+
+    Filters, ``must_not`` and term-level queries say what to exclude or restrict, not what the
+    user is looking for, so they are ignored.
+    """
+    if not isinstance(query, dict):
+        return
+    for kind, spec in query.items():
+        if kind in _TEXT_QUERIES and isinstance(spec, dict):
+            for value in spec.values():
+                text = value.get("query") if isinstance(value, dict) else value
+                if isinstance(text, (str, int, float)) and not isinstance(text, bool):
+                    yield str(text)
+        elif kind in _QUERY_KEY_QUERIES and isinstance(spec, dict):
+            if isinstance(spec.get("query"), str):
+                yield spec["query"]
+        elif kind == "bool" and isinstance(spec, dict):
+            for part in ("must", "should"):
+                for clause in _clauses(spec.get(part)):
+                    yield from query_texts(clause)
+        elif kind == "dis_max" and isinstance(spec, dict):
+            for clause in _clauses(spec.get("queries")):
+                yield from query_texts(clause)
+        elif isinstance(spec, dict):  # boosting, constant_score, function_score, nested, ...
+            for inner in ("positive", "query", "filter"):
+                yield from query_texts(spec.get(inner))
+
+
+def query_text(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None:
+    """Distinct texts of the query (``q=`` URL parameter first), joined by a space."""
+    texts = [params["q"]] if params.get("q") else []
+    texts += query_texts(body.get("query"))
+    distinct = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+    return " ".join(distinct) or None
+
+
+def _source_is_whole(body: Mapping[str, Any], params: Mapping[str, str]) -> bool:
+    """Whether hits will carry their whole ``_source`` (so configured fields are in it)."""
+    if any(k in params for k in ("_source_includes", "_source_excludes", "stored_fields")):
+        return False
+    if "_source" in params:
+        return _true(params["_source"])
+    if "stored_fields" in body:
+        return False
+    source = body.get("_source", True)
+    return source is True
+
+
+def _fields_to_add(body: dict[str, Any], wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """Configured fields the user's ``fields`` option does not already return."""
+    asked = [f if isinstance(f, str) else f.get("field") for f in body.get("fields") or []]
+    patterns = [a for a in asked if isinstance(a, str)]
+    return tuple(w for w in wanted if not any(fnmatch.fnmatchcase(w, p) for p in patterns))
+
+
+def skip_reason(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None:
+    """Why a search must pass through untouched, or None if it can be reranked."""
+    for key, reason in _PASS_PARAMS.items():
+        if key in params:
+            return reason
+    if _true(params.get("explain", "false")) or body.get("explain") is True:
+        return "explain"
+    if "sort" in body and not _is_score_desc(body["sort"]):
+        return "sort"
+    for key, reason in _PASS_KEYS.items():
+        if key in body:
+            return reason
+    return None
+
+
+def strip_ext(body: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, object, bool]:
+    """``(body without ext.erank, the ext.erank value, whether there was one)``."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("ext"), Mapping):
+        return (dict(body) if isinstance(body, Mapping) else None), None, False
+    ext = dict(body["ext"])
+    if "erank" not in ext:
+        return dict(body), None, False
+    value = ext.pop("erank")
+    rest = {k: v for k, v in body.items() if k != "ext"}
+    if ext:
+        rest["ext"] = ext
+    return rest, value, True
+
+
+def plan_search(
+    target: str | None,
+    params: Mapping[str, str],
+    body: Mapping[str, Any] | None,
+    config: ProxyConfig,
+) -> SearchPlan | Skip:
+    """Decide what to do with one search on ``target`` (the path's index expression or None).
+
+    Raises :class:`ConfigError` for a bad ``ext.erank``: the caller answers HTTP 400.
+    """
+    clean, ext_value, had_ext = strip_ext(body)
+    overrides = parse_overrides(ext_value) if had_ext else None
+    base = config.for_target(target)
+    if base is None:
+        return Skip("mixed_index_config", clean, had_ext)
+    settings = overrides.apply(base) if overrides else base
+    if not settings.enabled:
+        return Skip("disabled", clean, had_ext)
+    source: dict[str, Any] = clean or {}
+    reason = skip_reason(source, params)
+    if reason:
+        return Skip(reason, clean, had_ext)
+    page_from = _int(params.get("from", source.get("from")), 0)
+    page_size = _int(params.get("size", source.get("size")), DEFAULT_SIZE)
+    if page_from is None or page_size is None or page_from < 0 or page_size < 0:
+        return Skip("bad_from_size", clean, had_ext)  # the engine answers with its own error
+    if page_size == 0:
+        return Skip("size_zero", clean, had_ext)
+    if page_from >= settings.window:
+        return Skip("past_window", clean, had_ext)
+    text = (overrides.query_text if overrides else None) or query_text(source, params)
+    if text is None:
+        return Skip("no_query_text", clean, had_ext)
+    forward = copy.deepcopy(source)
+    forward["from"] = 0
+    forward["size"] = max(settings.window, page_from + page_size)
+    added: tuple[str, ...] = ()
+    if not _source_is_whole(forward, params):
+        added = _fields_to_add(forward, settings.fields)
+        if added:
+            forward["fields"] = [*(forward.get("fields") or []), *added]
+    return SearchPlan(
+        body=forward,
+        params={k: v for k, v in params.items() if k not in ("from", "size")},
+        query_text=text,
+        page_from=page_from,
+        page_size=page_size,
+        config=settings,
+        added_fields=added,
+    )
+
+
+def error_json(reason: str, status: int = 400) -> dict[str, Any]:
+    """An error body in the engines' own shape, so their clients raise their usual errors."""
+    cause = {"type": "illegal_argument_exception", "reason": reason}
+    return {"error": {"root_cause": [cause], **cause}, "status": status}
+
+
+__all__ = [
+    "ConfigError",
+    "SearchPlan",
+    "Skip",
+    "error_json",
+    "plan_search",
+    "query_text",
+    "query_texts",
+    "route",
+    "skip_reason",
+    "str_params",
+    "strip_ext",
+]

@@ -1,0 +1,185 @@
+"""The vLLM backend: greedy generation on vLLM's asyncio engine (V1 ``AsyncLLM``).
+
+Started once per process. Every prompt of a call is submitted at once, so continuous batching and
+prefix caching work across documents and across concurrent calls. A call that is cancelled
+(deadline passed, client gone, stream closed) aborts its engine requests, so no orphan
+generation keeps the device busy.
+
+Thinking budgets use vLLM's own support (``SamplingParams.thinking_token_budget``, vLLM ≥ 0.17
+with a reasoning config given at engine start): after B tokens that follow ``<think>`` the
+engine forces ``</think><answer>``. The engine recognises the model's own end of reasoning only
+by that exact token sequence, so a model that writes ``</think>`` within three tokens of the
+budget gets a second ``</think><answer>`` written after its own (the answer is still read: the
+last ``<answer>…</answer>`` counts). Logprobs are the engine's raw (unprocessed) ones, so a
+forced token's logprob is what the model would have given it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from erank.backends.base import (
+    THINK_END,
+    THINK_START,
+    EngineCounters,
+    Generation,
+    OnDone,
+    Sampling,
+    as_sampling,
+    load_tokenizer,
+)
+from erank.settings import ServerSettings
+
+
+class VllmBackend:
+    """Greedy generation on vLLM's ``AsyncLLM``; create inside a running event loop."""
+
+    name = "vllm"
+
+    def __init__(self, settings: ServerSettings) -> None:
+        # vLLM's CPU build refuses to start without an explicit KV-cache size (GiB).
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        from vllm import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        block_size = settings.block_size
+        if block_size is None and current_platform.is_cpu():
+            block_size = 32  # CPU default is 128: a shorter shared prefix would never hit the cache
+        optional: dict[str, Any] = {
+            "max_model_len": settings.max_model_len,
+            "max_num_seqs": settings.max_num_seqs,
+            "reasoning_config": _reasoning_config(),
+        }
+        args = AsyncEngineArgs(
+            model=settings.model,
+            revision=settings.revision,
+            dtype=settings.dtype,
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            enforce_eager=settings.enforce_eager,
+            block_size=block_size,
+            enable_prefix_caching=True,
+            disable_log_stats=True,
+            **{k: v for k, v in optional.items() if v is not None},
+        )
+        self.engine = AsyncLLM.from_engine_args(args)
+        self.tokenizer = load_tokenizer(settings.model, settings.revision)
+        self.max_model_len = int(self.engine.model_config.max_model_len)
+        self.supports_thinking_budget = optional["reasoning_config"] is not None
+        self.counters = EngineCounters(self.name)
+
+    def _params(self, sampling: Sampling | int) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        s = as_sampling(sampling)
+        if s.watch_token_ids and s.margins:
+            raise ValueError("vLLM reports either watched tokens or the top-2, not both")
+        # greedy: the sampled token is the top-1, so top-2 gives the margin
+        extra: dict[str, Any] = {"logprobs": 2 if s.margins else 0}
+        if s.watch_token_ids:  # these tokens' logprobs plus the sampled token's
+            extra = {"logprob_token_ids": list(s.watch_token_ids)}
+        if s.thinking_budget is not None:
+            extra["thinking_token_budget"] = s.thinking_budget
+        return SamplingParams(
+            temperature=0.0,
+            max_tokens=s.max_new_tokens,
+            stop=[s.stop] if s.stop else None,
+            include_stop_str_in_output=True,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+            **extra,
+        )
+
+    async def generate(
+        self,
+        prompts: Sequence[list[int]],
+        sampling: Sampling | int,
+        on_done: OnDone | None = None,
+    ) -> list[Generation]:
+        """Generate for all prompts concurrently; abort every unfinished one if cancelled."""
+        from vllm.inputs import TokensPrompt
+
+        s = as_sampling(sampling)
+        params = self._params(s)
+        call = uuid.uuid4().hex
+        ids = [f"{call}-{i}" for i in range(len(prompts))]
+
+        async def one(i: int, rid: str, prompt: list[int]) -> Generation:
+            final = None
+            async for out in self.engine.generate(
+                TokensPrompt(prompt_token_ids=prompt), params, rid
+            ):
+                final = out
+            assert final is not None
+            generation = _generation(final, len(prompt), s)
+            self.counters.done(generation)
+            if on_done is not None:
+                on_done(i, generation)
+            return generation
+
+        self.counters.submitted(len(prompts))
+        tasks = [
+            asyncio.ensure_future(one(i, r, p))
+            for i, (r, p) in enumerate(zip(ids, prompts, strict=True))
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            unfinished = [rid for rid, t in zip(ids, tasks, strict=True) if not t.done()]
+            for t in tasks:
+                t.cancel()
+            if unfinished:
+                await asyncio.shield(self.engine.abort(unfinished))
+
+    def running_requests(self) -> int:
+        return int(self.engine.get_num_unfinished_requests())
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+        del self.engine  # a live reference makes interpreter exit print a harmless TypeError
+
+
+def _reasoning_config() -> Any:
+    """vLLM's reasoning config for thinking budgets, or None where this vLLM has none."""
+    try:
+        from vllm.config.reasoning import ReasoningConfig
+    except ImportError:  # older vLLM: no thinking_token_budget
+        return None
+    return ReasoningConfig(reasoning_start_str=THINK_START, reasoning_end_str=THINK_END)
+
+
+def _generation(out: Any, prompt_len: int, sampling: Sampling) -> Generation:
+    completion = out.outputs[0]
+    if completion.finish_reason == "abort":
+        raise asyncio.CancelledError(f"engine request {out.request_id} was aborted")
+    token_ids = list(completion.token_ids)
+    steps = completion.logprobs or []
+    logprobs = [float(step[t].logprob) for step, t in zip(steps, token_ids, strict=True)]
+    watched = margins = None
+    if sampling.watch_token_ids:
+        watched = [
+            {t: float(step[t].logprob) for t in sampling.watch_token_ids if t in step}
+            for step in steps
+        ]
+    if sampling.margins:
+        margins = [_margin(step) for step in steps]
+    return Generation(
+        token_ids=token_ids,
+        logprobs=logprobs,
+        hit_token_limit=completion.finish_reason == "length",
+        prompt_tokens=prompt_len,
+        cached_prompt_tokens=int(out.num_cached_tokens or 0),
+        watched=watched,
+        margins=margins,
+    )
+
+
+def _margin(step: dict[int, Any]) -> float:
+    """Top-1 minus top-2 logprob of one step (``logprobs=2``: the two best, plus the sampled)."""
+    best = sorted((float(lp.logprob) for lp in step.values()), reverse=True)
+    return best[0] - best[1] if len(best) > 1 else float("inf")

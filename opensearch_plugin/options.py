@@ -1,0 +1,59 @@
+"""What ``erank opensearch install`` is told, and the record of what it created.
+
+The record is kept in the search pipeline's ``description`` after ``MARKER`` (see
+:mod:`opensearch_plugin.install`), so the cluster itself says what uninstall must remove.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from opensearch_plugin.templates import TEMPLATE_VERSION
+
+Mode = Literal["native", "ml-commons"]
+MARKER = "erank-install:"
+
+
+class InstallError(RuntimeError):
+    """The cluster is not in a state install/uninstall may touch (says why and what to do)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InstallOptions:
+    """What ``erank opensearch install`` is told."""
+
+    endpoint: str  # base URL of the REST front (``erank rest``), e.g. http://10.0.0.5:8080
+    pipeline: str = "erank"
+    fields: tuple[str, ...] = ("text",)
+    mode: Mode = "native"
+    window: int = 50
+    alpha: float | None = None
+    instruction: str | None = None
+    timeout_s: int = 10
+    ignore_failure: bool = False
+
+    @property
+    def rerank_url(self) -> str:
+        return self.endpoint.rstrip("/") + "/v1/rerank"
+
+    def fingerprint(self) -> str:
+        """Changes whenever anything sent to the cluster would change."""
+        options = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(f"{TEMPLATE_VERSION}:{options}".encode()).hexdigest()[:16]
+
+
+class Record(BaseModel):
+    """What install created; kept in the pipeline's description after ``MARKER``."""
+
+    mode: Mode
+    template_version: int = TEMPLATE_VERSION
+    fingerprint: str
+    model_group_id: str | None = None
+    connector_id: str | None = None
+    model_id: str | None = None
+    task_ids: list[str] = Field(default_factory=list)

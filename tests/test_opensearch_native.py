@@ -1,0 +1,294 @@
+"""The native route end to end: real OpenSearch 2.19 and 3.x with our plugin zip, the REST front,
+the real scoring server on the vLLM CPU engine, and `erank opensearch install --mode native`.
+
+Per OpenSearch version (one engine at a time): the plugin zip is built with Maven for that exact
+version (cached by version and source digest under the engines cache), installed with
+`opensearch-plugin install --batch`, and the node started. Searches go through opensearch-py.
+The tiny model's scores mean nothing; the tests check that hits are ordered by the scores the
+scoring server computed for the same texts and BM25 scores, that both scores stay visible, that
+pages tile the reranked window, that a stopped REST front fails open, and that install/uninstall
+are idempotent and leave the cluster as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import pytest_asyncio
+from engines import OPENSEARCH_VERSIONS, RunningEngine, cache_dir, find_java, start_engine
+from opensearchpy import NotFoundError, OpenSearch
+from typer.testing import CliRunner
+
+from connector.client import AsyncRerankerClient
+from connector.rest import create_app, serving
+from erank.cli import app
+from erank.server import ScoringServer
+from erank.v1 import reranker_pb2 as pb
+from opensearch_plugin.install import connect, install, uninstall
+from opensearch_plugin.options import InstallOptions
+
+PLUGIN_SOURCE = Path(__file__).resolve().parents[1] / "opensearch_plugin" / "java"
+INDEX = "docs"
+QUERY = "how do rerankers work"
+WINDOW = 8
+ALPHA = 0.3
+FIELDS = ("title", "body")
+CORPUS = {
+    f"d{i:02d}": {"title": title, "body": body}
+    for i, (title, body) in enumerate(
+        [
+            ("Rerankers", "Rerankers reorder the first-stage hits with a stronger model."),
+            ("Cross-encoders", "Cross-encoder rerankers read query and document together."),
+            ("LLM rerankers", "LLM rerankers work by judging each passage against the query."),
+            ("BM25", "BM25 ranks documents; rerankers work on its top hits."),
+            ("Search pipelines", "Search pipelines run processors such as rerankers."),
+            ("How search works", "Indexing, retrieval, rerankers: how a search engine works."),
+            ("Fusion", "Hybrid scores fuse BM25 with the scores of rerankers."),
+            ("Latency", "Rerankers cost latency, so they work on a window of hits."),
+            ("Pagination", "Pages of hits from rerankers must not overlap."),
+            ("Prompting", "The prompt of LLM rerankers asks how relevant the passage is."),
+            ("Evaluation", "nDCG shows whether rerankers work on your data."),
+            ("Caching", "Prefix caching makes rerankers fast when queries repeat."),
+            ("Windows", "Only the top hits go to rerankers."),
+            ("Costs", "Rerankers on a GPU serve many queries per second."),
+        ]
+    )
+}
+T = TypeVar("T")
+
+
+def plugin_zip(version: str) -> Path:
+    """Our plugin built with Maven for OpenSearch ``version``; cached by version and by a
+    digest of the plugin's sources, so a re-run (or another test run) reuses it."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in (PLUGIN_SOURCE / "src").rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(PLUGIN_SOURCE)).encode() + path.read_bytes())
+    digest.update((PLUGIN_SOURCE / "pom.xml").read_bytes())
+    cached = (
+        cache_dir() / "erank-plugin" / f"erank-opensearch-{version}-{digest.hexdigest()[:16]}.zip"
+    )
+    if cached.is_file():
+        return cached
+    command = ["mvn", "-B", "-q", "-DskipTests", f"-Dopensearch.version={version}", "package"]
+    if int(version.split(".")[0]) >= 3:
+        command.insert(1, "-Pos3")
+    java = find_java("opensearch", version)
+    done = subprocess.run(
+        command,
+        cwd=PLUGIN_SOURCE,
+        env={**os.environ, "JAVA_HOME": str(java)},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    built = PLUGIN_SOURCE / "target" / f"opensearch-{version}"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = cached.with_suffix(f".{os.getpid()}.tmp")
+    shutil.copyfile(built / f"erank-opensearch-0.1.0-opensearch-{version}.zip", staging)
+    os.replace(staging, cached)
+    return cached
+
+
+async def blocking(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking client call off the event loop, which serves the REST front and the
+    scoring server that the engine calls back during the search."""
+    return await asyncio.to_thread(call, *args, **kwargs)
+
+
+@pytest.fixture(scope="module", params=OPENSEARCH_VERSIONS, ids=lambda v: f"opensearch-{v}")
+def opensearch(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
+    version: str = request.param
+    with start_engine("opensearch", version, plugins=[plugin_zip(version)]) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module")
+def client(opensearch: RunningEngine) -> OpenSearch:
+    client = connect(opensearch.url)
+    client.indices.create(
+        index=INDEX,
+        body={
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0},
+            "mappings": {
+                "properties": {f: {"type": "text", "analyzer": "standard"} for f in FIELDS}
+            },
+        },
+    )
+    for doc_id, source in CORPUS.items():
+        client.index(index=INDEX, id=doc_id, body=source)
+    client.indices.refresh(index=INDEX)
+    return client
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rest_url(tiny_server: ScoringServer) -> AsyncIterator[str]:
+    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="module")
+async def pipeline(client: OpenSearch, rest_url: str) -> str:
+    options = InstallOptions(
+        endpoint=rest_url,
+        pipeline="erank",
+        fields=FIELDS,
+        window=WINDOW,
+        alpha=ALPHA,
+        timeout_s=120,
+    )
+    result = await blocking(install, client, options)
+    assert result.action == "created"
+    return options.pipeline
+
+
+def search_body(size: int, start: int = 0) -> dict[str, Any]:
+    return {
+        "query": {"multi_match": {"query": QUERY, "fields": list(FIELDS)}},
+        "from": start,
+        "size": size,
+    }
+
+
+async def search(client: OpenSearch, body: dict[str, Any], pipeline: str | None) -> dict[str, Any]:
+    params = {"search_pipeline": pipeline} if pipeline else {}
+    answer: dict[str, Any] = await blocking(client.search, index=INDEX, body=body, params=params)
+    return answer
+
+
+def erank_of(hit: dict[str, Any]) -> dict[str, Any]:
+    values: list[dict[str, Any]] = hit["fields"]["_erank"]
+    assert len(values) == 1
+    return values[0]
+
+
+async def test_hits_reordered_by_the_servers_fused_scores(
+    client: OpenSearch, pipeline: str, tiny_client: AsyncRerankerClient
+) -> None:
+    bm25 = (await search(client, search_body(WINDOW), None))["hits"]["hits"]
+    answer = await search(client, search_body(10), pipeline)
+    assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
+    assert answer["ext"]["erank"]["fused"] is True
+    assert answer["ext"]["erank"]["reranked"] == WINDOW
+    hits = answer["hits"]["hits"]
+    assert len(hits) == 10
+    reranked, tail = hits[:WINDOW], hits[WINDOW:]
+    # the window, ordered by the fused score, which is the new _score; BM25 kept beside it
+    scores = [erank_of(h)["relevance_score"] for h in reranked]
+    assert scores == sorted(scores, reverse=True)
+    assert [h["_score"] for h in reranked] == pytest.approx(scores, rel=1e-6)
+    assert answer["hits"]["max_score"] == pytest.approx(scores[0], rel=1e-6)
+    bm25_by_id = {h["_id"]: h["_score"] for h in bm25}
+    assert {h["_id"] for h in reranked} == set(bm25_by_id)
+    for position, hit in enumerate(reranked):
+        erank = erank_of(hit)
+        assert erank["bm25_score"] == pytest.approx(bm25_by_id[hit["_id"]], rel=1e-6)
+        assert erank["relevance_score"] == erank["hybrid_score"]
+        assert {"rank_score", "answer", "answer_probability", "status"} <= set(erank), (
+            position,
+            erank,
+        )
+    # past the window: BM25 order and scores, no _erank
+    bm25_tail = (await search(client, search_body(2, WINDOW), None))["hits"]["hits"]
+    assert [(h["_id"], h["_score"]) for h in tail] == [(h["_id"], h["_score"]) for h in bm25_tail]
+    assert all("_erank" not in h.get("fields", {}) for h in tail)
+    # the same texts and BM25 scores straight to the gRPC server give the same scores
+    expected = await tiny_client.rerank(
+        pb.RerankRequest(
+            query=QUERY,
+            alpha=ALPHA,
+            documents=[
+                pb.Document(
+                    id=h["_id"],
+                    text="\n".join(h["_source"][f] for f in FIELDS),
+                    first_stage_score=h["_score"],
+                )
+                for h in bm25
+            ],
+        )
+    )
+    assert [h["_id"] for h in reranked] == [r.id for r in expected.results]
+    for hit, result in zip(reranked, expected.results, strict=True):
+        assert erank_of(hit)["hybrid_score"] == pytest.approx(result.hybrid_score, rel=1e-9)
+        assert erank_of(hit)["rank_score"] == pytest.approx(result.rank_score, rel=1e-9)
+
+
+async def test_pages_tile_the_reranked_window(client: OpenSearch, pipeline: str) -> None:
+    """Pages of 3 over 12 hits: the reranked window (8) then BM25 order, no overlap, no gap,
+    although the window ends inside the third page."""
+    full = (await search(client, search_body(12), pipeline))["hits"]["hits"]
+    pages: list[str] = []
+    for start in range(0, 12, 3):
+        page = await search(client, search_body(3, start), pipeline)
+        assert page["ext"]["erank"]["status"] == "reranked"
+        pages += [h["_id"] for h in page["hits"]["hits"]]
+    assert pages == [h["_id"] for h in full]
+    assert len(set(pages)) == len(pages) == 12
+
+
+async def test_fail_open_when_the_rest_front_stops(
+    client: OpenSearch, tiny_server: ScoringServer
+) -> None:
+    bm25 = (await search(client, search_body(5), None))["hits"]["hits"]
+    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
+        options = InstallOptions(endpoint=url, pipeline="erank_stopped", fields=FIELDS, window=5)
+        await blocking(install, client, options)
+        alive = await search(client, search_body(5), options.pipeline)
+    assert alive["ext"]["erank"]["status"] == "reranked"
+    stopped = await search(client, search_body(5), options.pipeline)
+    assert stopped["ext"]["erank"]["status"] == "failed", stopped["ext"]
+    assert stopped["ext"]["erank"]["error"]["type"] == "connection_error"
+    assert [(h["_id"], h["_score"]) for h in stopped["hits"]["hits"]] == [
+        (h["_id"], h["_score"]) for h in bm25
+    ]
+    assert all("_erank" not in h.get("fields", {}) for h in stopped["hits"]["hits"])
+    await blocking(uninstall, client, options.pipeline)
+
+
+async def test_install_twice_is_once_and_uninstall_restores(
+    opensearch: RunningEngine, client: OpenSearch, rest_url: str
+) -> None:
+    """Python API and CLI: same options = no change, other options = update, uninstall = the
+    pipelines as they were."""
+    before = await blocking(client.search_pipeline.get)
+    options = InstallOptions(endpoint=rest_url, pipeline="erank_idem", fields=FIELDS, window=4)
+    first = await blocking(install, client, options)
+    stored = await blocking(client.search_pipeline.get, id=options.pipeline)
+    second = await blocking(install, client, options)
+    assert (first.action, second.action) == ("created", "unchanged")
+    cli = ["opensearch", "install", f"--opensearch={opensearch.url}", f"--endpoint={rest_url}"]
+    cli += ["--pipeline=erank_idem", "--field=title", "--field=body", "--window=4"]
+    by_cli = await blocking(CliRunner().invoke, app, cli)
+    assert by_cli.exit_code == 0, by_cli.output
+    assert json.loads(by_cli.output)["action"] == "unchanged"
+    assert await blocking(client.search_pipeline.get, id=options.pipeline) == stored
+    assert stored[options.pipeline]["response_processors"][0]["erank"]["endpoint"] == rest_url
+    changed = await blocking(install, client, dataclasses.replace(options, window=6))
+    assert changed.action == "updated"
+    shown = await blocking(
+        CliRunner().invoke,
+        app,
+        ["opensearch", "status", f"--opensearch={opensearch.url}", "--pipeline=erank_idem"],
+    )
+    assert shown.exit_code == 0, shown.output
+    state = json.loads(shown.output)
+    assert state["installed_by_erank"] and state["processors"] == ["erank_window", "erank"]
+    assert state["record"]["fingerprint"] == changed.record.fingerprint
+    assert await blocking(uninstall, client, options.pipeline) == [
+        f"search pipeline {options.pipeline}"
+    ]
+    assert await blocking(client.search_pipeline.get) == before
+    with pytest.raises(NotFoundError):
+        await blocking(client.search_pipeline.get, id=options.pipeline)
+    assert await blocking(uninstall, client, options.pipeline) == []

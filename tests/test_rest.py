@@ -1,0 +1,268 @@
+"""The REST front (connector/rest.py) in front of a real scoring server on the vLLM CPU engine.
+
+uvicorn serves the app on a free loopback port as a task of the session's event loop; httpx
+calls it. Scores of the tiny random model mean nothing: the tests check the contract (Cohere's
+shape as ml-commons and Elasticsearch read it, floats as floats, fusion, top_n, errors naming
+fields) and that the scores are exactly what the gRPC server returns for the same texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from connector.client import AsyncRerankerClient
+from connector.rest import create_app, serving
+from erank.server import ScoringServer
+from erank.v1 import reranker_pb2 as pb
+
+QUERY = "how do rerankers work"
+DOCUMENTS = [
+    "A reranker scores each query-document pair with a cross-encoder or an LLM.",
+    "Paris is the capital of France.",
+    "BM25 ranks documents by term frequency and inverse document frequency.",
+    "Rerankers reorder the top hits of a first-stage retriever.",
+]
+RESULT_KEYS = {"index", "relevance_score", "rank_score", "answer", "answer_probability", "status"}
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rest_url(tiny_server: ScoringServer) -> AsyncIterator[str]:
+    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
+        yield url
+
+
+@pytest_asyncio.fixture
+async def http(rest_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=rest_url, timeout=120) as client:
+        yield client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def float_fields(text: str) -> list[tuple[str, Any]]:
+    """(key, value) of every number under a score key, parsed without losing int/float."""
+    found: list[tuple[str, Any]] = []
+
+    def visit(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found.extend((k, v) for k, v in pairs if k.endswith(("_score", "_probability")))
+        return dict(pairs)
+
+    json.loads(text, object_pairs_hook=visit)
+    return found
+
+
+async def grpc_scores(
+    client: AsyncRerankerClient,
+    documents: list[str],
+    scores: list[float] | None = None,
+    alpha: float | None = None,
+) -> pb.RerankResponse:
+    """What the gRPC server answers for the same texts."""
+    scores = scores or [None] * len(documents)  # type: ignore[list-item]
+    request = pb.RerankRequest(
+        query=QUERY,
+        documents=[
+            pb.Document(id=str(i), text=t, first_stage_score=s)
+            for i, (t, s) in enumerate(zip(documents, scores, strict=True))
+        ],
+        alpha=alpha,
+    )
+    return await client.rerank(request)
+
+
+async def test_cohere_shape_equals_grpc(
+    http: httpx.AsyncClient, tiny_client: AsyncRerankerClient
+) -> None:
+    """What ml-commons' `connector.pre_process.cohere.rerank` sends, and what its post-process
+    function and Elasticsearch's json paths read: one result per document, best first."""
+    answer = await http.post(
+        "/v1/rerank",
+        json={"query": QUERY, "documents": DOCUMENTS, "top_n": len(DOCUMENTS), "instruction": ""},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    assert body["fused"] is False and isinstance(body["model"], str) and body["model"]
+    results = body["results"]
+    assert sorted(r["index"] for r in results) == list(range(len(DOCUMENTS)))
+    assert all(set(r) >= RESULT_KEYS and "hybrid_score" not in r for r in results)
+    assert all(r["status"] in {"ok", "no_answer", "truncated_input"} for r in results)
+    scores = [r["relevance_score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r["relevance_score"] == r["rank_score"] for r in results)
+    # floats always written as floats (ml-commons casts relevance_score to Double)
+    assert all(isinstance(v, float) for _, v in float_fields(answer.text))
+    expected = await grpc_scores(tiny_client, DOCUMENTS)
+    assert [(r["index"], r["rank_score"], r["answer"]) for r in results] == [
+        (r.index, r.rank_score, r.answer) for r in expected.results
+    ]
+
+
+async def test_fusion_extension(http: httpx.AsyncClient, tiny_client: AsyncRerankerClient) -> None:
+    first_stage = [3.5, 1.0, 2.25, 7]
+    answer = await http.post(
+        "/v1/rerank",
+        json={
+            "query": QUERY,
+            "documents": DOCUMENTS,
+            "first_stage_scores": first_stage,
+            "alpha": 0.5,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["fused"] is True
+    for r in body["results"]:
+        assert r["relevance_score"] == r["hybrid_score"]
+        assert r["first_stage_score"] == float(first_stage[r["index"]])
+    fused = [r["hybrid_score"] for r in body["results"]]
+    assert fused == sorted(fused, reverse=True)
+    assert all(isinstance(v, float) for _, v in float_fields(answer.text))
+    expected = await grpc_scores(tiny_client, DOCUMENTS, scores=first_stage, alpha=0.5)
+    assert [(r["index"], r["hybrid_score"]) for r in body["results"]] == [
+        (r.index, r.hybrid_score) for r in expected.results
+    ]
+
+
+async def test_top_n_and_return_documents(http: httpx.AsyncClient) -> None:
+    full = (await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})).json()
+    answer = await http.post(
+        "/v1/rerank",
+        json={"query": QUERY, "documents": DOCUMENTS, "top_n": 2, "return_documents": True},
+    )
+    assert answer.status_code == 200, answer.text
+    top = answer.json()["results"]
+    assert [r["index"] for r in top] == [r["index"] for r in full["results"][:2]]
+    assert all(r["document"] == {"text": DOCUMENTS[r["index"]]} for r in top)
+    assert all("document" not in r for r in full["results"])
+
+
+async def test_unknown_keys_are_ignored(http: httpx.AsyncClient) -> None:
+    """Cohere clients send `model`; the front must not refuse it."""
+    answer = await http.post(
+        "/v1/rerank", json={"model": "rerank-v3.5", "query": QUERY, "documents": DOCUMENTS[:1]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert [r["index"] for r in answer.json()["results"]] == [0]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"query": " ", "documents": ["a"]}, "query", "must not be empty"),
+        ({"query": "q", "documents": ["a"] * 1001}, "documents", "the limit is 1000"),
+        ({"query": "q", "documents": ["a"], "alpha": 2.0}, "alpha", "must be in [0, 1]"),
+        (
+            {"query": "q", "documents": ["a", "b"], "first_stage_scores": [1.0]},
+            "first_stage_scores",
+            "1 scores for 2 documents",
+        ),
+        ({"query": "q", "documents": ["a", 3]}, "documents[1]", "valid string"),
+        ({"query": "q", "documents": ["a" * 100_001]}, "documents[0]", "the limit is 100000"),
+        ({"documents": ["a"]}, "query", "Field required"),
+        ({"query": "q", "documents": ["a"], "top_n": 0}, "top_n", "greater than or equal to 1"),
+    ],
+    ids=[
+        "empty-query",
+        "too-many-docs",
+        "bad-alpha",
+        "scores-length",
+        "doc-type",
+        "doc-size",
+        "no-query",
+        "top_n",
+    ],
+)
+async def test_bad_requests_name_the_field(
+    http: httpx.AsyncClient, body: dict[str, Any], field: str, words: str
+) -> None:
+    answer = await http.post("/v1/rerank", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()
+    assert error["status"] == 400
+    assert error["error"]["type"] == "illegal_argument_exception"
+    violations = error["error"]["violations"]
+    assert any(v["field"] == field and words in v["description"] for v in violations), error
+    assert field in error["error"]["reason"] and words in error["error"]["reason"]
+
+
+async def test_not_json_is_a_parse_exception(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/v1/rerank", content=b"{not json")
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "parse_exception"
+
+
+async def test_unknown_path_is_a_json_404(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/v2/rerank")
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": {"type": "http_error", "reason": "GET /v2/rerank: Not Found"},
+        "status": 404,
+    }
+
+
+async def test_health_serving(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/health")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "SERVING"}
+
+
+async def test_dead_scoring_server_is_503() -> None:
+    async with (
+        serving(create_app(f"127.0.0.1:{free_port()}", timeout=10)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        rerank = await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
+        health = await http.get("/health")
+    assert rerank.status_code == 503, rerank.text
+    assert rerank.json()["error"]["type"] == "unavailable"
+    assert rerank.json()["status"] == 503
+    assert health.status_code == 503
+    assert health.json()["error"]["type"] == "unavailable"
+
+
+async def test_deadline_is_504(tiny_server: ScoringServer) -> None:
+    app = create_app(f"127.0.0.1:{tiny_server.port}", timeout=0.001)
+    fresh = f"{QUERY} {uuid.uuid4()}"  # never scored before: no cache can answer in time
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
+        answer = await http.post("/v1/rerank", json={"query": fresh, "documents": DOCUMENTS})
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["error"]["type"] == "timeout"
+
+
+async def test_erank_rest_command(tiny_server: ScoringServer) -> None:
+    """`erank rest` as a user runs it: a process serving /health and /v1/rerank."""
+    port = free_port()
+    command = [sys.executable, "-m", "erank.cli", "rest", f"--port={port}"]
+    command += [f"--reranker=127.0.0.1:{tiny_server.port}", "--timeout=120"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+            for _ in range(300):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/health")).status_code == 200:
+                        break
+                assert process.poll() is None, process.communicate()[1].decode()
+                await asyncio.sleep(0.1)
+            answer = await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
+        assert answer.status_code == 200, answer.text
+        assert len(answer.json()["results"]) == len(DOCUMENTS)
+    finally:
+        process.terminate()
+        process.wait(30)

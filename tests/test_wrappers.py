@@ -1,0 +1,161 @@
+"""The client wrappers on real engines: the official clients, subclassed, rerank like the proxy.
+
+Newest Elasticsearch and OpenSearch only (the proxy suite covers every pinned version; the
+wrappers add no HTTP of their own). Blocking clients run in a thread, so the scoring server,
+which lives on the test's event loop, keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from engines import ELASTICSEARCH_VERSIONS, OPENSEARCH_VERSIONS, RunningEngine, engines_fixture
+from engines import free_port as unused_port
+from proxy_clients import OFF, WINDOW, EngineClient, index_corpus, proxy_config
+
+from connector.proxy.app import running_proxy
+from connector.proxy.config import ConfigError
+from connector.wrappers import (
+    AsyncRerankingElasticsearch,
+    AsyncRerankingOpenSearch,
+    RerankingElasticsearch,
+    RerankingOpenSearch,
+)
+from erank.server import ScoringServer
+
+pytestmark = pytest.mark.engine
+engine = engines_fixture(
+    [("opensearch", OPENSEARCH_VERSIONS[-1]), ("elasticsearch", ELASTICSEARCH_VERSIONS[-1])],
+    scope="module",
+)
+QUERY = {"match": {"text": "quick fox"}}
+
+
+def body_of(answer: Any) -> dict[str, Any]:
+    return dict(answer.body) if hasattr(answer, "body") else dict(answer)
+
+
+def ids(response: dict[str, Any]) -> list[str]:
+    return [h["_id"] for h in response["hits"]["hits"]]
+
+
+def blocking(kind: str, url: str, reranker: str, **config: Any) -> Any:
+    cls = RerankingElasticsearch if kind == "elasticsearch" else RerankingOpenSearch
+    return cls(url, reranker=reranker, rerank_config=proxy_config(**config))
+
+
+def asyncio_client(kind: str, url: str, reranker: str, **config: Any) -> Any:
+    cls = AsyncRerankingElasticsearch if kind == "elasticsearch" else AsyncRerankingOpenSearch
+    return cls(url, reranker=reranker, rerank_config=proxy_config(**config))
+
+
+@pytest.fixture(scope="module")
+def corpus(engine: RunningEngine) -> Iterator[RunningEngine]:
+    index_corpus(engine)
+    yield engine
+
+
+@pytest_asyncio.fixture(scope="module")
+async def direct(corpus: RunningEngine) -> AsyncIterator[EngineClient]:
+    client = EngineClient(corpus.kind, corpus.version, corpus.url, compress=False)
+    yield client
+    await client.close()
+
+
+async def test_blocking_wrapper_reranks_exactly_like_the_proxy(
+    corpus: RunningEngine, tiny_server: ScoringServer
+) -> None:
+    """Same request and response rewriting: the wrapper's page is the proxy's page."""
+    reranker = f"127.0.0.1:{tiny_server.port}"
+    client = blocking(corpus.kind, corpus.url, reranker)
+    body = {"query": QUERY, "from": 2, "size": 5, "_source": ["title"]}
+    try:
+        wrapped = body_of(await asyncio.to_thread(client.search, index="docs", body=body))
+    finally:
+        client.close()
+    async with running_proxy(corpus.url, reranker, proxy_config()) as proxy:
+        through = EngineClient(corpus.kind, corpus.version, proxy.url, compress=False)
+        try:
+            proxied = await through.search("docs", body)
+        finally:
+            await through.close()
+    assert ids(wrapped) == ids(proxied) and len(ids(wrapped)) == 5
+    assert (
+        wrapped["hits"]["hits"][0]["fields"]["_erank"]
+        == proxied["hits"]["hits"][0]["fields"]["_erank"]
+    )
+    assert set(wrapped["hits"]["hits"][0]["_source"]) <= {"title"}
+    assert wrapped["ext"]["erank"]["status"] == proxied["ext"]["erank"]["status"] == "reranked"
+
+
+async def test_asyncio_wrapper_takes_rerank_options_and_msearch(
+    corpus: RunningEngine, direct: EngineClient, tiny_server: ScoringServer
+) -> None:
+    client = asyncio_client(corpus.kind, corpus.url, f"127.0.0.1:{tiny_server.port}")
+    try:
+        answer = body_of(
+            await client.search(
+                index="docs",
+                body={"query": {"term": {"tag": "even"}}, "size": 3},
+                rerank={"query_text": "quick fox", "window": 5},
+            )
+        )
+        assert answer["ext"]["erank"]["window"] == 5 and answer["ext"]["erank"]["reranked"] == 5
+        bm25 = await direct.search("docs", {"query": {"term": {"tag": "even"}}, "size": 5})
+        assert set(ids(answer)) <= set(ids(bm25)) and len(ids(answer)) == 3
+        lines: list[dict[str, Any]] = [
+            {"index": "docs"},
+            {"query": QUERY, "size": 2},
+            {"index": OFF},
+            {"query": QUERY},
+        ]
+        responses = body_of(await client.msearch(body=lines))["responses"]
+        plain = (await direct.msearch(lines))["responses"]
+        assert responses[0]["ext"]["erank"]["status"] == "reranked" and len(ids(responses[0])) == 2
+        assert {k: v for k, v in responses[1].items() if k != "took"} == {
+            k: v for k, v in plain[1].items() if k != "took"
+        }
+        with pytest.raises(ConfigError, match=r"ext\.erank\.window"):
+            await client.search(index="docs", body={"query": QUERY}, rerank={"window": 0})
+    finally:
+        await client.close()
+
+
+async def test_pass_through_and_options(
+    corpus: RunningEngine, direct: EngineClient, tiny_server: ScoringServer
+) -> None:
+    client = asyncio_client(corpus.kind, corpus.url, f"127.0.0.1:{tiny_server.port}")
+    sorted_body = {"query": QUERY, "sort": [{"n": "asc"}], "size": 4}
+    try:
+        through = body_of(await client.search(index="docs", body=sorted_body))
+        assert ids(through) == ids(await direct.search("docs", sorted_body))
+        assert "ext" not in through
+        if corpus.kind == "elasticsearch":  # options() returns a new client: still reranking
+            timed = client.options(request_timeout=60)
+            answer = await timed.search(index="docs", query=QUERY, size=2)
+            assert answer["ext"]["erank"]["status"] == "reranked"
+        assert (await client.count(index="docs"))["count"] == await direct.count("docs")
+    finally:
+        await client.close()
+
+
+async def test_wrapper_fails_open_without_a_scoring_server(
+    corpus: RunningEngine, direct: EngineClient
+) -> None:
+    """Nothing listens on the reranker's port: the engine's own page, marked."""
+    address = f"127.0.0.1:{unused_port()}"
+    client = blocking(corpus.kind, corpus.url, address, budget_ms=3000)
+    body = {"query": QUERY, "from": 4, "size": 3}
+    try:
+        answer = body_of(await asyncio.to_thread(client.search, index="docs", body=body))
+    finally:
+        client.close()
+    plain = await direct.search("docs", body)
+    assert answer["hits"] == plain["hits"]
+    assert answer["ext"]["erank"]["status"] == "failed"
+    assert answer["ext"]["erank"]["error"]["type"] in ("connection_error", "timeout")
+    assert WINDOW > 4
