@@ -1,7 +1,7 @@
 """Latency the proxy adds to a search when it does not rerank: proxy (reranking turned off in its
 config) vs the engine directly, same searches, same run, alternating.
 
-Starts a real engine from Maven Central (tests/engines.py), indexes the test corpus, and sends
+Starts a real engine from Maven Central (tests/engines/), indexes the test corpus, and sends
 ``--searches`` BM25 ``match`` searches (with a 10-hit page) to each target over one kept-alive
 HTTP connection pool, after ``--warmup`` of each. Reports the median, p90 and mean in ms, the
 median difference and the ratio. Prints a table and writes JSON under bench/out/.

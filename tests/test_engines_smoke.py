@@ -1,4 +1,4 @@
-"""Smoke test of tests/engines.py: every pinned OpenSearch and Elasticsearch really starts,
+"""Smoke test of tests/engines/: every pinned OpenSearch and Elasticsearch really starts,
 indexes with _bulk, and ranks a BM25 `match` query. One engine at a time; none is ever skipped.
 """
 

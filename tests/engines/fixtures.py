@@ -1,0 +1,83 @@
+"""pytest fixtures yielding running engines, one engine or parametrized over several."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from .maven import fetch_plugin
+from .process import RunningEngine
+from .start import start_engine
+from .versions import _NO_SETTINGS, ALL_ENGINES, EngineError, EngineKind, SettingValue
+
+
+def _resolve_plugins(kind: EngineKind, version: str, plugins: Sequence[str | Path]) -> list[Path]:
+    resolved: list[Path] = []
+    for plugin in plugins:
+        if isinstance(plugin, Path):
+            resolved.append(plugin)
+        elif kind == "opensearch":
+            resolved.append(fetch_plugin(plugin, version))
+        else:
+            raise EngineError(f"Elasticsearch plugin {plugin!r}: pass the zip's Path")
+    return resolved
+
+
+def engine_fixture(
+    kind: EngineKind,
+    version: str,
+    *,
+    plugins: Sequence[str | Path] = (),
+    settings: Mapping[str, SettingValue] = _NO_SETTINGS,
+    scope: Literal["session", "package", "module", "class", "function"] = "session",
+    name: str | None = None,
+) -> Callable[..., Any]:
+    """A pytest fixture yielding a :class:`RunningEngine`, for a conftest::
+
+        from engines import OPENSEARCH_VERSIONS, engine_fixture
+
+        opensearch = engine_fixture("opensearch", OPENSEARCH_VERSIONS[-1])
+        opensearch_ml = engine_fixture(
+            "opensearch", "3.8.0", plugins=["opensearch-job-scheduler", "opensearch-ml-plugin"]
+        )
+
+    ``plugins``: OpenSearch plugin artifactIds (fetched in the engine's version at setup, so
+    collection stays offline) or zip Paths. Fetching and starting happen at fixture setup; a
+    failure there fails the tests (never skips).
+    """
+    import pytest
+
+    @pytest.fixture(scope=scope, name=name)
+    def _engine() -> Iterator[RunningEngine]:
+        zips = _resolve_plugins(kind, version, plugins)
+        with start_engine(kind, version, plugins=zips, settings=settings) as engine:
+            yield engine
+
+    return _engine
+
+
+def engines_fixture(
+    engines: Sequence[tuple[EngineKind, str]] = ALL_ENGINES,
+    *,
+    settings: Mapping[str, SettingValue] = _NO_SETTINGS,
+    scope: Literal["session", "package", "module", "class", "function"] = "session",
+    name: str | None = None,
+) -> Callable[..., Any]:
+    """A fixture parametrized over ``engines`` (ids like ``opensearch-3.8.0``): every test that
+    uses it runs once per engine. pytest groups the tests by parameter and tears one engine
+    down before starting the next, so at most one of them runs at a time."""
+    import pytest
+
+    @pytest.fixture(
+        scope=scope,
+        name=name,
+        params=list(engines),
+        ids=[f"{kind}-{version}" for kind, version in engines],
+    )
+    def _engine(request: Any) -> Iterator[RunningEngine]:
+        kind, version = request.param
+        with start_engine(kind, version, settings=settings) as engine:
+            yield engine
+
+    return _engine
