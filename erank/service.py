@@ -30,7 +30,7 @@ class RerankerService(pb_grpc.RerankerServicer):
     def __init__(self) -> None:
         self.scorer: Scorer | None = None
 
-    def _ready(self, context: grpc.aio.ServicerContext) -> Scorer:
+    def _ready(self) -> Scorer:
         if self.scorer is None:
             raise _Unavailable()
         return self.scorer
@@ -39,7 +39,7 @@ class RerankerService(pb_grpc.RerankerServicer):
         self, request: pb.RerankRequest, context: grpc.aio.ServicerContext
     ) -> pb.RerankResponse:
         try:
-            return await self._ready(context).rerank(request)
+            return await self._ready().rerank(request)
         except InvalidRequest as err:
             await context.abort_with_status(_bad_request(err))
         except _Unavailable:
@@ -50,7 +50,7 @@ class RerankerService(pb_grpc.RerankerServicer):
         self, request: pb.RerankRequest, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[pb.RerankEvent, None]:
         try:
-            scorer = self._ready(context)
+            scorer = self._ready()
             # aclosing: a cancelled call closes the scorer's stream, which stops the engine work
             async with contextlib.aclosing(scorer.stream(request)) as events:
                 async for event in events:
@@ -64,7 +64,7 @@ class RerankerService(pb_grpc.RerankerServicer):
         self, request: pb.GetModelInfoRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInfo:
         try:
-            return self._ready(context).model_info()
+            return self._ready().model_info()
         except _Unavailable:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the model is still loading")
         raise AssertionError("unreachable: abort raises")

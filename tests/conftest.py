@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from connector.client import AsyncRerankerClient
+from connector.rest import create_app, serving
 from erank.checkpoints import (
     Script,
     TinyConfig,
@@ -102,3 +103,10 @@ async def branch_server(branch_checkpoint: Path) -> AsyncIterator[ScoringServer]
     """The branching scripted model on the real vLLM CPU engine (one engine per session)."""
     async with running_server(engine_settings(branch_checkpoint)) as server:
         yield server
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rest_url(tiny_server: ScoringServer) -> AsyncIterator[str]:
+    """The REST front (``erank rest``) on a free port in front of the tiny scoring server."""
+    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
+        yield url

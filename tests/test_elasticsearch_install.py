@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from string import Template
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 from engines import ELASTICSEARCH_VERSIONS, start_engine
 
 from connector.client import AsyncRerankerClient
-from connector.rest import create_app, serving
-from erank.server import ScoringServer
 from erank.v1 import reranker_pb2 as pb
 from opensearch_plugin.elasticsearch import (
     ElasticsearchError,
@@ -37,12 +33,6 @@ from opensearch_plugin.elasticsearch import (
 )
 
 PREDEFINED = {"input", "input_type", "query", "top_n", "return_documents"}
-
-
-@pytest_asyncio.fixture(scope="module")
-async def rest_url(tiny_server: ScoringServer) -> AsyncIterator[str]:
-    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
-        yield url
 
 
 def test_endpoint_matches_the_documented_custom_service() -> None:

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,8 +31,6 @@ from engines import RunningEngine, cache_dir, fetch, fetch_plugin, start_engine
 from opensearchpy import OpenSearch
 
 from connector.client import AsyncRerankerClient
-from connector.rest import create_app, serving
-from erank.server import ScoringServer
 from erank.v1 import reranker_pb2 as pb
 from opensearch_plugin.install import connect, install, status, uninstall
 from opensearch_plugin.options import InstallOptions
@@ -163,12 +161,6 @@ def client(opensearch: RunningEngine) -> OpenSearch:
         client.index(index=INDEX, id=doc_id, body={"text": text})
     client.indices.refresh(index=INDEX)
     return client
-
-
-@pytest_asyncio.fixture(scope="module")
-async def rest_url(tiny_server: ScoringServer) -> AsyncIterator[str]:
-    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
-        yield url
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,12 +130,6 @@ def client(opensearch: RunningEngine) -> OpenSearch:
         client.index(index=INDEX, id=doc_id, body=source)
     client.indices.refresh(index=INDEX)
     return client
-
-
-@pytest_asyncio.fixture(scope="module")
-async def rest_url(tiny_server: ScoringServer) -> AsyncIterator[str]:
-    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
-        yield url
 
 
 @pytest_asyncio.fixture(scope="module")
