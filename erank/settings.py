@@ -14,7 +14,8 @@ from pydantic_settings import (
 )
 
 from erank.fusion import DEFAULT_ALPHA
-from erank.prompt import DEFAULT_INSTRUCTION, TEMPLATE_VERSION
+from erank.instructions import DEFAULT_INSTRUCTION
+from erank.prompt import TEMPLATE_VERSION
 
 DEFAULT_TRUNCATE_LENGTH = 2048  # tokens, the paper's setting
 ScoringModeName = Literal["full", "thinking_budget", "score_only"]
@@ -41,7 +42,9 @@ class ServerSettings(BaseSettings):
     enforce_eager: bool = False
     block_size: int | None = Field(None, ge=1, description="KV block size; 32 on CPU if unset")
     # generation and prompt
-    max_new_tokens: int = Field(1024, ge=1, description="cap on generated tokens per document")
+    max_new_tokens: int = Field(
+        4096, ge=1, description="cap on generated tokens per document (the reference's)"
+    )
     template_version: str = TEMPLATE_VERSION
     default_instruction: str = DEFAULT_INSTRUCTION
     default_alpha: float = Field(DEFAULT_ALPHA, ge=0, le=1)

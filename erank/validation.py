@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from erank.instructions import PRESETS
 from erank.settings import ScoringModeName, ServerSettings
 from erank.v1 import reranker_pb2 as pb
 
@@ -115,11 +116,12 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
     if not 0.0 <= alpha <= 1.0:  # also false for NaN
         bad.append(Violation("alpha", f"must be in [0, 1], got {alpha}"))
     mode, budget = _mode(request, settings, bad)
+    instruction = _instruction(request, settings, bad)
     if bad:
         raise InvalidRequest(bad[:_MAX_REPORTED])
     return RerankParams(
         query=request.query,
-        instruction=request.instruction or settings.default_instruction,
+        instruction=instruction,
         ids=[d.id for d in request.documents],
         texts=[d.text for d in request.documents],
         first_stage=[
@@ -149,3 +151,21 @@ def _mode(
     if request.HasField("thinking_budget"):
         return mode, request.thinking_budget
     return mode, settings.default_thinking_budget
+
+
+def _instruction(request: pb.RerankRequest, settings: ServerSettings, bad: list[Violation]) -> str:
+    """The request's instruction, its named preset's text, or the server's default."""
+    name = request.instruction_preset
+    if not name:
+        return request.instruction or settings.default_instruction
+    if request.instruction:
+        bad.append(Violation("instruction_preset", "give either instruction or a preset, not both"))
+    if name not in PRESETS:
+        shown = name if len(name) <= 40 else name[:40] + "…"
+        bad.append(
+            Violation(
+                "instruction_preset", f"unknown preset {shown!r}; known: {', '.join(PRESETS)}"
+            )
+        )
+        return ""
+    return PRESETS[name]

@@ -27,3 +27,32 @@ def test_demo_prints_before_after_table_and_the_warning() -> None:
     assert "query: 'I am happy'" in text and "excited" in text
     assert "random weights" in text and "mean nothing about relevance" in text
     assert "Traceback" not in out.stderr
+
+
+def test_demo_on_the_real_qwen3_tokenizer_counts_real_tokens() -> None:
+    from reference_erank import reference_prompt
+    from transformers import AutoTokenizer
+
+    from erank.instructions import DEFAULT_INSTRUCTION
+    from erank.qwen3_tokenizer import qwen3_tokenizer_dir
+
+    qwen3 = AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir()))
+    expected = sum(
+        len(
+            qwen3(reference_prompt(qwen3, "I am happy", doc, DEFAULT_INSTRUCTION, 2048))[
+                "input_ids"
+            ]
+        )
+        for doc in ("excited", "peaceful", "sad")
+    )
+    env = {**os.environ, "COLUMNS": "140"}
+    out = subprocess.run(
+        [sys.executable, "-m", "erank.cli", "demo", "--tokenizer", "qwen3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{expected} prompt tokens" in out.stdout
+    assert "template erank-v2" in out.stdout

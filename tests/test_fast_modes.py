@@ -75,9 +75,9 @@ async def test_every_mode_gives_the_computed_answer_and_probability(
     branch_server: ScoringServer, branch_checkpoint: Path
 ) -> None:
     chain = Chain(branch_checkpoint)
-    expected = chain.prob(">", "1") * chain.prob("1", "0")
+    expected = chain.prob("<answer>", "1") * chain.prob("1", "0")
     assert 0.1 < expected < 0.5  # far from certain: the probability is really read
-    script = chain.ids("<think>ok</think><answer>10</answer>")
+    script = chain.ids("<think>ok</think><answer>10</answer><|im_end|>")  # ends its turn
     async with AsyncRerankerClient(f"127.0.0.1:{branch_server.port}", timeout=120) as client:
         for mode, budget, tokens in [
             (FULL, None, len(script)),
@@ -96,7 +96,7 @@ async def test_every_mode_gives_the_computed_answer_and_probability(
 async def test_thinking_budget_cuts_long_reasoning(branch_server: ScoringServer) -> None:
     chain = Chain(Path(branch_server.settings.model))
     close = len(chain.ids("</think><answer>"))  # forced by the engine
-    answer = len(chain.ids("10</answer>"))
+    answer = len(chain.ids("10</answer><|im_end|>"))
     async with AsyncRerankerClient(f"127.0.0.1:{branch_server.port}", timeout=120) as client:
         full = await client.rerank(request(FULL, None, LONG_DOCUMENT, query="budget"))
         for budget in (0, 5, 32):
@@ -154,7 +154,7 @@ async def test_bad_mode_fields_are_invalid_argument(
 async def test_transformers_backend_on_the_seven_checkpoint(scripted7_checkpoint: Path) -> None:
     """No vLLM: the same modes on the single-digit script, against the computed probability."""
     chain = Chain(scripted7_checkpoint)
-    expected = chain.prob(">", "7")
+    expected = chain.prob("<answer>", "7")
     backend = TransformersBackend(engine_settings(scripted7_checkpoint, backend="transformers"))
     scorer = Scorer(backend, engine_settings(scripted7_checkpoint, backend="transformers"))
     try:
@@ -172,7 +172,7 @@ async def test_transformers_backend_on_the_seven_checkpoint(scripted7_checkpoint
         digits = scorer.digit_ids()
         prompt = scorer.prompts.build("i", "q", ["d"], 64, suffix="<think>\n\n</think>\n\n<answer>")
         (g,) = await backend.generate(
-            [prompt[0].token_ids], Sampling(1, stop=None, watch_token_ids=tuple(digits))
+            [prompt[0].token_ids], Sampling(1, watch_token_ids=tuple(digits))
         )
         assert g.watched is not None
         assert math.exp(g.watched[0][digits[7]]) == pytest.approx(expected, abs=1e-5)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from erank.backends.base import load_tokenizer
-from erank.prompt import DEFAULT_INSTRUCTION, PromptBuilder, load_template, truncate
+from erank.instructions import DEFAULT_INSTRUCTION
+from erank.prompt import PromptBuilder, load_template, truncate
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,13 @@ def count(tokenizer: Any, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def test_template_is_the_papers_wording() -> None:
+def test_template_is_the_reference_wording() -> None:
     template = load_template()
     assert template.startswith(
-        "Given a query and a document, please give a relevance score of 0 to 10."
+        "Given a query and a document, please give a relevance score of 0~10.\n"
     )
-    assert template.index("{query}") < template.index("{document}")
-    assert template.index("{instruction}") < template.index("{query}")
-    assert template.rstrip().endswith("Your output:")
+    assert template.index("{instruction}") < template.index("{query}") < template.index("{doc}")
+    assert template.endswith("\n\nYour output:")  # no trailing newline
     with pytest.raises(ValueError, match="unknown prompt template"):
         load_template("no-such-version")
 
@@ -39,7 +39,7 @@ def test_prompt_is_rendered_by_the_chat_template(tokenizer: Any) -> None:
     (prompt,) = builder.build(DEFAULT_INSTRUCTION, "I am happy", ["excited"], 2048)
     text = tokenizer.decode(prompt.token_ids)
     assert text.startswith("<|im_start|>user\nGiven a query and a document")
-    assert "Here is the query: I am happy\nHere is the document: excited\n" in text
+    assert "Here is the query:\nI am happy\n\nHere is the document:\nexcited\n\n" in text
     assert text.endswith("Your output:<|im_end|>\n<|im_start|>assistant\n")
     assert not prompt.truncated
 
@@ -68,15 +68,16 @@ texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"])
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(texts, st.integers(1, 64))
-def test_truncation_keeps_a_prefix_within_the_limit(tokenizer: Any, text: str, limit: int) -> None:
+def test_truncation_is_the_reference_rule(tokenizer: Any, text: str, limit: int) -> None:
     (cut,) = truncate(tokenizer, [text], limit)
-    assert text.startswith(cut.text)
-    assert cut.truncated == (count(tokenizer, text) > limit)
-    if not cut.truncated:
-        assert cut.text == text
-    else:
-        # The kept text is the decoded first `limit` tokens (less a split character).
-        assert count(tokenizer, cut.text) <= limit + 1
+    reference = tokenizer.convert_tokens_to_string(tokenizer.tokenize(text)[:limit])
+    n = count(tokenizer, text)
+    assert cut.cut == (n > limit)
+    if cut.cut:
+        assert cut.text == reference
+        assert (cut.kept, cut.tokens) == (limit, n)
+    else:  # kept whole: the same tokens in the prompt as the reference's round trip
+        assert count(tokenizer, cut.text) == count(tokenizer, reference) == n
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -353,3 +353,32 @@ def test_routes() -> None:
     for method, path in (("PUT", "/x/_search"), ("POST", "/x/_search/template"),
                          ("POST", "/_async_search"), ("POST", "/x/_doc/1")):  # fmt: skip
         assert route(method, path) is None
+
+
+def test_instruction_presets_per_index_and_per_search(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.yaml"
+    path.write_text("indices:\n  scifact: {instruction_preset: beir}\n")
+    config = load_config(path)
+    plan = plan_search("scifact", {}, {"query": QUERY}, config)
+    assert isinstance(plan, SearchPlan)
+    answer = {"hits": {"hits": [{"_id": "1", "_score": 1.0, "_source": {"text": "t"}}]}}
+    request, _ = rerank_request(plan, answer)
+    assert (request.instruction_preset, request.instruction) == ("beir", "")
+    # A per-search instruction replaces the index's preset (the server refuses both at once).
+    own = plan_search(
+        "scifact", {}, {"query": QUERY, "ext": {"erank": {"instruction": "x"}}}, config
+    )
+    assert isinstance(own, SearchPlan)
+    request, _ = rerank_request(own, answer)
+    assert (request.instruction_preset, request.instruction) == ("", "x")
+    for bad in (
+        "indices:\n  a: {instruction_preset: msmarco}\n",
+        "default: {instruction: x, instruction_preset: beir}\n",
+    ):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=r"instruction_preset|not both"):
+            load_config(path)
+    with pytest.raises(ConfigError, match=r"ext\.erank"):
+        plan_search(
+            "i", {}, {"query": QUERY, "ext": {"erank": {"instruction_preset": "x"}}}, ProxyConfig()
+        )

@@ -24,6 +24,7 @@ import pytest_asyncio
 
 from connector.client import AsyncRerankerClient
 from connector.rest import create_app, serving
+from erank.instructions import PRESETS
 from erank.server import ScoringServer
 from erank.v1 import reranker_pb2 as pb
 
@@ -140,6 +141,19 @@ async def test_fusion_extension(http: httpx.AsyncClient, tiny_client: AsyncReran
     ]
 
 
+async def test_instruction_preset(http: httpx.AsyncClient) -> None:
+    def body(**instruction: str) -> dict[str, Any]:
+        return {"query": "the followir preset", "documents": DOCUMENTS[:2], **instruction}
+
+    named = (await http.post("/v1/rerank", json=body(instruction_preset="followir"))).json()
+    spelled = (await http.post("/v1/rerank", json=body(instruction=PRESETS["followir"]))).json()
+    default = (await http.post("/v1/rerank", json=body())).json()
+    assert named["results"] == spelled["results"]
+    # Same prompt tokens: the spelled-out instruction hits the score cache the preset filled.
+    assert (named["usage"]["cache_misses"], spelled["usage"]["cache_hits"]) == (2, 2)
+    assert default["usage"]["cache_misses"] == 2
+
+
 async def test_top_n_and_return_documents(http: httpx.AsyncClient) -> None:
     full = (await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})).json()
     answer = await http.post(
@@ -177,6 +191,11 @@ async def test_unknown_keys_are_ignored(http: httpx.AsyncClient) -> None:
         ({"query": "q", "documents": ["a" * 100_001]}, "documents[0]", "the limit is 100000"),
         ({"documents": ["a"]}, "query", "Field required"),
         ({"query": "q", "documents": ["a"], "top_n": 0}, "top_n", "greater than or equal to 1"),
+        (
+            {"query": "q", "documents": ["a"], "instruction_preset": "nope"},
+            "instruction_preset",
+            "unknown preset 'nope'",
+        ),
     ],
     ids=[
         "empty-query",
@@ -187,6 +206,7 @@ async def test_unknown_keys_are_ignored(http: httpx.AsyncClient) -> None:
         "doc-size",
         "no-query",
         "top_n",
+        "unknown-preset",
     ],
 )
 async def test_bad_requests_name_the_field(

@@ -33,29 +33,53 @@ def test_single_digit_probability_is_its_token() -> None:
 
 
 def test_ten_is_the_product_of_two_tokens() -> None:
-    pieces = ["<answer>", "1", "0", "</answer>"]
-    parsed = parse_answer(pieces, [0.0, math.log(0.9), math.log(0.5), 0.0])
+    pieces = ["</think>", "<answer>", "1", "0", "</answer>"]
+    parsed = parse_answer(pieces, [0.0, 0.0, math.log(0.9), math.log(0.5), 0.0])
     assert parsed.answer == 10
     assert parsed.probability == pytest.approx(0.45)
     assert parsed.rank_score == pytest.approx(4.5)
 
 
 def test_last_answer_counts_and_whitespace_is_allowed() -> None:
-    pieces = ["<answer>", "3", "</answer>", " <answer> ", "8", " </answer>"]
-    parsed = parse_answer(pieces, [0.0, 0.0, 0.0, 0.0, math.log(0.25), 0.0])
+    pieces = ["</think>", "<answer>", "3", "</answer>", " <answer> ", "8", " </answer>"]
+    parsed = parse_answer(pieces, [0.0, 0.0, 0.0, 0.0, 0.0, math.log(0.25), 0.0])
     assert (parsed.answer, parsed.probability) == (8, pytest.approx(0.25))
+
+
+def test_an_answer_quoted_inside_the_reasoning_is_not_the_answer() -> None:
+    # The prompt's format line shows <answer>…</answer>; a model may restate it while thinking.
+    text = "<think>format: <answer>9</answer>, so</think><answer>2</answer><|im_end|>"
+    pieces = pieces_of(text)
+    lps = [math.log(0.3) if p == "2" else -0.05 for p in pieces]
+    parsed = parse_answer(pieces, lps)
+    assert (parsed.answer, parsed.probability) == (2, pytest.approx(0.3))
+
+
+def test_no_answer_without_closing_the_reasoning() -> None:
+    pieces = pieces_of("<think>the answer is <answer>9</answer> I think")
+    parsed = parse_answer(pieces, [-0.1] * len(pieces))
+    assert parsed.answer is None
+    assert "no </think>" in parsed.detail
+
+
+def test_forced_budget_close_reads_the_answer_after_it() -> None:
+    # Thinking budget: the engine forces "</think><answer>" after the model opened its own tag.
+    pieces = pieces_of("<think>hm <answer>7</think><answer>3</answer>")
+    parsed = parse_answer(pieces, [-0.1] * len(pieces))
+    assert parsed.answer == 3
 
 
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("<think>no closing tag<answer>7", "no <answer>"),
-        ("<answer>eleven</answer>", "not an integer"),
-        ("<answer>11</answer>", "not an integer"),
-        ("<answer>-1</answer>", "not an integer"),
-        ("<answer>7.5</answer>", "not an integer"),
-        ("<answer></answer>", "not an integer"),
-        ("just text", "no <answer>"),
+        ("<think>no closing tag<answer>7", "no </think>"),
+        ("</think><answer>7", "no <answer>"),
+        ("</think><answer>eleven</answer>", "not an integer"),
+        ("</think><answer>11</answer>", "not an integer"),
+        ("</think><answer>-1</answer>", "not an integer"),
+        ("</think><answer>7.5</answer>", "not an integer"),
+        ("</think><answer></answer>", "not an integer"),
+        ("just text", "no </think>"),
     ],
 )
 def test_unparsable_scores_zero_and_says_why(text: str, reason: str) -> None:
@@ -81,7 +105,7 @@ reasoning = st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=
 
 @given(reasoning, st.integers(0, 10), st.lists(st.floats(0.01, 1.0), min_size=2, max_size=2))
 def test_any_valid_answer_round_trips(think: str, n: int, probs: list[float]) -> None:
-    head = pieces_of(f"<think>{think}</think><answer>") if think else ["<answer>"]
+    head = pieces_of(f"<think>{think}</think><answer>") if think else ["</think>", "<answer>"]
     digits = list(str(n))
     pieces = [*head, *digits, "</answer>"]
     lps = [-0.7] * len(head) + [math.log(p) for p in probs[: len(digits)]] + [-0.3]

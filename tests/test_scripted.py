@@ -65,7 +65,7 @@ async def test_answer_seven_and_its_probability(
     scripted7_server: ScoringServer, scripted7_checkpoint: Path
 ) -> None:
     chain = BigramChain(scripted7_checkpoint)
-    expected = chain.prob(">", "7")  # the step after "<answer>" ("<", "answer", ">")
+    expected = chain.prob("<answer>", "7")  # the step after "<answer>" (one token here)
     assert 0.5 < expected < 0.9  # logits 8 vs 7 vs ~1000 zeros: far from certain
     async with AsyncRerankerClient(f"127.0.0.1:{scripted7_server.port}") as client:
         response = await client.rerank(
@@ -83,9 +83,9 @@ async def test_answer_seven_and_its_probability(
         assert r.reasoning == "<think>scripted</think>"
     # Equal scores: ties keep input order.
     assert [r.id for r in response.results] == ["a", "b"]
-    # Exactly the scripted tokens, stopped at </answer>.
+    # Exactly the scripted tokens, up to and including the end-of-turn token (no stop string).
     script = chain.tokenizer.encode(
-        "<think>scripted</think><answer>7</answer>", add_special_tokens=False
+        "<think>scripted</think><answer>7</answer><|im_end|>", add_special_tokens=False
     )
     assert response.usage.generated_tokens == 2 * len(script)
 
@@ -140,7 +140,7 @@ async def test_erank_serve_cli_two_digit_answer_health_and_shutdown(
 ) -> None:
     """`erank serve` as users run it: NOT_SERVING while loading, SERVING after warm-up."""
     chain = BigramChain(scripted10_checkpoint)
-    expected = chain.prob(">", "1") * chain.prob("1", "0")
+    expected = chain.prob("<answer>", "1") * chain.prob("1", "0")
     port = _free_port()
     cmd = [
         sys.executable,

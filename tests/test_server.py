@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 
 import grpc
 import pytest
@@ -15,6 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_status import rpc_status
 
 from connector.client import AsyncRerankerClient
+from erank.instructions import PRESETS
 from erank.server import ScoringServer
 from erank.v1 import reranker_pb2 as pb
 
@@ -58,7 +60,12 @@ async def test_model_info(tiny_client: AsyncRerankerClient, tiny_server: Scoring
     info = await tiny_client.model_info()
     assert info.model == tiny_server.settings.model
     assert info.backend == "vllm"
-    assert info.template_version == "erank-v1"
+    assert info.template_version == "erank-v2"
+    assert info.max_new_tokens == 256  # the tests' cap; the default is the reference's 4096
+    presets = {p.name: p for p in info.instruction_presets}
+    assert presets["beir"].instruction == "Given a query, retrieval relevant passage."
+    assert presets["beir"].source == "arXiv 2509.00520, Table 7"
+    assert presets["default"].instruction == info.default_instruction
     assert info.default_alpha == pytest.approx(0.2)
     assert info.max_documents == 1000 and info.default_truncate_length == 2048
     assert info.max_model_len == 8192
@@ -120,6 +127,28 @@ async def test_prefix_cache_serves_the_shared_prompt_prefix(
     assert again.usage.cached_prompt_tokens > again.usage.prompt_tokens // 2
 
 
+async def test_a_preset_is_its_instruction_word_for_word(tiny_client: AsyncRerankerClient) -> None:
+    def request(**instruction: str) -> pb.RerankRequest:
+        query = "which preset is this"
+        return pb.RerankRequest(
+            query=query, documents=docs(2), return_reasoning=True, **instruction
+        )
+
+    named = await tiny_client.rerank(request(instruction_preset="bright_leetcode"))
+    spelled = await tiny_client.rerank(request(instruction=PRESETS["bright_leetcode"]))
+    default = await tiny_client.rerank(request())
+    # The score cache is keyed by the prompt's token ids: the spelled-out text hits what the
+    # preset scored, so both prompts are the same tokens; the default instruction's are not.
+    assert (named.usage.cache_misses, spelled.usage.cache_hits, default.usage.cache_misses) == (
+        2,
+        2,
+        2,
+    )
+    assert [(r.id, r.rank_score, r.reasoning) for r in named.results] == [
+        (r.id, r.rank_score, r.reasoning) for r in spelled.results
+    ]
+
+
 async def test_truncation_is_reported_per_document(tiny_client: AsyncRerankerClient) -> None:
     documents = [
         pb.Document(id="short", text="short"),
@@ -130,7 +159,8 @@ async def test_truncation_is_reported_per_document(tiny_client: AsyncRerankerCli
     )
     by_id = {r.id: r for r in (await tiny_client.rerank(request)).results}
     assert by_id["long"].truncated and not by_id["short"].truncated
-    assert "cut to 16 tokens" in by_id["long"].status_detail
+    cut = re.search(r"document cut to 16 of (\d+) tokens", by_id["long"].status_detail)
+    assert cut is not None and int(cut.group(1)) >= 400
     assert by_id["long"].status in (pb.RESULT_STATUS_TRUNCATED_INPUT, pb.RESULT_STATUS_NO_ANSWER)
     assert by_id["short"].HasField("reasoning")
 
@@ -173,6 +203,16 @@ BAD_REQUESTS = [
         ),
         "documents[0]",
         "max_model_len 8192",
+    ),
+    (
+        pb.RerankRequest(query="q", documents=docs(1), instruction_preset="msmarco"),
+        "instruction_preset",
+        "known: default, beir, trec_dl",
+    ),
+    (
+        pb.RerankRequest(query="q", documents=docs(1), instruction_preset="beir", instruction="x"),
+        "instruction_preset",
+        "not both",
     ),
 ]
 

@@ -13,7 +13,7 @@ from erank.settings import load_settings
 def test_defaults_follow_the_paper() -> None:
     s = load_settings()
     assert (s.model, s.port, s.host) == ("Alibaba-NLP/ERank-4B", 50051, "127.0.0.1")
-    assert (s.max_new_tokens, s.default_truncate_length, s.default_alpha) == (1024, 2048, 0.2)
+    assert (s.max_new_tokens, s.default_truncate_length, s.default_alpha) == (4096, 2048, 0.2)
     assert s.max_documents == 1000
 
 

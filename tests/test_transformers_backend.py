@@ -103,7 +103,7 @@ async def test_random_model_same_tokens_up_to_a_near_tie(
     builder = PromptBuilder(hf_random.tokenizer)
     texts = [f"document {i}: " + "search ranking relevance " * (i + 1) for i in range(6)]
     prompts = [p.token_ids for p in builder.build("inst", "a query", texts, 256)]
-    sampling = Sampling(48, stop=None, margins=True)
+    sampling = Sampling(48, margins=True)
     a = await vllm.generate(prompts, sampling)
     b = await hf_random.generate(prompts, sampling)
     compared = 0
@@ -124,9 +124,9 @@ async def test_batching_and_left_padding_change_nothing(hf_random: TransformersB
     builder = PromptBuilder(hf_random.tokenizer)
     texts = ["short", "a much longer document " * 12, "middle length text here"]
     prompts = [p.token_ids for p in builder.build("inst", "q", texts, 256)]
-    batched = await hf_random.generate(prompts, Sampling(16, stop=None))
+    batched = await hf_random.generate(prompts, Sampling(16))
     for prompt, together in zip(prompts, batched, strict=True):
-        (alone,) = await hf_random.generate([prompt], Sampling(16, stop=None))
+        (alone,) = await hf_random.generate([prompt], Sampling(16))
         assert alone.token_ids == together.token_ids
         assert alone.logprobs == pytest.approx(together.logprobs, abs=1e-4)
 

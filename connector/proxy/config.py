@@ -11,13 +11,16 @@ Example ``proxy.yaml``::
         window: 100
         instruction: "Is this product what the shopper is looking for?"
         alpha: 0.3
+      scifact:
+        instruction_preset: beir   # the paper's instruction for its benchmark (erank.instructions)
         budget_ms: 2000
       audit-*:
         enabled: false       # searches on these indices pass through untouched
 
-The same keys (but ``enabled``, ``window``, ``instruction``, ``alpha``, ``budget_ms``, ``fields``
-and ``query_text`` only) can be given per search in the body's ``"ext": {"erank": {...}}``; the
-proxy strips that before forwarding, because neither engine knows an ``erank`` extension.
+The same keys (but ``enabled``, ``window``, ``instruction``, ``instruction_preset``, ``alpha``,
+``budget_ms``, ``fields`` and ``query_text`` only) can be given per search in the body's
+``"ext": {"erank": {...}}``; the proxy strips that before forwarding, because neither engine
+knows an ``erank`` extension.
 """
 
 from __future__ import annotations
@@ -25,14 +28,25 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from erank.instructions import PRESETS
 
 DEFAULT_WINDOW = 50
 DEFAULT_BUDGET_MS = 10_000
 MAX_WINDOW = 10_000  # both engines' default index.max_result_window
+
+
+def _known_preset(name: str) -> str:
+    if name not in PRESETS:
+        raise ValueError(f"unknown instruction preset {name[:40]!r}; known: {', '.join(PRESETS)}")
+    return name
+
+
+PresetName = Annotated[str, AfterValidator(_known_preset)]
 
 
 class IndexConfig(BaseModel):
@@ -52,11 +66,20 @@ class IndexConfig(BaseModel):
     instruction: str | None = Field(
         default=None, description="relevance instruction; server default"
     )
+    instruction_preset: PresetName | None = Field(
+        default=None, description="name of one of the paper's instructions, instead of instruction"
+    )
     alpha: float | None = Field(default=None, ge=0, le=1, description="BM25 weight; server default")
     budget_ms: int = Field(
         default=DEFAULT_BUDGET_MS, ge=1, le=300_000, description="deadline of the scoring call"
     )
     truncate_length: int = Field(default=0, ge=0, description="tokens per text; 0 = server default")
+
+    @model_validator(mode="after")
+    def _one_instruction(self) -> IndexConfig:
+        if self.instruction and self.instruction_preset:
+            raise ValueError("give instruction or instruction_preset, not both")
+        return self
 
     @property
     def budget_s(self) -> float:
@@ -73,12 +96,24 @@ class RerankOverrides(BaseModel):
     fields: tuple[str, ...] | None = Field(default=None, min_length=1)
     window: int | None = Field(default=None, ge=1, le=MAX_WINDOW)
     instruction: str | None = None
+    instruction_preset: PresetName | None = None
     alpha: float | None = Field(default=None, ge=0, le=1)
     budget_ms: int | None = Field(default=None, ge=1, le=300_000)
 
+    @model_validator(mode="after")
+    def _one_instruction(self) -> RerankOverrides:
+        if self.instruction and self.instruction_preset:
+            raise ValueError("give instruction or instruction_preset, not both")
+        return self
+
     def apply(self, config: IndexConfig) -> IndexConfig:
-        """``config`` with every override that was given."""
+        """``config`` with every override that was given; an instruction given per search
+        replaces the index's preset, and a preset its instruction."""
         changes = self.model_dump(exclude_none=True, exclude={"query_text"})
+        if "instruction" in changes:
+            changes.setdefault("instruction_preset", None)
+        if "instruction_preset" in changes:
+            changes.setdefault("instruction", None)
         return config.model_copy(update=changes) if changes else config
 
 

@@ -118,6 +118,7 @@ def rerank_request(
     request = pb.RerankRequest(
         query=plan.query_text,
         instruction=plan.config.instruction or "",
+        instruction_preset=plan.config.instruction_preset or "",
         documents=documents,
         alpha=plan.config.alpha,
         truncate_length=plan.config.truncate_length,

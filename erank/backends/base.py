@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from erank import metrics
-from erank.score import ANSWER_CLOSE
 
 THINK_START = "<think>"
 # Forced when a thinking budget runs out. The engine also recognises the model's own end of
@@ -22,11 +21,13 @@ THINK_END = "</think><answer>"
 
 @dataclass(frozen=True)
 class Sampling:
-    """One greedy generation request, the same for every prompt of a call."""
+    """One greedy generation request, the same for every prompt of a call.
+
+    There is no stop string: as in the reference, a generation ends at the model's end-of-turn
+    token (or ``max_new_tokens``). Stopping at ``</answer>`` would save one token per document.
+    """
 
     max_new_tokens: int
-    # Stop once the generated text contains this string (kept in the output); None: no stop.
-    stop: str | None = ANSWER_CLOSE
     # At most this many tokens after THINK_START, then THINK_END is forced token by token.
     thinking_budget: int | None = None
     # Also report these tokens' logprobs at every step (``Generation.watched``).

@@ -3,11 +3,11 @@
 For machines without vLLM. Prompts are batched (longest first, left-padded, ``max_num_seqs`` per
 batch, 8 if unset) and decoded greedily with the KV cache by a loop of our own, so that every
 step yields what the vLLM backend reports: the sampled token's raw logprob (log-softmax of the
-unprocessed logits, vLLM's default ``raw_logprobs``), the stop at ``</answer>`` (on the decoded
-text, token kept) or at the end-of-sequence token, the thinking budget forced by vLLM's rule,
-watched tokens' logprobs and the top-2 margin. Generation runs on one worker thread, off the
-event loop. A document is reported as soon as its own generation ends, also mid-batch. A
-cancelled call stops its running batch at the next step and never starts its later batches.
+unprocessed logits, vLLM's default ``raw_logprobs``), the stop at the end-of-sequence token,
+the thinking budget forced by vLLM's rule, watched tokens' logprobs and the top-2 margin.
+Generation runs on one worker thread, off the event loop. A document is reported as soon as its
+own generation ends, also mid-batch. A cancelled call stops its running batch at the next step
+and never starts its later batches.
 """
 
 from __future__ import annotations
@@ -158,7 +158,6 @@ def _in_call(
 class _Rules:
     """Tokenizer facts the decoding loop needs."""
 
-    tokenizer: Any
     pad_id: int
     eos_ids: frozenset[int]
     think_start: tuple[int, ...]
@@ -175,7 +174,7 @@ class _Rules:
         def encode(text: str) -> tuple[int, ...]:
             return tuple(tokenizer.encode(text, add_special_tokens=False))
 
-        return cls(tokenizer, int(pad), frozenset(eos), encode(THINK_START), encode(THINK_END))
+        return cls(int(pad), frozenset(eos), encode(THINK_START), encode(THINK_END))
 
 
 @dataclass
@@ -246,7 +245,6 @@ class _Seq:
     logprobs: list[float] = field(default_factory=list)
     watched: list[dict[int, float]] = field(default_factory=list)
     margins: list[float] = field(default_factory=list)
-    tail: str = ""  # the last decoded characters, for the stop string
     done: bool = False
 
     def generation(self, s: Sampling, hit_limit: bool) -> Generation:
@@ -299,7 +297,7 @@ def _greedy(
         logprobs = out.logits[:, -1, :].float().log_softmax(-1)
         tokens = _step(seqs, logprobs, watch, s, rules)
         for j, seq in enumerate(seqs):
-            if not seq.done and _stops(seq, rules, s):
+            if not seq.done and _stops(seq, rules):
                 seq.done = True
                 finish(j, seq.generation(s, hit_limit=False))
         if all(seq.done for seq in seqs):
@@ -345,12 +343,6 @@ def _step(seqs: list[_Seq], logprobs: Any, watch: Any, s: Sampling, rules: _Rule
     return tokens
 
 
-def _stops(seq: _Seq, rules: _Rules, s: Sampling) -> bool:
-    """vLLM's stop rule: an end-of-sequence token, or the stop string in the decoded text."""
-    token = seq.tokens[-1]
-    if token in rules.eos_ids:
-        return True
-    if not s.stop:
-        return False
-    seq.tail = (seq.tail + rules.tokenizer.decode([token], skip_special_tokens=True))[-64:]
-    return s.stop in seq.tail
+def _stops(seq: _Seq, rules: _Rules) -> bool:
+    """vLLM's stop rule without a stop string: an end-of-sequence token."""
+    return seq.tokens[-1] in rules.eos_ids

@@ -89,8 +89,6 @@ class VllmBackend:
         return SamplingParams(
             temperature=0.0,
             max_tokens=s.max_new_tokens,
-            stop=[s.stop] if s.stop else None,
-            include_stop_str_in_output=True,
             output_kind=RequestOutputKind.FINAL_ONLY,
             **extra,
         )

@@ -161,9 +161,12 @@ class RerankRequest(_message.Message):
     RETURN_REASONING_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     THINKING_BUDGET_FIELD_NUMBER: _builtins.int
+    INSTRUCTION_PRESET_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     instruction: _builtins.str
-    """Relevance definition put into the prompt; empty = the server's default instruction."""
+    """Relevance definition put into the prompt; empty = instruction_preset, or the server's
+    default instruction when that is empty too.
+    """
     truncate_length: _builtins.int
     """Query and document are each cut to this many tokens of the model's tokenizer; 0 = 2048."""
     alpha: _builtins.float
@@ -180,6 +183,11 @@ class RerankRequest(_message.Message):
     """Reasoning-token budget B for SCORING_MODE_THINKING_BUDGET; unset = the server's default.
     Only valid with that mode.
     """
+    instruction_preset: _builtins.str
+    """Name of one of the server's instruction presets (ModelInfo.instruction_presets), e.g.
+    "beir" or "bright_leetcode": the paper's per-benchmark instructions, word for word.
+    Give either this or instruction, not both.
+    """
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     def __init__(
@@ -194,10 +202,11 @@ class RerankRequest(_message.Message):
         return_reasoning: _builtins.bool = ...,
         mode: Global___ScoringMode.ValueType = ...,
         thinking_budget: _builtins.int | None = ...,
+        instruction_preset: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "thinking_budget", b"thinking_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "documents", b"documents", "instruction", b"instruction", "mode", b"mode", "query", b"query", "return_reasoning", b"return_reasoning", "thinking_budget", b"thinking_budget", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "documents", b"documents", "instruction", b"instruction", "instruction_preset", b"instruction_preset", "mode", b"mode", "query", b"query", "return_reasoning", b"return_reasoning", "thinking_budget", b"thinking_budget", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__alpha: _TypeAlias = _typing.Literal["alpha"]  # noqa: Y015
     _WhichOneofArgType__alpha: _TypeAlias = _typing.Literal["_alpha", b"_alpha"]  # noqa: Y015
@@ -244,7 +253,9 @@ class RerankResult(_message.Message):
     truncated: _builtins.bool
     """The query or the document was cut to truncate_length tokens (also when status is NO_ANSWER)."""
     status_detail: _builtins.str
-    """Human-readable reason for a non-OK status."""
+    """Human-readable reason for a non-OK status; for a cut input it says how many tokens were kept
+    of how many (e.g. "document cut to 2048 of 5000 tokens").
+    """
     mode: Global___ScoringMode.ValueType
     """The mode that produced this score."""
     cached: _builtins.bool
@@ -427,6 +438,7 @@ class ModelInfo(_message.Message):
     DEFAULT_ALPHA_FIELD_NUMBER: _builtins.int
     DEFAULT_MODE_FIELD_NUMBER: _builtins.int
     DEFAULT_THINKING_BUDGET_FIELD_NUMBER: _builtins.int
+    INSTRUCTION_PRESETS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     revision: _builtins.str
     backend: _builtins.str
@@ -441,6 +453,10 @@ class ModelInfo(_message.Message):
     default_alpha: _builtins.float
     default_mode: Global___ScoringMode.ValueType
     default_thinking_budget: _builtins.int
+    @_builtins.property
+    def instruction_presets(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstructionPreset]:
+        """The instructions a request can name in RerankRequest.instruction_preset."""
+
     def __init__(
         self,
         *,
@@ -458,11 +474,38 @@ class ModelInfo(_message.Message):
         default_alpha: _builtins.float = ...,
         default_mode: Global___ScoringMode.ValueType = ...,
         default_thinking_budget: _builtins.int = ...,
+        instruction_presets: _abc.Iterable[Global___InstructionPreset] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_alpha", b"default_alpha", "default_instruction", b"default_instruction", "default_mode", b"default_mode", "default_thinking_budget", b"default_thinking_budget", "default_truncate_length", b"default_truncate_length", "max_documents", b"max_documents", "max_model_len", b"max_model_len", "max_new_tokens", b"max_new_tokens", "max_text_chars", b"max_text_chars", "max_truncate_length", b"max_truncate_length", "model", b"model", "revision", b"revision", "template_version", b"template_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "default_alpha", b"default_alpha", "default_instruction", b"default_instruction", "default_mode", b"default_mode", "default_thinking_budget", b"default_thinking_budget", "default_truncate_length", b"default_truncate_length", "instruction_presets", b"instruction_presets", "max_documents", b"max_documents", "max_model_len", b"max_model_len", "max_new_tokens", b"max_new_tokens", "max_text_chars", b"max_text_chars", "max_truncate_length", b"max_truncate_length", "model", b"model", "revision", b"revision", "template_version", b"template_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelInfo: _TypeAlias = ModelInfo  # noqa: Y015
+
+@_typing.final
+class InstructionPreset(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    INSTRUCTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    instruction: _builtins.str
+    source: _builtins.str
+    """Where the text comes from (e.g. "arXiv 2509.00520, Table 7")."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        instruction: _builtins.str = ...,
+        source: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["instruction", b"instruction", "name", b"name", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstructionPreset: _TypeAlias = InstructionPreset  # noqa: Y015
