@@ -74,11 +74,11 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
         SearchHit[] hits = response.getHits().getHits();
 
         String skip = PageRequest.skipReason(request);
+        if (skip == null && page != null && page.pastWindow(window)) {
+            skip = ErankMarker.SKIP_PAST_WINDOW; // before no_hits: a page past the end of the hits is past the window too
+        }
         if (skip == null && hits.length == 0) {
             skip = ErankMarker.SKIP_NO_HITS;
-        }
-        if (skip == null && page != null && page.pastWindow(window)) {
-            skip = ErankMarker.SKIP_PAST_WINDOW;
         }
         if (skip != null) {
             listener.onResponse(rewriter.skipped(ErankMarker.skipped(skip)));
@@ -89,11 +89,14 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
             listener.onResponse(rewriter.skipped(ErankMarker.skipped(ErankMarker.SKIP_NO_QUERY_TEXT)));
             return;
         }
-        RerankDocuments documents;
+        RerankDocuments documents = RerankDocuments.of(hits, window, config.documentFields());
+        if (documents.anyText() == false) {
+            listener.onResponse(rewriter.skipped(ErankMarker.noText(config.documentFields())));
+            return;
+        }
         String body;
         RerankTransport client;
         try {
-            documents = RerankDocuments.of(hits, window, config.documentFields());
             body = RerankCodec.encodeRequest(
                 query,
                 documents.texts(),
@@ -105,10 +108,6 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
             client = transport.get();
         } catch (RuntimeException e) {
             failOpen.answer(e, rewriter, listener);
-            return;
-        }
-        if (documents.anyText() == false) {
-            listener.onResponse(rewriter.skipped(ErankMarker.noText(config.documentFields())));
             return;
         }
         // not ActionListener.wrap: an exception thrown by the pipeline's listener must not answer it a second time

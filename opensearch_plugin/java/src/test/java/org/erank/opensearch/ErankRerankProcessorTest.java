@@ -360,6 +360,10 @@ public class ErankRerankProcessorTest {
         assertTrue(transport.requests.isEmpty());
         assertEquals(Arrays.asList("d4", "d5"), Fixtures.ids(cut));
         assertEquals("past_window", marker(cut).get("reason"));
+
+        // past the last hit as well: still past the window, as the proxy says
+        SearchResponse empty = run(processor(transport, cfg()), matchRequest(), Fixtures.response(), ctx);
+        assertEquals("past_window", marker(empty).get("reason"));
     }
 
     @Test
