@@ -6,8 +6,10 @@ version (cached by version and source digest under the engines cache), installed
 `opensearch-plugin install --batch`, and the node started. Searches go through opensearch-py.
 The tiny model's scores mean nothing; the tests check that hits are ordered by the scores the
 scoring server computed for the same texts and BM25 scores, that both scores stay visible, that
-pages tile the reranked window, that a stopped REST front fails open, and that install/uninstall
-are idempotent and leave the cluster as it was.
+`_score` falls across the window's edge, that pages tile the reranked window, that `took` and
+`_explanation` tell the reranked truth, that a stopped REST front fails open while searches with
+nothing to score never reach it, and that install/uninstall are idempotent and leave the cluster
+as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -193,10 +195,13 @@ async def test_hits_reordered_by_the_servers_fused_scores(
             position,
             erank,
         )
-    # past the window: BM25 order and scores, no _erank
+    # past the window: BM25 order, scored below every reranked hit, BM25 score kept in _erank
     bm25_tail = (await search(client, search_body(2, WINDOW), None))["hits"]["hits"]
-    assert [(h["_id"], h["_score"]) for h in tail] == [(h["_id"], h["_score"]) for h in bm25_tail]
-    assert all("_erank" not in h.get("fields", {}) for h in tail)
+    assert [h["_id"] for h in tail] == [h["_id"] for h in bm25_tail]
+    assert [h["_score"] for h in tail] == pytest.approx([scores[-1] - 1, scores[-1] - 2], rel=1e-6)
+    for hit, direct in zip(tail, bm25_tail, strict=True):
+        assert erank_of(hit)["bm25_score"] == pytest.approx(direct["_score"], rel=1e-6)
+        assert erank_of(hit)["below_window"] is True
     # the same texts and BM25 scores straight to the gRPC server give the same scores
     expected = await tiny_client.rerank(
         pb.RerankRequest(
@@ -220,15 +225,89 @@ async def test_hits_reordered_by_the_servers_fused_scores(
 
 async def test_pages_tile_the_reranked_window(client: OpenSearch, pipeline: str) -> None:
     """Pages of 3 over 12 hits: the reranked window (8) then BM25 order, no overlap, no gap,
-    although the window ends inside the third page."""
+    although the window ends inside the third page and the fourth is not reranked at all."""
     full = (await search(client, search_body(12), pipeline))["hits"]["hits"]
     pages: list[str] = []
     for start in range(0, 12, 3):
         page = await search(client, search_body(3, start), pipeline)
-        assert page["ext"]["erank"]["status"] == "reranked"
+        expected = ("reranked", None) if start < WINDOW else ("skipped", "past_window")
+        assert (page["ext"]["erank"]["status"], page["ext"]["erank"].get("reason")) == expected
         pages += [h["_id"] for h in page["hits"]["hits"]]
     assert pages == [h["_id"] for h in full]
     assert len(set(pages)) == len(pages) == 12
+
+
+async def test_scores_fall_across_the_window_edge(client: OpenSearch, pipeline: str) -> None:
+    """The page that straddles the window's end: reranked hits, then BM25 ones, and `_score`
+    never rises down the page although BM25 scores are far above the fused ones."""
+    page = (await search(client, search_body(6, WINDOW - 3), pipeline))["hits"]["hits"]
+    scores = [h["_score"] for h in page]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
+    below = [h for h in page if erank_of(h).get("below_window")]
+    assert len(below) == 3
+    bm25 = (await search(client, search_body(3, WINDOW), None))["hits"]["hits"]
+    assert [(h["_id"], erank_of(h)["bm25_score"]) for h in below] == [
+        (h["_id"], pytest.approx(h["_score"], rel=1e-6)) for h in bm25
+    ]
+
+
+async def test_took_and_explanation_include_the_rerank(client: OpenSearch, pipeline: str) -> None:
+    body = {**search_body(WINDOW + 2), "explain": True}
+    answer = await search(client, body, pipeline)
+    erank = answer["ext"]["erank"]
+    assert erank["status"] == "reranked", erank
+    assert erank["rerank_ms"] > 0 and "took_ms" not in erank
+    assert answer["took"] == pytest.approx(erank["first_stage_ms"] + erank["rerank_ms"], abs=1)
+    assert answer["took"] >= erank["rerank_ms"] - 1
+    for hit in answer["hits"]["hits"]:
+        explanation = hit["_explanation"]
+        assert explanation["value"] == pytest.approx(hit["_score"], rel=1e-6), explanation
+        first_stage = explanation["details"][0]
+        assert first_stage["value"] == pytest.approx(erank_of(hit)["bm25_score"], rel=1e-6)
+        if not erank_of(hit).get("below_window"):
+            rank = explanation["details"][1]
+            assert rank["value"] == pytest.approx(erank_of(hit)["rank_score"], rel=1e-6)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def unreachable_pipeline(
+    client: OpenSearch, tiny_server: ScoringServer
+) -> AsyncIterator[str]:
+    """A pipeline whose REST front has stopped: a search that reaches the scoring call fails
+    open with `connection_error`, so a `skipped` answer proves that no call was made."""
+    async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
+        pass
+    options = InstallOptions(endpoint=url, pipeline="erank_unreachable", fields=FIELDS, window=5)
+    await blocking(install, client, options)
+    yield options.pipeline
+    await blocking(uninstall, client, options.pipeline)
+
+
+async def test_nothing_to_score_never_calls_the_server(
+    client: OpenSearch, unreachable_pipeline: str
+) -> None:
+    """A page wholly past the window and hits without text are skipped with a reason; the same
+    pipeline fails open on a search that does need the server."""
+    needs_server = await search(client, search_body(5), unreachable_pipeline)
+    assert needs_server["ext"]["erank"]["error"]["type"] == "connection_error"
+
+    past = await search(client, search_body(3, 200), unreachable_pipeline)
+    assert past["ext"]["erank"]["status"] == "skipped", past["ext"]
+    assert past["ext"]["erank"]["reason"] == "past_window"
+    assert past["hits"]["hits"] == []
+    beyond = await search(client, search_body(3, 6), unreachable_pipeline)
+    direct = (await search(client, search_body(3, 6), None))["hits"]["hits"]
+    assert beyond["ext"]["erank"]["reason"] == "past_window"
+    assert [(h["_id"], h["_score"]) for h in beyond["hits"]["hits"]] == [
+        (h["_id"], h["_score"]) for h in direct
+    ]
+
+    no_text = await search(client, {**search_body(5), "_source": False}, unreachable_pipeline)
+    assert no_text["ext"]["erank"]["status"] == "skipped", no_text["ext"]
+    assert no_text["ext"]["erank"]["reason"] == "no_text"
+    assert no_text["ext"]["erank"]["document_fields"] == list(FIELDS)
+    top = (await search(client, search_body(5), None))["hits"]["hits"]
+    assert [h["_id"] for h in no_text["hits"]["hits"]] == [h["_id"] for h in top]
 
 
 async def test_fail_open_when_the_rest_front_stops(

@@ -23,6 +23,7 @@ import java.util.Map;
  *     "context": {"document_fields": ["title", "body"]}, required, text = the fields joined with "\n"
  *     "window": 50,                                      hits to rerank, 1..10000 (default 50)
  *     "instruction": "...",                              optional, passed through to the server
+ *     "instruction_preset": "web_search",                optional, instead of instruction: a preset the server names
  *     "alpha": 0.2,                                      optional, fusion weight in [0, 1]
  *     "timeout": "5s",                                   optional, whole call to the server (default 10s)
  *     "fail_open": true                                  optional (default true), see README
@@ -39,6 +40,7 @@ public final class ErankConfig {
     public static final String DOCUMENT_FIELDS = "document_fields";
     public static final String WINDOW = "window";
     public static final String INSTRUCTION = "instruction";
+    public static final String INSTRUCTION_PRESET = "instruction_preset";
     public static final String ALPHA = "alpha";
     public static final String TIMEOUT = "timeout";
     public static final String FAIL_OPEN = "fail_open";
@@ -55,6 +57,7 @@ public final class ErankConfig {
     private final List<String> documentFields;
     private final int window;
     private final String instruction;
+    private final String instructionPreset;
     private final Double alpha;
     private final Duration timeout;
     private final boolean failOpen;
@@ -64,6 +67,7 @@ public final class ErankConfig {
         List<String> documentFields,
         int window,
         String instruction,
+        String instructionPreset,
         Double alpha,
         Duration timeout,
         boolean failOpen
@@ -73,6 +77,7 @@ public final class ErankConfig {
         this.documentFields = Collections.unmodifiableList(new ArrayList<>(documentFields));
         this.window = window;
         this.instruction = instruction;
+        this.instructionPreset = instructionPreset;
         this.alpha = alpha;
         this.timeout = timeout;
         this.failOpen = failOpen;
@@ -101,9 +106,10 @@ public final class ErankConfig {
             throw error(type, tag, WINDOW, "must be between 1 and " + MAX_WINDOW + ", got " + window);
         }
 
-        String instruction = ConfigurationUtils.readOptionalStringProperty(type, tag, config, INSTRUCTION);
-        if (instruction != null && instruction.trim().isEmpty()) {
-            throw error(type, tag, INSTRUCTION, "must not be empty when given");
+        String instruction = readOptionalNonBlank(type, tag, config, INSTRUCTION);
+        String instructionPreset = readOptionalNonBlank(type, tag, config, INSTRUCTION_PRESET);
+        if (instruction != null && instructionPreset != null) {
+            throw error(type, tag, INSTRUCTION_PRESET, "cannot be combined with [" + INSTRUCTION + "]; give one of them");
         }
 
         Double alpha = readOptionalDouble(type, tag, config, ALPHA);
@@ -113,7 +119,7 @@ public final class ErankConfig {
 
         Duration timeout = readTimeout(type, tag, config);
         boolean failOpen = ConfigurationUtils.readBooleanProperty(type, tag, config, FAIL_OPEN, true);
-        return new ErankConfig(endpoint, fields, window, instruction, alpha, timeout, failOpen);
+        return new ErankConfig(endpoint, fields, window, instruction, instructionPreset, alpha, timeout, failOpen);
     }
 
     static URI parseEndpoint(String type, String tag, String text) {
@@ -169,6 +175,18 @@ public final class ErankConfig {
             fields.add(field);
         }
         return fields;
+    }
+
+    /**
+     * An optional string that must say something when given. The preset's name is not checked against a list here:
+     * the REST front owns the presets and answers 400 for a name it does not know.
+     */
+    private static String readOptionalNonBlank(String type, String tag, Map<String, Object> config, String key) {
+        String value = ConfigurationUtils.readOptionalStringProperty(type, tag, config, key);
+        if (value != null && value.trim().isEmpty()) {
+            throw error(type, tag, key, "must not be empty when given");
+        }
+        return value;
     }
 
     private static int readInt(String type, String tag, Map<String, Object> config, String key, int defaultValue) {
@@ -260,6 +278,11 @@ public final class ErankConfig {
     /** {@code null} when not configured. */
     public String instruction() {
         return instruction;
+    }
+
+    /** {@code null} when not configured; never set together with {@link #instruction()}. */
+    public String instructionPreset() {
+        return instructionPreset;
     }
 
     /** {@code null} when not configured: the server's default applies. */

@@ -22,7 +22,8 @@ import java.util.Map;
  * </pre>
  *
  * Scrolls, {@code search_after} and field sorts are left alone ({@link PageRequest#skipReason}); so is
- * {@code size: 0}.
+ * {@code size: 0}. A page that starts at or past the window goes out unchanged too: it shows no reranked hit, so
+ * fetching the window for it would be wasted.
  */
 public final class ErankWindowProcessor extends AbstractProcessor implements StatefulSearchRequestProcessor {
 
@@ -59,9 +60,12 @@ public final class ErankWindowProcessor extends AbstractProcessor implements Sta
         if (size == 0) {
             return request;
         }
-        new PageRequest(from, size, window).store(context);
-        source.from(0);
-        source.size(Reorder.fetchSize(window, from, size));
+        PageRequest page = PageRequest.of(from, size, window);
+        page.store(context);
+        if (page.fetchedFromTop()) {
+            source.from(0);
+            source.size(Reorder.fetchSize(window, from, size));
+        }
         return request;
     }
 

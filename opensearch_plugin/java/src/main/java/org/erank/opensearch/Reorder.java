@@ -41,6 +41,19 @@ public final class Reorder {
         return order;
     }
 
+    /**
+     * The {@code _score} of a hit below the reranked window: {@code lowestReranked - 1 - distance}, where
+     * {@code distance} is 0 for the first hit past the window, 1 for the next, and so on. Every such hit scores
+     * below every reranked hit and below the hits before it, so {@code _score} never rises down a page, and the
+     * same hit gets the same score on every page of a query. Its first-stage score stays in {@code fields._erank}.
+     * Where float precision would swallow the step (scores around 10^7 and more) the score is the next float
+     * below {@code lowestReranked}: still below every reranked hit.
+     */
+    public static float belowWindowScore(float lowestReranked, int distance) {
+        float score = (float) ((double) lowestReranked - 1.0 - distance);
+        return score < lowestReranked ? score : Math.nextDown(lowestReranked);
+    }
+
     /** {@code items[from, from + size)}, clipped to the list; empty past its end. */
     public static <T> List<T> page(List<T> items, int from, int size) {
         if (from < 0 || size < 0) {

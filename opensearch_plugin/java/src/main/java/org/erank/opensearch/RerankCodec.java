@@ -19,7 +19,8 @@ import java.util.Map;
  *
  * <pre>
  * POST {endpoint}/v1/rerank
- * request:  {"query": str, "documents": [str], "instruction": str?, "first_stage_scores": [float]?, "alpha": float?}
+ * request:  {"query": str, "documents": [str], "instruction": str? | "instruction_preset": str?,
+ *            "first_stage_scores": [float]?, "alpha": float?}
  * response: {"model": str, "fused": bool, "results": [{"index", "relevance_score", "rank_score", "answer",
  *            "answer_probability", "status", "hybrid_score"?, "first_stage_score"?}]}   one per document, best first
  * error:    non-2xx, {"error": {"type": str, "reason": str}, "status": int}
@@ -29,7 +30,14 @@ public final class RerankCodec {
 
     private RerankCodec() {}
 
-    public static String encodeRequest(String query, List<String> documents, String instruction, float[] firstStageScores, Double alpha) {
+    public static String encodeRequest(
+        String query,
+        List<String> documents,
+        String instruction,
+        String instructionPreset,
+        float[] firstStageScores,
+        Double alpha
+    ) {
         try (XContentBuilder builder = XContentFactory.jsonBuilder()) {
             builder.startObject();
             builder.field("query", query);
@@ -40,6 +48,9 @@ public final class RerankCodec {
             builder.endArray();
             if (instruction != null) {
                 builder.field("instruction", instruction);
+            }
+            if (instructionPreset != null) {
+                builder.field("instruction_preset", instructionPreset);
             }
             if (firstStageScores != null) {
                 if (firstStageScores.length != documents.size()) {

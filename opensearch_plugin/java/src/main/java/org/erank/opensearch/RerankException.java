@@ -2,8 +2,9 @@ package org.erank.opensearch;
 
 /**
  * Why a rerank call gave no usable answer. {@link #type()} is what the response's {@code ext.erank.error.type}
- * says: {@code timeout}, {@code connection_error}, {@code http_error}, {@code malformed_response},
- * {@code no_query_text} or {@code internal_error}.
+ * says: {@code timeout}, {@code connection_error}, {@code http_error}, {@code malformed_response} or
+ * {@code internal_error}. (A search with nothing to score — no query text, no hit text — is skipped, not failed:
+ * see {@link ErankMarker}.)
  */
 public final class RerankException extends Exception {
 
@@ -11,7 +12,6 @@ public final class RerankException extends Exception {
     public static final String CONNECTION_ERROR = "connection_error";
     public static final String HTTP_ERROR = "http_error";
     public static final String MALFORMED_RESPONSE = "malformed_response";
-    public static final String NO_QUERY_TEXT = "no_query_text";
     public static final String INTERNAL_ERROR = "internal_error";
 
     private static final long serialVersionUID = 1L;

@@ -49,6 +49,7 @@ public class ErankConfigTest {
         assertEquals(Arrays.asList("title", "body"), c.documentFields());
         assertEquals(50, c.window());
         assertNull(c.instruction());
+        assertNull(c.instructionPreset());
         assertNull(c.alpha());
         assertEquals(10_000, c.timeout().toMillis());
         assertTrue(c.failOpen());
@@ -190,6 +191,29 @@ public class ErankConfigTest {
         Map<String, Object> c = minimal();
         c.put("instruction", "  ");
         assertTrue(error(c).startsWith("[instruction]"));
+    }
+
+    @Test
+    public void instructionPresetIsANonBlankNameForwardedAsIs() {
+        Map<String, Object> c = minimal();
+        c.put("instruction_preset", "web_search");
+        ErankConfig parsed = parse(c);
+        assertTrue(c.isEmpty());
+        assertEquals("web_search", parsed.instructionPreset());
+        assertNull(parsed.instruction());
+
+        Map<String, Object> blank = minimal();
+        blank.put("instruction_preset", " ");
+        assertTrue(error(blank).startsWith("[instruction_preset] must not be empty"));
+    }
+
+    @Test
+    public void instructionAndPresetExcludeEachOther() {
+        Map<String, Object> c = minimal();
+        c.put("instruction", "Judge relevance.");
+        c.put("instruction_preset", "web_search");
+        String message = error(c);
+        assertTrue(message, message.startsWith("[instruction_preset] cannot be combined with [instruction]"));
     }
 
     @Test

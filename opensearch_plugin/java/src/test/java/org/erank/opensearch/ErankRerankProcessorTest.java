@@ -1,5 +1,6 @@
 package org.erank.opensearch;
 
+import org.apache.lucene.search.Explanation;
 import org.junit.Test;
 import org.opensearch.OpenSearchStatusException;
 import org.opensearch.action.search.SearchRequest;
@@ -166,8 +167,9 @@ public class ErankRerankProcessorTest {
         assertEquals(0.9f, hits[0].getScore(), 1e-6);
         assertEquals(0.5f, hits[1].getScore(), 1e-6);
         assertEquals(0.1f, hits[2].getScore(), 1e-6);
-        assertEquals("BM25 kept past the window", 2f, hits[3].getScore(), 0f);
-        assertEquals(2f, out.getHits().getMaxScore(), 0f);
+        assertEquals("below the window: lowest reranked - 1", 0.1f - 1f, hits[3].getScore(), 1e-6);
+        assertEquals("and one less per hit further down", 0.1f - 2f, hits[4].getScore(), 1e-6);
+        assertEquals(0.9f, out.getHits().getMaxScore(), 1e-6);
         assertEquals(5L, hitsCount(out));
 
         Map<String, Object> info = Fixtures.erankInfo(hits[0]);
@@ -179,7 +181,12 @@ public class ErankRerankProcessorTest {
         assertEquals(9, info.get("answer"));
         assertEquals("ok", info.get("status"));
         assertFalse(info.containsKey("text_missing"));
-        assertNull("no _erank past the window", Fixtures.erankInfo(hits[3]));
+        assertFalse(info.containsKey("below_window"));
+        Map<String, Object> below = Fixtures.erankInfo(hits[3]);
+        assertEquals("the first-stage score stays visible below the window", 2.0f, below.get("bm25_score"));
+        assertEquals(4, below.get("bm25_rank"));
+        assertEquals(true, below.get("below_window"));
+        assertFalse(below.containsKey("relevance_score"));
         assertFalse("nothing written into _source", hits[0].getSourceAsString().contains("erank"));
 
         Map<String, Object> request = transport.requests.get(0);
@@ -188,6 +195,7 @@ public class ErankRerankProcessorTest {
         assertEquals(3, ((List<?>) request.get("first_stage_scores")).size());
         assertEquals(0.3, ((Number) request.get("alpha")).doubleValue(), 0.0);
         assertEquals("Be strict.", request.get("instruction"));
+        assertFalse(request.containsKey("instruction_preset"));
         assertEquals("http://scorer:8080/v1/rerank", transport.uris.get(0).toString());
 
         Map<String, Object> marker = marker(out);
@@ -196,6 +204,96 @@ public class ErankRerankProcessorTest {
         assertEquals(true, marker.get("fused"));
         assertEquals(3, marker.get("reranked"));
         assertEquals(3, marker.get("window"));
+        assertEquals(7.0, marker.get("first_stage_ms"));
+        assertTrue(marker.containsKey("rerank_ms"));
+        assertFalse(marker.containsKey("took_ms"));
+    }
+
+    @Test
+    public void scoresNeverRiseAcrossTheWindowEdge() {
+        // the page from=45 of a window of 50: hits 45..49 reranked with negative fused scores, 50..54 below
+        double[] fused = new double[50];
+        for (int i = 0; i < 50; i++) {
+            fused[i] = -0.96 - i * 0.05;
+        }
+        PipelineProcessingContext ctx = new PipelineProcessingContext();
+        PageRequest.of(45, 10, 50).store(ctx);
+        SearchHit[] engine = Fixtures.hits(55);
+        for (SearchHit hit : engine) {
+            hit.score(0.72f + hit.getScore() / 1000f); // BM25 scores far above the fused ones
+        }
+        float bm25Of50 = engine[50].getScore();
+        SearchResponse out = run(processor(scoring(fused), cfg()), matchRequest(), Fixtures.response(engine), ctx);
+        SearchHit[] page = out.getHits().getHits();
+        assertEquals(10, page.length);
+        for (int i = 1; i < page.length; i++) {
+            assertTrue("_score at " + i + " rises: " + Fixtures.ids(out), page[i].getScore() < page[i - 1].getScore());
+        }
+        float lowestReranked = (float) fused[49];
+        assertEquals(lowestReranked, page[4].getScore(), 1e-6);
+        assertEquals(lowestReranked - 1f, page[5].getScore(), 1e-6);
+        assertEquals("d50", page[5].getId());
+        assertEquals(bm25Of50, (float) Fixtures.erankInfo(page[5]).get("bm25_score"), 0f);
+    }
+
+    @Test
+    public void belowWindowScoreStaysBelowEvenWhereFloatsCannotStepByOne() {
+        assertEquals(-1.5f, Reorder.belowWindowScore(-0.5f, 0), 0f);
+        assertEquals(-3.5f, Reorder.belowWindowScore(-0.5f, 2), 0f);
+        float huge = 1e9f;
+        assertTrue(Reorder.belowWindowScore(huge, 0) < huge);
+    }
+
+    @Test
+    public void explanationValueIsTheNewScoreWithTheFusionAsDetails() {
+        SearchHit[] engine = Fixtures.hits(3);
+        for (SearchHit hit : engine) {
+            hit.explanation(Explanation.match(hit.getScore(), "weight(body:erank) [BM25]"));
+        }
+        SearchResponse out = run(processor(scoring(0.2, 0.8), cfg("window", 2)), matchRequest(), Fixtures.response(engine), new PipelineProcessingContext());
+        SearchHit top = out.getHits().getHits()[0];
+        Explanation explanation = top.getExplanation();
+        assertEquals(top.getScore(), explanation.getValue().floatValue(), 0f);
+        assertTrue(explanation.getDescription(), explanation.getDescription().contains("fused"));
+        Explanation[] details = explanation.getDetails();
+        assertEquals(2, details.length);
+        assertEquals("first-stage score", 2.0, details[0].getValue().doubleValue(), 0.0);
+        assertEquals("weight(body:erank) [BM25]", details[0].getDetails()[0].getDescription());
+        assertEquals("ERank rank_score", 8.0, details[1].getValue().doubleValue(), 1e-9);
+        assertTrue(details[1].getDescription(), details[1].getDescription().contains("answer 8"));
+
+        SearchHit below = out.getHits().getHits()[2];
+        assertEquals(below.getScore(), below.getExplanation().getValue().floatValue(), 0f);
+        assertEquals(1.0, below.getExplanation().getDetails()[0].getValue().doubleValue(), 0.0);
+    }
+
+    @Test
+    public void tookIncludesTheRerank() {
+        FakeTransport slow = scoring(0.2, 0.8);
+        RerankTransport sleeping = (uri, body, timeout, listener) -> {
+            try {
+                Thread.sleep(40);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            slow.post(uri, body, timeout, listener);
+        };
+        SearchResponse in = Fixtures.response(Fixtures.hits(2));
+        SearchResponse out = run(processor(sleeping, cfg()), matchRequest(), in, new PipelineProcessingContext());
+        Map<String, Object> marker = marker(out);
+        double rerankMs = (Double) marker.get("rerank_ms");
+        assertTrue("rerank_ms " + rerankMs, rerankMs >= 40.0);
+        assertEquals(7.0, marker.get("first_stage_ms"));
+        assertEquals(7 + Math.round(rerankMs), out.getTook().millis());
+    }
+
+    @Test
+    public void sendsTheInstructionPreset() {
+        FakeTransport transport = scoring(0.2, 0.8);
+        run(processor(transport, cfg("instruction_preset", "web_search")), matchRequest(), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        Map<String, Object> request = transport.requests.get(0);
+        assertEquals("web_search", request.get("instruction_preset"));
+        assertFalse(request.containsKey("instruction"));
     }
 
     private static long hitsCount(SearchResponse out) {
@@ -224,27 +322,74 @@ public class ErankRerankProcessorTest {
     public void cutsTheUsersPageFromTheRerankedOrder() {
         // window 4 over 6 hits; relevance reverses the window: d3 d2 d1 d0 | d4 d5
         List<String> all = new ArrayList<>();
-        for (int from = 0; from < 6; from += 2) {
+        for (int from = 0; from < 4; from += 2) {
             PipelineProcessingContext ctx = new PipelineProcessingContext();
-            new PageRequest(from, 2, 4).store(ctx);
+            PageRequest.of(from, 2, 4).store(ctx);
             ErankRerankProcessor p = processor(scoring(0.1, 0.2, 0.3, 0.4), cfg("window", 4));
             SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(6)), ctx);
             assertEquals(2, out.getHits().getHits().length);
             all.addAll(Fixtures.ids(out));
         }
+        // the page past the window: erank_window left the search alone, the engine returned just d4 d5
+        PipelineProcessingContext ctx = new PipelineProcessingContext();
+        PageRequest.of(4, 2, 4).store(ctx);
+        SearchHit[] hits = Fixtures.hits(6);
+        SearchResponse past = run(processor(scoring(0.1, 0.2), cfg("window", 4)), matchRequest(), Fixtures.response(hits[4], hits[5]), ctx);
+        all.addAll(Fixtures.ids(past));
         assertEquals(Arrays.asList("d3", "d2", "d1", "d0", "d4", "d5"), all);
+    }
+
+    @Test
+    public void aPageWhollyPastTheWindowIsNotSentToTheServer() {
+        FakeTransport transport = scoring(0.1, 0.2);
+        PipelineProcessingContext ctx = new PipelineProcessingContext();
+        PageRequest.of(200, 2, 50).store(ctx);
+        SearchHit[] hits = Fixtures.hits(2);
+        SearchResponse out = run(processor(transport, cfg()), matchRequest(), Fixtures.response(hits), ctx);
+        assertTrue(transport.requests.isEmpty());
+        assertEquals(Arrays.asList("d0", "d1"), Fixtures.ids(out));
+        assertEquals(2f, out.getHits().getHits()[0].getScore(), 0f);
+        assertNull(Fixtures.erankInfo(out.getHits().getHits()[0]));
+        assertEquals("skipped", marker(out).get("status"));
+        assertEquals("past_window", marker(out).get("reason"));
+
+        // erank's own window smaller than erank_window's: the search was fetched from the top, the page is still cut
+        PipelineProcessingContext wide = new PipelineProcessingContext();
+        PageRequest.of(4, 2, 50).store(wide);
+        SearchResponse cut = run(processor(transport, cfg("window", 3)), matchRequest(), Fixtures.response(Fixtures.hits(6)), wide);
+        assertTrue(transport.requests.isEmpty());
+        assertEquals(Arrays.asList("d4", "d5"), Fixtures.ids(cut));
+        assertEquals("past_window", marker(cut).get("reason"));
+
+        // past the last hit as well: still past the window, as the proxy says
+        SearchResponse empty = run(processor(transport, cfg()), matchRequest(), Fixtures.response(), ctx);
+        assertEquals("past_window", marker(empty).get("reason"));
+    }
+
+    @Test
+    public void noTextOnAnyHitSkipsTheCall() {
+        FakeTransport transport = scoring(0.1, 0.2);
+        SearchResponse in = Fixtures.response(Fixtures.hit("d0", 2f, "{\"other\":\"x\"}"), Fixtures.hit("d1", 1f, null));
+        SearchResponse out = run(processor(transport, cfg()), matchRequest(), in, new PipelineProcessingContext());
+        assertTrue("no call to rank empty strings", transport.requests.isEmpty());
+        assertEquals(Arrays.asList("d0", "d1"), Fixtures.ids(out));
+        Map<String, Object> marker = marker(out);
+        assertEquals("skipped", marker.get("status"));
+        assertEquals("no_text", marker.get("reason"));
+        assertEquals(Arrays.asList("title", "body"), marker.get("document_fields"));
     }
 
     @Test
     public void effectiveWindowIsTheSmallerOfRequestAndResponseWindows() {
         PipelineProcessingContext ctx = new PipelineProcessingContext();
-        new PageRequest(0, 10, 2).store(ctx);
+        PageRequest.of(0, 10, 2).store(ctx);
         FakeTransport transport = scoring(0.1, 0.9);
         ErankRerankProcessor p = processor(transport, cfg("window", 50));
         SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(5)), ctx);
         assertEquals(2, ((List<?>) transport.requests.get(0).get("documents")).size());
         assertEquals(Arrays.asList("d1", "d0", "d2", "d3", "d4"), Fixtures.ids(out));
         assertEquals(2, marker(out).get("window"));
+        assertEquals(0.1f - 1f, out.getHits().getHits()[2].getScore(), 1e-6);
     }
 
     @Test
@@ -265,7 +410,7 @@ public class ErankRerankProcessorTest {
 
     private void assertFailOpen(RerankTransport transport, String expectedType) {
         PipelineProcessingContext ctx = new PipelineProcessingContext();
-        new PageRequest(1, 2, 50).store(ctx);
+        PageRequest.of(1, 2, 50).store(ctx);
         SearchResponse in = Fixtures.response(Fixtures.hits(5));
         SearchResponse out = run(processor(transport, cfg()), matchRequest(), in, ctx);
         assertEquals("engine order, cut to the page", Arrays.asList("d1", "d2"), Fixtures.ids(out));
@@ -278,6 +423,8 @@ public class ErankRerankProcessorTest {
         assertEquals("failed", marker.get("status"));
         assertEquals(true, marker.get("fail_open"));
         assertEquals(expectedType, ((Map<?, ?>) marker.get("error")).get("type"));
+        assertEquals(7.0, marker.get("first_stage_ms"));
+        assertTrue(marker.containsKey("rerank_ms"));
     }
 
     @Test
@@ -299,13 +446,14 @@ public class ErankRerankProcessorTest {
     }
 
     @Test
-    public void failsOpenWithoutQueryText() {
+    public void skipsWithoutQueryText() {
         PipelineProcessingContext ctx = new PipelineProcessingContext();
         SearchRequest request = Fixtures.request(new SearchSourceBuilder().query(QueryBuilders.matchAllQuery()));
         FakeTransport transport = scoring(1, 2);
         SearchResponse out = run(processor(transport, cfg()), request, Fixtures.response(Fixtures.hits(2)), ctx);
         assertEquals(Arrays.asList("d0", "d1"), Fixtures.ids(out));
-        assertEquals("no_query_text", ((Map<?, ?>) marker(out).get("error")).get("type"));
+        assertEquals("skipped", marker(out).get("status"));
+        assertEquals("no_query_text", marker(out).get("reason"));
         assertTrue(transport.requests.isEmpty());
     }
 
@@ -357,7 +505,7 @@ public class ErankRerankProcessorTest {
         SearchResponse out = run(processor(transport, cfg()), sorted, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
         assertEquals(Arrays.asList("d0", "d1"), Fixtures.ids(out));
         assertEquals("skipped", marker(out).get("status"));
-        assertEquals("sorted_by_field", marker(out).get("reason"));
+        assertEquals("sort", marker(out).get("reason"));
 
         SearchResponse empty = run(processor(transport, cfg()), matchRequest(), Fixtures.response(), new PipelineProcessingContext());
         assertEquals(0, empty.getHits().getHits().length);

@@ -13,6 +13,7 @@ import java.util.HashMap;
 import java.util.Map;
 
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
@@ -43,12 +44,27 @@ public class ErankWindowProcessorTest {
     }
 
     @Test
-    public void pagesPastTheWindowFetchFromPlusSize() throws Exception {
+    public void pagesAcrossTheWindowEdgeFetchFromPlusSize() throws Exception {
         SearchRequest request = Fixtures.request(new SearchSourceBuilder().from(45).size(10));
         PipelineProcessingContext context = new PipelineProcessingContext();
         processor(50).processRequest(request, context);
         assertEquals(0, request.source().from());
         assertEquals(55, request.source().size());
+        assertTrue(PageRequest.load(context).fetchedFromTop());
+    }
+
+    @Test
+    public void pagesWhollyPastTheWindowGoOutUnchanged() throws Exception {
+        for (int from : new int[] { 50, 200 }) {
+            SearchRequest request = Fixtures.request(new SearchSourceBuilder().from(from).size(10));
+            PipelineProcessingContext context = new PipelineProcessingContext();
+            processor(50).processRequest(request, context);
+            assertEquals(from, request.source().from());
+            assertEquals(10, request.source().size());
+            PageRequest page = PageRequest.load(context);
+            assertEquals(from, page.from());
+            assertFalse("the engine returns just the page", page.fetchedFromTop());
+        }
     }
 
     @Test

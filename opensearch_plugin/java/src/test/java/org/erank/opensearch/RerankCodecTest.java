@@ -20,6 +20,7 @@ public class RerankCodecTest {
             "what is \"bm25\"?",
             Arrays.asList("doc one", "doc\ntwo", ""),
             "Judge it.",
+            null,
             new float[] { 7.5f, 3.25f, 0.125f },
             0.2
         );
@@ -37,7 +38,7 @@ public class RerankCodecTest {
 
     @Test
     public void optionalMembersAreOmitted() throws Exception {
-        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null));
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null));
         assertEquals(2, map.size());
         assertTrue(map.containsKey("query"));
         assertTrue(map.containsKey("documents"));
@@ -45,7 +46,14 @@ public class RerankCodecTest {
 
     @Test(expected = IllegalArgumentException.class)
     public void scoreCountMustMatch() {
-        RerankCodec.encodeRequest("q", Arrays.asList("a", "b"), null, new float[] { 1f }, null);
+        RerankCodec.encodeRequest("q", Arrays.asList("a", "b"), null, null, new float[] { 1f }, null);
+    }
+
+    @Test
+    public void sendsTheInstructionPresetByName() throws Exception {
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, "web_search", null, null));
+        assertEquals("web_search", map.get("instruction_preset"));
+        assertFalse("the preset stands in for the instruction", map.containsKey("instruction"));
     }
 
     static final String GOOD = "{\"model\":\"erank-4b\",\"fused\":true,\"results\":["

@@ -1,0 +1,54 @@
+package org.erank.opensearch;
+
+import org.apache.lucene.search.Explanation;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The {@code _explanation} of a hit whose {@code _score} the {@code erank} processor changed, for searches with
+ * {@code explain: true}. Its value is the new {@code _score}, so the explanation explains the number the reader
+ * sees; its details say how that number was made, with the engine's own explanation of the first-stage score
+ * kept whole inside.
+ */
+final class RerankExplanation {
+
+    private RerankExplanation() {}
+
+    /** A reranked hit: the server's relevance score, from the first-stage score and the ERank score. */
+    static Explanation reranked(float score, Explanation firstStage, RerankResponse.Result result) {
+        boolean fused = result.hybridScore() != null;
+        List<Explanation> details = new ArrayList<>(2);
+        details.add(firstStage(firstStage));
+        if (result.rankScore() != null) {
+            String how = result.answer() != null && result.answerProbability() != null
+                ? String.format(Locale.ROOT, " = answer %d × P(answer) %.4f", result.answer(), result.answerProbability())
+                : "";
+            details.add(Explanation.match(result.rankScore(), "ERank rank_score" + how));
+        }
+        String description = fused
+            ? "erank: fused score of the scoring server (z-score fusion of the first-stage score and the ERank rank_score)"
+            : "erank: ERank rank_score of the scoring server (not fused with the first-stage score)";
+        return Explanation.match(score, description, details);
+    }
+
+    /** A hit below the reranked window: placed under every reranked hit by {@link Reorder#belowWindowScore}. */
+    static Explanation belowWindow(float score, Explanation firstStage, float lowestReranked, int distance) {
+        return Explanation.match(
+            score,
+            String.format(
+                Locale.ROOT,
+                "erank: below the reranked window, lowest reranked score %s - 1 - %d (its distance below the window);"
+                    + " first-stage order kept",
+                lowestReranked,
+                distance
+            ),
+            firstStage(firstStage)
+        );
+    }
+
+    private static Explanation firstStage(Explanation engine) {
+        return Explanation.match(engine.getValue(), "first-stage score (the engine's own)", engine);
+    }
+}
