@@ -327,5 +327,10 @@ def proxy(
     run_proxy(upstream, reranker, listen=listen, config=settings)
 
 
+from connector.evaluation.command import eval_command  # noqa: E402  (typer only; lazy inside)
+
+app.command("eval")(eval_command)
+
+
 if __name__ == "__main__":
     app()
