@@ -183,10 +183,21 @@ def test_sweep_alphas() -> None:
     ],
 )
 def test_cli_refuses_with_a_message(args: list[str], message: str, tmp_path: Path) -> None:
-    """Bad options and an unreachable server: one line on stderr, exit 1, no traceback."""
+    """Bad options and an unreachable scoring server: a message on stderr, exit 1, no
+    traceback."""
     result = CliRunner().invoke(app, ["eval", str(DATA), "--output", str(tmp_path), *args])
     assert result.exit_code == 1, result.output
     assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+async def test_cli_names_an_unreachable_engine(tiny_server: ScoringServer, tmp_path: Path) -> None:
+    """The scoring server answers, the engine does not: a message, exit 1, no traceback."""
+    args = ["eval", str(DATA), "--engine-url", "http://127.0.0.1:1", "--output", str(tmp_path)]
+    args += ["--reranker", f"127.0.0.1:{tiny_server.port}"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert result.exit_code == 1, result.output
+    assert "opensearch at http://127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -58,6 +58,8 @@ def eval_command(
     """Measure ERank on a BEIR-format collection: first stage, ERank alone and hybrid fusion
     (nDCG@10, RR@10, R@100 by ir-measures), plus an alpha sweep; writes eval.json and a plot."""
     import grpc
+    from elasticsearch import ApiError, TransportError
+    from opensearchpy import TransportError as OpenSearchError
 
     from connector.evaluation.report import show
     from connector.evaluation.rerank import RerankOptions
@@ -87,12 +89,14 @@ def eval_command(
             relevance_level=relevance_level,
         )
         result = asyncio.run(run_eval(config, console))
-    except (ValueError, OSError, grpc.RpcError) as err:
-        message = (
-            f"scoring server {reranker}: {err.code().name}: {err.details()}"
-            if isinstance(err, grpc.RpcError)
-            else str(err)
-        )
-        Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
-        raise typer.Exit(1) from err
-    show(result, console)
+    except (ValueError, OSError) as err:
+        message = str(err)
+    except grpc.RpcError as err:
+        message = f"scoring server {reranker}: {err.code().name}: {err.details()}"
+    except (OpenSearchError, ApiError, TransportError) as err:
+        message = f"{engine} at {engine_url}: {err}"
+    else:
+        show(result, console)
+        return
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)

@@ -105,14 +105,15 @@ async def run_eval(config: EvalConfig, console: Console) -> dict[str, Any]:
     """Run the evaluation, write ``eval.json`` (and the sweep plot) under ``config.output``,
     and return the JSON document."""
     collection = load_collection(config.collection, config.split)
-    began = time.monotonic()
-    candidates = await asyncio.to_thread(first_stage, config, collection, console)
-    first_stage_s = time.monotonic() - began
     options = config.rerank
     async with AsyncRerankerClient(config.reranker, timeout=options.timeout) as client:
+        # Ask the server first: a refusal should come before a long indexing run, not after.
         info = await client.model_info()
         if config.depth > info.max_documents:
             raise ValueError(f"depth {config.depth} > the server's max_documents")
+        began = time.monotonic()
+        candidates = await asyncio.to_thread(first_stage, config, collection, console)
+        first_stage_s = time.monotonic() - began
         began = time.monotonic()
         responses = await rerank_all(client, collection.queries, candidates, options, console)
         rerank_s = time.monotonic() - began
