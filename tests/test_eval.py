@@ -191,13 +191,25 @@ def test_cli_refuses_with_a_message(args: list[str], message: str, tmp_path: Pat
     assert "Traceback" not in result.output
 
 
-async def test_cli_names_an_unreachable_engine(tiny_server: ScoringServer, tmp_path: Path) -> None:
-    """The scoring server answers, the engine does not: a message, exit 1, no traceback."""
-    args = ["eval", str(DATA), "--engine-url", "http://127.0.0.1:1", "--output", str(tmp_path)]
-    args += ["--reranker", f"127.0.0.1:{tiny_server.port}"]
-    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine-url", "http://127.0.0.1:1"], "opensearch at http://127.0.0.1:1"),
+        (["--run", str(DATA / "bad.run")], "1 documents of"),
+    ],
+)
+async def test_cli_refuses_after_asking_the_server(
+    args: list[str], message: str, tiny_server: ScoringServer, tmp_path: Path
+) -> None:
+    """The scoring server answers, but the engine does not, or the run names documents the
+    corpus lacks: a message, exit 1, no traceback."""
+    args = [a.replace(str(DATA / "bad.run"), str(tmp_path / "bad.run")) for a in args]
+    (tmp_path / "bad.run").write_text("q1 Q0 nope 1 3.0 x\n")
+    cli = ["eval", str(DATA), "--output", str(tmp_path), *args]
+    cli += ["--reranker", f"127.0.0.1:{tiny_server.port}"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, cli)
     assert result.exit_code == 1, result.output
-    assert "opensearch at http://127.0.0.1:1" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -244,6 +256,13 @@ async def test_eval_end_to_end_on_a_run_file(tmp_path: Path, tiny_server: Scorin
         assert label in result.stdout
 
     report = json.loads((out / "eval.json").read_text())
+    assert list(report) == [
+        "collection", "first_stage", "server", "rerank", "measures", "systems", "alpha_sweep",
+        "documents", "usage", "seconds",
+    ]  # fmt: skip
+    assert report["server"]["model"] == str(tiny_server.settings.model)
+    assert report["server"]["template_version"]
+    assert report["rerank"]["timeout"] == 300.0
     assert report["measures"] == ["nDCG@10", "RR@10", "R@100"]
     assert report["collection"]["queries"] == 4
     assert report["rerank"]["instruction"] == "Find passages that answer the question."

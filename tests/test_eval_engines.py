@@ -61,6 +61,10 @@ async def test_eval_on_a_bm25_index(
     assert engine.request("GET", "/beir/_count")["count"] == 12
     doc = engine.request("GET", "/beir/_doc/d12")["_source"]
     assert doc == {"contents": "Tomatoes grow best in full sun with regular watering."}
+    mapping = engine.request("GET", "/beir/_mapping")["beir"]["mappings"]["properties"]
+    assert mapping == {"contents": {"type": "text", "analyzer": "standard"}}
+    settings = engine.request("GET", "/beir/_settings")["beir"]["settings"]["index"]
+    assert (settings["number_of_shards"], settings["number_of_replicas"]) == ("1", "0")
 
     report: dict[str, Any] = json.loads((tmp_path / "first" / "eval.json").read_text())
     assert report["first_stage"]["source"] == engine.kind
@@ -76,12 +80,18 @@ async def test_eval_on_a_bm25_index(
     assert [e["alpha"] for e in report["alpha_sweep"]] == [0.0, 0.5, 1.0]
     assert_server_orders(report)
 
-    # A second run reuses the index: same first stage, nothing indexed again.
-    code, stdout, stderr = await run_eval(engine, tiny_server, tmp_path / "again")
+    assert (tmp_path / "first" / "alpha_sweep.png").is_file()
+
+    # A second run reuses the index: same first stage, nothing indexed again; no sweep, no plot.
+    code, stdout, stderr = await run_eval(
+        engine, tiny_server, tmp_path / "again", "--sweep-points", "0"
+    )
     assert code == 0, stdout + stderr
-    assert "indexed" not in stdout
+    assert "indexed" not in stdout and "alpha sweep" not in stdout
     again = json.loads((tmp_path / "again" / "eval.json").read_text())
     assert again["systems"][0]["run"] == first["run"]
+    assert again["alpha_sweep"] == []
+    assert not (tmp_path / "again" / "alpha_sweep.png").exists()
 
 
 async def test_an_index_of_another_size_is_not_reused(
