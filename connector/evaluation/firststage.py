@@ -7,7 +7,6 @@ from the collection's corpus, streamed once for just the documents the run names
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +27,6 @@ class Candidate:
 Candidates = dict[str, list[Candidate]]  # query id -> best first
 
 
-def top_by_score(scored: Iterable[tuple[str, str, float]], depth: int) -> dict[str, list[str]]:
-    """Per query, the ``depth`` best doc ids by score (stable: ties keep their given order)."""
-    per_query: dict[str, list[tuple[str, float]]] = {}
-    for qid, doc_id, score in scored:
-        per_query.setdefault(qid, []).append((doc_id, score))
-    return {
-        qid: [d for d, _ in sorted(docs, key=lambda ds: -ds[1])[:depth]]
-        for qid, docs in per_query.items()
-    }
-
-
 def from_run_file(
     path: Path, collection: Collection, depth: int, console: Console | None = None
 ) -> Candidates:
@@ -46,14 +34,12 @@ def from_run_file(
 
     Documents the corpus lacks are an error: reranking without the text would be meaningless.
     """
-    scores: dict[tuple[str, str], float] = {}
-    rows = []
+    per_query: dict[str, list[tuple[str, float]]] = {}
     for d in ir_measures.read_trec_run(str(path)):
         if d.query_id in collection.queries:
-            rows.append((d.query_id, d.doc_id, float(d.score)))
-            scores[d.query_id, d.doc_id] = float(d.score)
-    ranked = top_by_score(rows, depth)
-    wanted = {doc_id for docs in ranked.values() for doc_id in docs}
+            per_query.setdefault(d.query_id, []).append((d.doc_id, float(d.score)))
+    ranked = {q: sorted(docs, key=lambda ds: -ds[1])[:depth] for q, docs in per_query.items()}
+    wanted = {doc_id for docs in ranked.values() for doc_id, _ in docs}
     texts: dict[str, str] = {}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("reading corpus", total=None)
@@ -64,6 +50,4 @@ def from_run_file(
     missing = sorted(wanted - set(texts))
     if missing:
         raise ValueError(f"{len(missing)} documents of {path} are not in the corpus: {missing[:5]}")
-    return {
-        qid: [Candidate(d, scores[qid, d], texts[d]) for d in docs] for qid, docs in ranked.items()
-    }
+    return {q: [Candidate(d, s, texts[d]) for d, s in docs] for q, docs in ranked.items()}
