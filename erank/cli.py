@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 
+from connector.evaluation.command import eval_command
+
 app = typer.Typer(
     help="ERank reranking for search engines.",
     no_args_is_help=True,
@@ -326,8 +328,6 @@ def proxy(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_proxy(upstream, reranker, listen=listen, config=settings)
 
-
-from connector.evaluation.command import eval_command  # noqa: E402  (typer only; lazy inside)
 
 app.command("eval")(eval_command)
 
