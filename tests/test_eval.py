@@ -16,11 +16,14 @@ import json
 import math
 import random
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from conftest import engine_settings
 from typer.testing import CliRunner
 
 from connector.evaluation.beir import document_text, iter_corpus, load_collection
@@ -29,7 +32,8 @@ from connector.evaluation.metrics import evaluate
 from connector.evaluation.runner import sweep_alphas
 from connector.evaluation.runs import erank_run, hybrid_run
 from erank.cli import app
-from erank.server import ScoringServer
+from erank.demo import demo_model
+from erank.server import ScoringServer, running_server
 from erank.v1 import reranker_pb2 as pb
 
 DATA = Path(__file__).parent / "data" / "eval"
@@ -245,7 +249,8 @@ def assert_server_orders(report: dict[str, Any]) -> None:
 
 
 async def test_eval_end_to_end_on_a_run_file(tmp_path: Path, tiny_server: ScoringServer) -> None:
-    """``erank eval --run`` as a user runs it, against the real tiny scoring server."""
+    """``erank eval --run`` as a user runs it, against the real tiny scoring server (which,
+    with random weights and 256 new tokens, writes no answer: every rank_score is 0)."""
     out = tmp_path / "out"
     args = ["eval", str(DATA), "--run", str(DATA / "bm25.run"), "--output", str(out)]
     args += ["--reranker", f"127.0.0.1:{tiny_server.port}", "--batch-size", "2"]
@@ -282,3 +287,26 @@ async def test_eval_end_to_end_on_a_run_file(tmp_path: Path, tiny_server: Scorin
     }
     assert scores["q1", "d04"] == 9.0 and scores["q3", "d11"] == 0.5
     assert (out / "alpha_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def demo_server() -> AsyncIterator[ScoringServer]:
+    """``erank demo``'s tiny model: random weights that do write answers, varying by prompt."""
+    async with running_server(engine_settings(Path(demo_model()))) as server:
+        yield server
+
+
+async def test_eval_follows_the_servers_scores(tmp_path: Path, demo_server: ScoringServer) -> None:
+    """With answers that differ per document, ERank alone and the hybrid reorder the first
+    stage exactly as the server's scores say, and every measure is that of the new order."""
+    args = ["eval", str(DATA), "--run", str(DATA / "bm25.run"), "--output", str(tmp_path)]
+    args += ["--reranker", f"127.0.0.1:{demo_server.port}", "--sweep-points", "5"]
+    result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "eval.json").read_text())
+    first, erank, _ = report["systems"]
+    assert erank["run"] != first["run"]
+    assert {d["status"] for ds in report["documents"].values() for d in ds} == {"RESULT_STATUS_OK"}
+    for entry in [*report["systems"], *report["alpha_sweep"]]:
+        assert_measured(entry, QRELS)
+    assert_server_orders(report)
