@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.console import Console
 
+from connector.evaluation.command import eval_command
+
 app = typer.Typer(
     help="ERank reranking for search engines.",
     no_args_is_help=True,
@@ -358,6 +360,9 @@ def proxy(
         raise typer.Exit(2) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_proxy(upstream, reranker, listen=listen, config=settings)
+
+
+app.command("eval")(eval_command)
 
 
 if __name__ == "__main__":
