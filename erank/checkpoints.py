@@ -111,7 +111,11 @@ class Script:
     other scripted step, large enough that those steps have probability ~1. ``pieces`` spells
     ``text`` token by token (each piece one token) where the tokenizer's own split would give one
     token two successors: Qwen3 splits ``<answer>`` and ``</answer>`` both ending in ``>``, so
-    the opening tag is written ``<``, ``ans``, ``wer``, ``>``. ``think_tokens``
+    the opening tag is written ``<``, ``ans``, ``wer``, ``>``. ``focus`` (with ``noise``) sharpens
+    every attention head by scaling its query norm (Qwen3 normalises queries and keys per head, so
+    that weight is the attention's inverse temperature): each position then attends to a few
+    tokens, and the answer follows which tokens the document holds instead of the template's
+    average. ``think_tokens``
     puts that many distinct filler tokens right after ``<think>``; with ``trigger`` (one token)
     only prompts containing the trigger get them (see the module docstring).
     """
@@ -124,6 +128,7 @@ class Script:
     think_tokens: int = 0
     trigger: str = ""
     pieces: tuple[str, ...] = ()
+    focus: float = 1.0
 
 
 def qwen3_script(answer: int, **fields: Any) -> Script:
@@ -285,6 +290,7 @@ def build_scripted_checkpoint(
             else:
                 layer.self_attn.o_proj.weight.mul_(script.noise)
                 layer.mlp.down_proj.weight.mul_(script.noise)
+                layer.self_attn.q_norm.weight.mul_(script.focus)
         if script.trigger:
             trigger = _single(tokenizer, script.trigger)
             _wire_trigger(model, trigger, slots[chain.ids[chain.think]], chain.fillers[0], h)
@@ -294,8 +300,8 @@ def build_scripted_checkpoint(
 def _script_key(script: Script) -> dict[str, Any]:
     """The script's cache key; fields at their defaults are left out so older keys stay valid."""
     key = asdict(script)
-    for name in ("think_tokens", "trigger", "pieces"):
-        if not key[name]:
+    for name, default in (("think_tokens", 0), ("trigger", ""), ("pieces", ()), ("focus", 1.0)):
+        if key[name] == default:
             del key[name]
     return key
 

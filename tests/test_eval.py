@@ -301,9 +301,11 @@ async def test_eval_follows_the_servers_scores(tmp_path: Path, demo_server: Scor
     stage exactly as the server's scores say, and every measure is that of the new order."""
     args = ["eval", str(DATA), "--run", str(DATA / "bm25.run"), "--output", str(tmp_path)]
     args += ["--reranker", f"127.0.0.1:{demo_server.port}", "--sweep-points", "5"]
+    args += ["--instruction-preset", "beir"]  # the paper's BEIR instruction, by name
     result = await asyncio.to_thread(CliRunner().invoke, app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["rerank"]["instruction_preset"] == "beir"
     first, erank, _ = report["systems"]
     assert erank["run"] != first["run"]
     assert {d["status"] for ds in report["documents"].values() for d in ds} == {"RESULT_STATUS_OK"}

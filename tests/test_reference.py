@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_erank import reference_prompt
 
-from erank.checkpoints import QWEN3_TINY, build_scripted_checkpoint, qwen3_script
+from erank.checkpoints import build_scripted_checkpoint
+from erank.demo import DEMO_MODELS
 from erank.instructions import DEFAULT_INSTRUCTION, PRESETS
 from erank.prompt import PromptBuilder, truncate
 from erank.qwen3_tokenizer import qwen3_tokenizer_dir
@@ -137,10 +138,9 @@ def test_presets_are_the_papers_table_7() -> None:
     assert PRESETS["default"] == DEFAULT_INSTRUCTION
 
 
-# A scripted model on the real tokenizer: answers (digit varies with the prompt through noise),
-# then ends its turn, as the reference generation does. "<answer>" is written <,ans,wer,> so that
-# ">" has one successor (see erank.checkpoints.Script.pieces).
-QWEN3_SCRIPT = qwen3_script(7, answer_logits={str(d): 8.0 for d in range(10)}, noise=10.0)
+# The demo's scripted model on the real tokenizer: it answers (the digit varies with the document
+# through random weights), then ends its turn, as the reference generation does.
+QWEN3_SCRIPT, QWEN3_SHAPE = DEMO_MODELS["qwen3"]
 PARITY_DOCS = [
     ("excited", 46.7),
     ("peaceful", 2.3),
@@ -153,7 +153,7 @@ PARITY_DOCS = [
 
 @pytest.fixture(scope="module")
 def qwen3_scripted() -> Path:
-    return build_scripted_checkpoint(QWEN3_SCRIPT, QWEN3_TINY)
+    return build_scripted_checkpoint(QWEN3_SCRIPT, QWEN3_SHAPE)
 
 
 def run_reference(model: Path, tmp: Path, **request: Any) -> dict[str, Any]:

@@ -42,6 +42,10 @@ def eval_command(
     instruction: Annotated[
         str, typer.Option(help="relevance instruction (empty: the server's default)")
     ] = "",
+    instruction_preset: Annotated[
+        str,
+        typer.Option(help="one of the paper's instructions by name, e.g. beir (docs/SCORING.md)"),
+    ] = "",
     truncate_length: Annotated[
         int, typer.Option(help="tokens kept of query and of each document")
     ] = 2048,
@@ -80,6 +84,7 @@ def eval_command(
             reranker=reranker,
             rerank=RerankOptions(
                 instruction=instruction,
+                instruction_preset=instruction_preset,
                 truncate_length=truncate_length,
                 alpha=alpha,
                 sweep=sweep_alphas(sweep_points),

@@ -28,7 +28,8 @@ Responses = dict[str, dict[float, pb.RerankResponse]]  # query id -> alpha -> th
 class RerankOptions:
     """What each ``Rerank`` request carries, and how many queries are in flight at once."""
 
-    instruction: str = ""  # empty: the server's default instruction
+    instruction: str = ""  # empty: the preset's, else the server's default instruction
+    instruction_preset: str = ""  # a name the server knows (GetModelInfo.instruction_presets)
     truncate_length: int = 2048  # the paper's setting
     alpha: float = 0.2  # the server's default weight of the first stage in the hybrid score
     sweep: tuple[float, ...] = ()
@@ -47,6 +48,7 @@ def request(
     return pb.RerankRequest(
         query=query,
         instruction=options.instruction,
+        instruction_preset=options.instruction_preset,
         documents=[
             pb.Document(id=c.doc_id, text=c.text, first_stage_score=c.score) for c in candidates
         ],
