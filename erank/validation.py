@@ -57,6 +57,7 @@ MODE_ENUMS: dict[ScoringModeName, pb.ScoringMode.ValueType] = {
 
 
 _MAX_REPORTED = 20  # keep error messages readable for a request with a thousand bad documents
+_PREVIEW_CHARS = 64  # of a caller's value quoted in a message (gRPC metadata is 16 KiB at most)
 
 
 def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParams:
@@ -85,7 +86,8 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
         elif doc.id in seen:
             bad.append(
                 Violation(
-                    f"documents[{i}].id", f"duplicates documents[{seen[doc.id]}].id {doc.id!r}"
+                    f"documents[{i}].id",
+                    f"duplicates documents[{seen[doc.id]}].id {_preview(doc.id)}",
                 )
             )
         else:
@@ -149,3 +151,10 @@ def _mode(
     if request.HasField("thinking_budget"):
         return mode, request.thinking_budget
     return mode, settings.default_thinking_budget
+
+
+def _preview(value: str) -> str:
+    """``value`` quoted, cut to its first ``_PREVIEW_CHARS`` characters."""
+    if len(value) <= _PREVIEW_CHARS:
+        return repr(value)
+    return f"{value[:_PREVIEW_CHARS]!r}… ({len(value)} characters)"
