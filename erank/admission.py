@@ -7,15 +7,24 @@ servicer takes it until it returns, and refused with ``Overloaded`` (the service
 ``max_inflight_requests`` calls or ``max_queued_documents`` documents. A call alone is always
 admitted, so a request within ``max_documents`` can never be refused forever.
 
+Shutting down, the server ``close``s admission: from then on calls are refused with
+``ShuttingDown`` (``UNAVAILABLE``, which clients retry elsewhere) while admitted ones finish
+(``idle``). Only then does gRPC stop: calls that reach a stopping gRPC server end CANCELLED,
+which no client retries.
+
 All counting happens on the server's event loop, so no lock is needed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 
 from erank.settings import ServerSettings
+
+_IDLE_POLL_S = 0.05
 
 
 class Overloaded(Exception):
@@ -27,6 +36,10 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+class ShuttingDown(Exception):
+    """A call that arrived after the server stopped admitting calls."""
+
+
 class Admission:
     """Counts admitted calls and their documents against the server's limits."""
 
@@ -36,6 +49,7 @@ class Admission:
         self.retry_after_s = retry_after_s
         self.requests = 0
         self.documents = 0
+        self.closed = False
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Admission:
@@ -46,6 +60,8 @@ class Admission:
     @contextlib.contextmanager
     def admit(self, documents: int) -> Iterator[None]:
         """Hold a place for one call of ``documents`` documents, or raise ``Overloaded``."""
+        if self.closed:
+            raise ShuttingDown("the server is shutting down; retry on another one")
         if self.requests >= self.max_requests:
             self._refuse(
                 "max_inflight_requests",
@@ -64,6 +80,17 @@ class Admission:
         finally:
             self.requests -= 1
             self.documents -= documents
+
+    def close(self) -> None:
+        """Admit no more calls."""
+        self.closed = True
+
+    async def idle(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for admitted calls to finish; True if they did."""
+        deadline = time.monotonic() + timeout
+        while self.requests and time.monotonic() < deadline:
+            await asyncio.sleep(_IDLE_POLL_S)
+        return not self.requests
 
     def _refuse(self, limit: str, why: str) -> None:
         raise Overloaded(

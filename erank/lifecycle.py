@@ -2,8 +2,10 @@
 
 Either way the same sequence runs (``ScoringServer.shutdown``): health turns NOT_SERVING while
 calls are still accepted for ``shutdown_drain_s`` (load balancers and Kubernetes readiness
-probes need that long to take the server out of rotation), then new calls are refused and calls
-in flight get ``shutdown_grace_s`` to finish, then the engine stops.
+probes need that long to take the server out of rotation); then new calls are refused with
+UNAVAILABLE (clients retry those elsewhere) while calls in flight get ``shutdown_grace_s`` to
+finish; only then does gRPC stop (a call that reaches a stopping gRPC server ends CANCELLED,
+which no client retries), and the engine after it.
 
 An engine that dies (its process killed, out of memory) cannot come back inside this process,
 and a server that keeps saying SERVING while every call fails is worse than none: the server

@@ -31,6 +31,8 @@ from erank.wire import add_reranker_service
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+# Calls admission does not count (health, reflection, GetModelInfo) get this long at the end.
+STOP_GRACE_S = 1.0
 WARMUP = pb.RerankRequest(query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")])
 
 
@@ -96,11 +98,20 @@ class ScoringServer:
         return self.service.scorer.backend if self.service.scorer else None
 
     async def shutdown(self) -> None:
-        """NOT_SERVING while still serving for ``shutdown_drain_s``, then ``stop``."""
+        """NOT_SERVING while still serving for ``shutdown_drain_s``; then refuse new calls
+        (UNAVAILABLE) while admitted ones finish, for ``shutdown_grace_s`` at most; then stop."""
+        s = self.settings
         await self._set_health(False)
-        log.info("NOT_SERVING; still serving for %g s", self.settings.shutdown_drain_s)
-        await asyncio.sleep(self.settings.shutdown_drain_s)
-        await self.stop()
+        log.info("NOT_SERVING; still serving for %g s", s.shutdown_drain_s)
+        await asyncio.sleep(s.shutdown_drain_s)
+        admission = self.service.admission
+        admission.close()
+        log.info(
+            "refusing new calls; %d in flight get %g s", admission.requests, s.shutdown_grace_s
+        )
+        if not await admission.idle(s.shutdown_grace_s):
+            log.warning("cancelling %d calls still in flight", admission.requests)
+        await self.stop(STOP_GRACE_S)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING, refuse new calls, give in-flight calls ``grace`` seconds (default
@@ -144,6 +155,6 @@ async def serve_forever(settings: ServerSettings) -> None:
             log.error("the scoring engine died (%s); shutting down", died)
         await server.shutdown()
     finally:
-        await server.stop()  # at once, if starting failed or the shutdown was interrupted
+        await server.stop(0)  # at once, if starting failed or the shutdown was interrupted
     if died is not None:
         raise SystemExit(f"erank serve: the scoring engine died: {died}")

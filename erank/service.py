@@ -7,8 +7,8 @@ Every failure a caller can act on ends with a status that says what to do, never
   that are not a request at all (see erank/wire.py). Fix the request; do not retry.
 - ``RESOURCE_EXHAUSTED``: the server is at an admission limit (erank/admission.py); the message
   names the limit and a ``google.rpc.RetryInfo`` detail says when to try again.
-- ``UNAVAILABLE``: the model is still loading, or its engine died and the server is shutting
-  down (erank/lifecycle.py). Another scoring server can take the call; the client retries it.
+- ``UNAVAILABLE``: the model is still loading, the server is shutting down, or its engine died
+  (erank/lifecycle.py). Another scoring server can take the call; the client retries it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from erank.admission import Admission, Overloaded
+from erank.admission import Admission, Overloaded, ShuttingDown
 from erank.lifecycle import engine_failure
 from erank.scorer import Scorer
 from erank.v1 import reranker_pb2 as pb
@@ -85,7 +85,7 @@ class RerankerService(pb_grpc.RerankerServicer):
             await context.abort_with_status(_bad_request(err))
         except Overloaded as err:
             await context.abort_with_status(_overloaded(err))
-        except _Unavailable as err:
+        except (_Unavailable, ShuttingDown) as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         except Exception:
             failure = engine_failure(self.scorer.backend) if self.scorer else None
