@@ -2,7 +2,8 @@
 
 - its engine core killed: health NOT_SERVING, calls UNAVAILABLE, exit status 1;
 - itself killed with SIGKILL: no engine process outlives it;
-- SIGTERM in the middle of a burst: NOT_SERVING while still serving, no call CANCELLED.
+- SIGTERM (or Ctrl-C, SIGINT to its process group) in the middle of a burst: NOT_SERVING while
+  still serving, no call CANCELLED, the engine untouched by the signal until the calls are done.
 
 Each test starts its own server (tens of seconds) because each one ends it.
 """
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -85,8 +86,13 @@ def erank_serve(model: Path, port: int, **settings: str) -> Iterator[subprocess.
     env = os.environ.copy() | {f"ERANK_{k.upper()}": v for k, v in settings.items()}
     command = [sys.executable, "-m", "erank.cli", "serve", f"--model={model}", f"--port={port}"]
     command += ["--dtype=float32", "--enforce-eager", "--max-new-tokens=64"]
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    proc = subprocess.Popen(  # a session of its own, like a server started from a terminal
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         yield proc
@@ -178,7 +184,19 @@ async def test_kill_9_leaves_no_engine_process(random_checkpoint: Path) -> None:
     assert left == set(), {pid: family[pid] for pid in left}
 
 
-async def test_sigterm_mid_burst_drains_without_cancelling(random_checkpoint: Path) -> None:
+def sigterm(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+
+
+def ctrl_c(proc: subprocess.Popen[str]) -> None:
+    """What a terminal does on Ctrl-C: SIGINT to the whole foreground process group."""
+    os.killpg(proc.pid, signal.SIGINT)
+
+
+@pytest.mark.parametrize("stop", [sigterm, ctrl_c])
+async def test_stop_signal_mid_burst_drains_without_cancelling(
+    random_checkpoint: Path, stop: Callable[[subprocess.Popen[str]], None]
+) -> None:
     port = free_port()
     settings = {"shutdown_drain_s": "2", "shutdown_grace_s": "120"}
     with erank_serve(random_checkpoint, port, **settings) as proc:
@@ -197,10 +215,10 @@ async def test_sigterm_mid_burst_drains_without_cancelling(random_checkpoint: Pa
 
             burst = [asyncio.ensure_future(call(150)) for _ in range(6)]
             await asyncio.sleep(1.0)
-            proc.send_signal(signal.SIGTERM)
-            sigterm = time.monotonic()
+            stop(proc)
+            signalled = time.monotonic()
             late: list[tuple[float, asyncio.Future[tuple[float, grpc.StatusCode]]]] = []
-            while proc.poll() is None and time.monotonic() - sigterm < 240:
+            while proc.poll() is None and time.monotonic() - signalled < 240:
                 late.append((time.monotonic(), asyncio.ensure_future(call(1))))
                 await asyncio.sleep(0.2)
             outcomes = await asyncio.gather(*burst)
@@ -212,10 +230,10 @@ async def test_sigterm_mid_burst_drains_without_cancelling(random_checkpoint: Pa
     port_closed = next(t for t, s in seen if t > first_not_serving and s == "UNAVAILABLE")
     codes = [c for _, c in outcomes] + [c for _, _, c in late_outcomes]
     print(
-        f"NOT_SERVING {first_not_serving - sigterm:.2f} s after SIGTERM, for "
+        f"NOT_SERVING {first_not_serving - signalled:.2f} s after {stop.__name__}, for "
         f"{port_closed - first_not_serving:.2f} s before the port closed; burst done "
-        f"{max(t for t, _ in outcomes) - sigterm:.2f} s after SIGTERM; "
-        f"calls sent after SIGTERM: {collections.Counter(c.name for _, _, c in late_outcomes)}"
+        f"{max(t for t, _ in outcomes) - signalled:.2f} s after it; "
+        f"calls sent after it: {collections.Counter(c.name for _, _, c in late_outcomes)}"
     )
     assert grpc.StatusCode.CANCELLED not in codes
     assert [c for _, c in outcomes] == [grpc.StatusCode.OK] * 6

@@ -207,7 +207,7 @@ def _margin(step: dict[int, Any]) -> float:
 
 
 PARENT_POLL_S = 0.25  # how soon an orphaned engine core notices
-_VLLM_ENGINE_CORE: Any = None  # vLLM's own entry point, kept while ours stands in for it
+_VLLM_ENGINE_CORE: Any = None  # vLLM's own entry point, for engine cores started by fork
 
 
 @contextlib.contextmanager
