@@ -51,6 +51,7 @@ from starlette.routing import Route
 
 from connector.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
 from erank.v1 import reranker_pb2 as pb
+from erank.validation import preview
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 HEALTH_TIMEOUT_S = 5.0
@@ -249,9 +250,8 @@ async def health(request: Request) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return error_response(
-        exc.status_code, "http_error", f"{request.method} {request.url.path}: {exc.detail}"
-    )
+    path = preview(request.url.path)
+    return error_response(exc.status_code, "http_error", f"{request.method} {path}: {exc.detail}")
 
 
 def create_app(reranker: str | Sequence[str], timeout: float = DEFAULT_TIMEOUT_S) -> Starlette:

@@ -57,7 +57,7 @@ MODE_ENUMS: dict[ScoringModeName, pb.ScoringMode.ValueType] = {
 
 
 _MAX_REPORTED = 20  # keep error messages readable for a request with a thousand bad documents
-_PREVIEW_CHARS = 64  # of a caller's value quoted in a message (gRPC metadata is 16 KiB at most)
+PREVIEW_CHARS = 64  # of a caller's value quoted in a message (gRPC metadata is 16 KiB at most)
 
 
 def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParams:
@@ -87,7 +87,7 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
             bad.append(
                 Violation(
                     f"documents[{i}].id",
-                    f"duplicates documents[{seen[doc.id]}].id {_preview(doc.id)}",
+                    f"duplicates documents[{seen[doc.id]}].id {preview(doc.id)}",
                 )
             )
         else:
@@ -153,8 +153,9 @@ def _mode(
     return mode, settings.default_thinking_budget
 
 
-def _preview(value: str) -> str:
-    """``value`` quoted, cut to its first ``_PREVIEW_CHARS`` characters."""
-    if len(value) <= _PREVIEW_CHARS:
+def preview(value: str) -> str:
+    """``value`` quoted, cut to its first ``PREVIEW_CHARS`` characters: every message that
+    quotes a caller's value goes through here, so no message grows with the caller's input."""
+    if len(value) <= PREVIEW_CHARS:
         return repr(value)
-    return f"{value[:_PREVIEW_CHARS]!r}… ({len(value)} characters)"
+    return f"{value[:PREVIEW_CHARS]!r}… ({len(value)} characters)"

@@ -23,6 +23,7 @@ from grpc_status import rpc_status
 
 from connector.client import AsyncRerankerClient
 from erank.server import ScoringServer, running_server
+from erank.settings import load_settings
 from erank.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
@@ -154,3 +155,13 @@ async def test_message_size_limits_hold_on_both_ends(tiny_server: ScoringServer)
     assert "Received message larger than max" in (by_server.value.details() or "")
     assert by_client.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "Sent message larger than max" in (by_client.value.details() or "")
+
+
+def test_operation_settings_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.max_inflight_requests, s.max_queued_documents, s.retry_after_s) == (64, 4000, 1.0)
+    assert (s.shutdown_drain_s, s.shutdown_grace_s) == (5.0, 15.0)
+    monkeypatch.setenv("ERANK_MAX_INFLIGHT_REQUESTS", "8")
+    monkeypatch.setenv("ERANK_SHUTDOWN_DRAIN_S", "0")
+    s = load_settings()
+    assert (s.max_inflight_requests, s.shutdown_drain_s) == (8, 0.0)

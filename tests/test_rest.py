@@ -214,7 +214,7 @@ async def test_unknown_path_is_a_json_404(http: httpx.AsyncClient) -> None:
     answer = await http.get("/v2/rerank")
     assert answer.status_code == 404
     assert answer.json() == {
-        "error": {"type": "http_error", "reason": "GET /v2/rerank: Not Found"},
+        "error": {"type": "http_error", "reason": "GET '/v2/rerank': Not Found"},
         "status": 404,
     }
 
