@@ -1,6 +1,6 @@
 """How `erank serve` ends, with real kills: a subprocess on loopback, the real vLLM CPU engine.
 
-- its engine core killed: health NOT_SERVING, calls UNAVAILABLE, exit status 1;
+- its engine core or model worker killed: health NOT_SERVING, calls UNAVAILABLE, exit status 1;
 - itself killed with SIGKILL: no engine process outlives it;
 - SIGTERM (or Ctrl-C, SIGINT to its process group) in the middle of a burst: NOT_SERVING while
   still serving, no call CANCELLED, the engine untouched by the signal until the calls are done.
@@ -139,15 +139,17 @@ def fresh_docs(n: int) -> list[pb.Document]:
     return [pb.Document(id=f"{i}", text=f"text {tag} number {i}") for i in range(n)]
 
 
+@pytest.mark.parametrize("victim", ["VLLM::EngineCor", "VLLM::Worker"])  # as /proc's comm
 async def test_engine_killed_goes_not_serving_and_exits_nonzero(
-    random_checkpoint: Path,
+    random_checkpoint: Path, victim: str
 ) -> None:
+    """The engine core or its model worker (the biggest process: the OOM killer's pick)."""
     port = free_port()
     with erank_serve(random_checkpoint, port, shutdown_drain_s="2") as proc:
         await wait_serving(proc, port)
         family = descendants(proc.pid)
-        (core,) = [pid for pid, name in family.items() if name.startswith("VLLM::EngineCor")]
-        os.kill(core, signal.SIGKILL)
+        (pid,) = [pid for pid, name in family.items() if name.startswith(victim)]
+        os.kill(pid, signal.SIGKILL)
         killed = time.monotonic()
         exited = asyncio.Event()
         poller = asyncio.ensure_future(poll_health(port, exited))
