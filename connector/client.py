@@ -15,6 +15,7 @@ import grpc
 
 from erank.v1 import reranker_pb2 as pb
 from erank.v1 import reranker_pb2_grpc as pb_grpc
+from erank.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_TIMEOUT_S = 30.0
 _SERVICE_CONFIG = json.dumps(
@@ -68,7 +69,7 @@ class AsyncRerankerClient:
         self,
         addresses: str | Sequence[str],
         timeout: float = DEFAULT_TIMEOUT_S,
-        max_message_bytes: int = 256 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.timeout = timeout
         self.channel = grpc.aio.insecure_channel(
@@ -107,7 +108,7 @@ class RerankerClient:
         self,
         addresses: str | Sequence[str],
         timeout: float = DEFAULT_TIMEOUT_S,
-        max_message_bytes: int = 256 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.timeout = timeout
         self.channel = grpc.insecure_channel(

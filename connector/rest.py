@@ -23,13 +23,17 @@ post-process function casts ``relevance_score`` to ``Double`` and fails on an in
 
 Errors: ``{"error": {"type", "reason", "violations"?: [{"field", "description"}]}, "status"}``
 with 400 (bad request; each violation names the field and the limit), 503 (scoring server
-unavailable or loading), 504 (deadline exceeded), 429 (server overloaded), 502 (other failures).
+unavailable or loading), 504 (deadline exceeded), 429 (server overloaded, with ``Retry-After``
+seconds), 502 (other failures). Integers are range-checked here, at the edge: a value the gRPC
+request cannot hold is a 400 naming the field and the limit, never a 500 (which would also close
+the client's keep-alive connection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -48,9 +52,11 @@ from starlette.routing import Route
 
 from connector.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
 from erank.v1 import reranker_pb2 as pb
+from erank.validation import preview
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 HEALTH_TIMEOUT_S = 5.0
+UINT32_MAX = 2**32 - 1  # the largest value of a uint32 field of the gRPC request
 
 _STATUS_NAMES = {
     pb.RESULT_STATUS_OK: "ok",
@@ -74,7 +80,7 @@ class RerankBody(BaseModel):
 
     query: str
     documents: list[str]
-    top_n: int | None = Field(None, ge=1)
+    top_n: int | None = Field(None, ge=1, le=UINT32_MAX)
     return_documents: bool = False
     instruction: str | None = None
     instruction_preset: str | None = None  # checked by the server (unknown → 400)
@@ -153,13 +159,17 @@ def rerank_json(
 
 
 def error_response(
-    status: int, kind: str, reason: str, violations: Sequence[tuple[str, str]] = ()
+    status: int,
+    kind: str,
+    reason: str,
+    violations: Sequence[tuple[str, str]] = (),
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An OpenSearch-style error body, so the engines' own error handling can show it."""
     error: dict[str, Any] = {"type": kind, "reason": reason}
     if violations:
         error["violations"] = [{"field": f, "description": d} for f, d in violations]
-    return JSONResponse({"error": error, "status": status}, status_code=status)
+    return JSONResponse({"error": error, "status": status}, status_code=status, headers=headers)
 
 
 def _rest_field(grpc_field: str) -> str:
@@ -176,14 +186,19 @@ def _rest_field(grpc_field: str) -> str:
 def _grpc_error(err: grpc.aio.AioRpcError) -> JSONResponse:
     status, kind = _GRPC_ERRORS.get(err.code(), _OTHER_GRPC_ERROR)
     violations: list[tuple[str, str]] = []
+    headers: dict[str, str] = {}
     with contextlib.suppress(ValueError):
         rich = rpc_status.from_call(err)  # type: ignore[arg-type]
         for detail in rich.details if rich is not None else ():
             bad = error_details_pb2.BadRequest()
+            retry = error_details_pb2.RetryInfo()
             if detail.Unpack(bad):
                 violations += [(_rest_field(v.field), v.description) for v in bad.field_violations]
+            elif detail.Unpack(retry):
+                delay = retry.retry_delay.ToTimedelta().total_seconds()
+                headers["Retry-After"] = str(max(1, math.ceil(delay)))  # whole seconds in HTTP
     reason = "; ".join(f"{f}: {d}" for f, d in violations) or err.details() or err.code().name
-    return error_response(status, kind, reason, violations)
+    return error_response(status, kind, reason, violations, headers)
 
 
 def _json_path(loc: tuple[int | str, ...]) -> str:
@@ -240,9 +255,8 @@ async def health(request: Request) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    return error_response(
-        exc.status_code, "http_error", f"{request.method} {request.url.path}: {exc.detail}"
-    )
+    path = preview(request.url.path)
+    return error_response(exc.status_code, "http_error", f"{request.method} {path}: {exc.detail}")
 
 
 def create_app(reranker: str | Sequence[str], timeout: float = DEFAULT_TIMEOUT_S) -> Starlette:

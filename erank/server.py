@@ -4,7 +4,7 @@ The gRPC port opens first, with ``grpc.health.v1`` reporting NOT_SERVING, so pro
 answer while the model loads; it turns SERVING only after the engine has loaded *and* answered a
 warm-up request. Reflection is on, so ``grpcurl -plaintext HOST:PORT list`` works out of the box.
 With ``metrics_port`` set, Prometheus metrics (erank/metrics.py) are served at
-``http://HOST:METRICS_PORT/metrics``.
+``http://HOST:METRICS_PORT/metrics``. How it stops (drain, grace, engine death): erank/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -12,24 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from erank import lifecycle
+from erank.admission import Admission
 from erank.backends import Backend, create_backend
 from erank.metrics import MetricsServer
 from erank.scorer import Scorer
 from erank.service import RerankerService
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
-from erank.v1 import reranker_pb2_grpc as pb_grpc
+from erank.wire import add_reranker_service
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+# Calls admission does not count (health, reflection, GetModelInfo) get this long at the end.
+STOP_GRACE_S = 1.0
 WARMUP = pb.RerankRequest(query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")])
 
 
@@ -38,7 +41,7 @@ class ScoringServer:
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
-        self.service = RerankerService()
+        self.service = RerankerService(Admission.from_settings(settings))
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             options=[
@@ -46,7 +49,7 @@ class ScoringServer:
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ]
         )
-        pb_grpc.add_RerankerServicer_to_server(self.service, self.server)
+        add_reranker_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -94,9 +97,27 @@ class ScoringServer:
     def backend(self) -> Backend | None:
         return self.service.scorer.backend if self.service.scorer else None
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """NOT_SERVING, drain in-flight calls for ``grace`` seconds, then stop an owned engine."""
+    async def shutdown(self) -> None:
+        """NOT_SERVING while still serving for ``shutdown_drain_s``; then refuse new calls
+        (UNAVAILABLE) while admitted ones finish, for ``shutdown_grace_s`` at most; then stop."""
+        s = self.settings
         await self._set_health(False)
+        log.info("NOT_SERVING; still serving for %g s", s.shutdown_drain_s)
+        await asyncio.sleep(s.shutdown_drain_s)
+        admission = self.service.admission
+        admission.close()
+        log.info(
+            "refusing new calls; %d in flight get %g s", admission.requests, s.shutdown_grace_s
+        )
+        if not await admission.idle(s.shutdown_grace_s):
+            log.warning("cancelling %d calls still in flight", admission.requests)
+        await self.stop(STOP_GRACE_S)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, refuse new calls, give in-flight calls ``grace`` seconds (default
+        ``shutdown_grace_s``) to finish, then stop an owned engine. Safe to call twice."""
+        await self.health.enter_graceful_shutdown()
+        grace = self.settings.shutdown_grace_s if grace is None else grace
         await self.server.stop(grace)
         self.service.scorer = None
         if self.metrics is not None:
@@ -121,10 +142,19 @@ async def running_server(
 
 
 async def serve_forever(settings: ServerSettings) -> None:
-    """Run until SIGINT or SIGTERM (what ``erank serve`` does)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with running_server(settings):
-        await stop.wait()
+    """Serve until SIGINT or SIGTERM, then shut down (what ``erank serve`` does).
+
+    If the engine dies first, shut down the same way and exit with status 1 (``SystemExit``).
+    """
+    stop = lifecycle.stop_signal()
+    server = ScoringServer(settings)
+    try:
+        await server.start()
+        died = await lifecycle.wait_for_stop(stop, server.backend)
+        if died is not None:
+            log.error("the scoring engine died (%s); shutting down", died)
+        await server.shutdown()
+    finally:
+        await server.stop(0)  # at once, if starting failed or the shutdown was interrupted
+    if died is not None:
+        raise SystemExit(f"erank serve: the scoring engine died: {died}")

@@ -16,6 +16,7 @@ from pydantic_settings import (
 from erank.fusion import DEFAULT_ALPHA
 from erank.instructions import DEFAULT_INSTRUCTION
 from erank.prompt import TEMPLATE_VERSION
+from erank.wire import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_TRUNCATE_LENGTH = 2048  # tokens, the paper's setting
 ScoringModeName = Literal["full", "thinking_budget", "score_only"]
@@ -60,10 +61,23 @@ class ServerSettings(BaseSettings):
     max_documents: int = Field(1000, ge=1)
     max_text_chars: int = Field(100_000, ge=1, description="per query, instruction or document")
     max_truncate_length: int = Field(8192, ge=1)
+    # admission: calls over a limit get RESOURCE_EXHAUSTED at once, with a retry hint
+    max_inflight_requests: int = Field(64, ge=1, description="Rerank calls admitted at once")
+    max_queued_documents: int = Field(
+        4000, ge=1, description="documents of admitted calls (a call alone is always admitted)"
+    )
+    retry_after_s: float = Field(1.0, gt=0, description="retry hint sent with a refusal")
+    # shutdown on SIGTERM/SIGINT (and on engine death): drain, then grace, then stop the engine
+    shutdown_drain_s: float = Field(
+        5.0, ge=0, description="health NOT_SERVING while calls are still accepted"
+    )
+    shutdown_grace_s: float = Field(
+        15.0, ge=0, description="then no new calls; in-flight calls get this long to finish"
+    )
     # network
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
-    max_message_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024, description="gRPC, each way")
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="serve Prometheus /metrics on this port (host as gRPC)"
     )

@@ -58,6 +58,7 @@ MODE_ENUMS: dict[ScoringModeName, pb.ScoringMode.ValueType] = {
 
 
 _MAX_REPORTED = 20  # keep error messages readable for a request with a thousand bad documents
+PREVIEW_CHARS = 64  # of a caller's value quoted in a message (gRPC metadata is 16 KiB at most)
 
 
 def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParams:
@@ -86,7 +87,8 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
         elif doc.id in seen:
             bad.append(
                 Violation(
-                    f"documents[{i}].id", f"duplicates documents[{seen[doc.id]}].id {doc.id!r}"
+                    f"documents[{i}].id",
+                    f"duplicates documents[{seen[doc.id]}].id {preview(doc.id)}",
                 )
             )
         else:
@@ -153,6 +155,14 @@ def _mode(
     return mode, settings.default_thinking_budget
 
 
+def preview(value: str) -> str:
+    """``value`` quoted, cut to its first ``PREVIEW_CHARS`` characters: every message that
+    quotes a caller's value goes through here, so no message grows with the caller's input."""
+    if len(value) <= PREVIEW_CHARS:
+        return repr(value)
+    return f"{value[:PREVIEW_CHARS]!r}… ({len(value)} characters)"
+
+
 def _instruction(request: pb.RerankRequest, settings: ServerSettings, bad: list[Violation]) -> str:
     """The request's instruction, its named preset's text, or the server's default."""
     name = request.instruction_preset
@@ -161,11 +171,8 @@ def _instruction(request: pb.RerankRequest, settings: ServerSettings, bad: list[
     if request.instruction:
         bad.append(Violation("instruction_preset", "give either instruction or a preset, not both"))
     if name not in PRESETS:
-        shown = name if len(name) <= 40 else name[:40] + "…"
-        bad.append(
-            Violation(
-                "instruction_preset", f"unknown preset {shown!r}; known: {', '.join(PRESETS)}"
-            )
-        )
+        known = ", ".join(PRESETS)
+        described = f"unknown preset {preview(name)}; known: {known}"
+        bad.append(Violation("instruction_preset", described))
         return ""
     return PRESETS[name]

@@ -16,16 +16,18 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from http.client import HTTPConnection
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from conftest import engine_settings
 
 from connector.client import AsyncRerankerClient
 from connector.rest import create_app, serving
 from erank.instructions import PRESETS
-from erank.server import ScoringServer
+from erank.server import ScoringServer, running_server
 from erank.v1 import reranker_pb2 as pb
 
 QUERY = "how do rerankers work"
@@ -232,7 +234,7 @@ async def test_unknown_path_is_a_json_404(http: httpx.AsyncClient) -> None:
     answer = await http.get("/v2/rerank")
     assert answer.status_code == 404
     assert answer.json() == {
-        "error": {"type": "http_error", "reason": "GET /v2/rerank: Not Found"},
+        "error": {"type": "http_error", "reason": "GET '/v2/rerank': Not Found"},
         "status": 404,
     }
 
@@ -286,3 +288,72 @@ async def test_erank_rest_command(tiny_server: ScoringServer) -> None:
     finally:
         process.terminate()
         process.wait(30)
+
+
+def _two_requests_on_one_connection(url: str, first: dict[str, Any]) -> list[tuple[int, Any]]:
+    """POST ``first`` then a good request on one keep-alive connection (refuses a new one)."""
+    parsed = httpx.URL(url)
+    connection = HTTPConnection(parsed.host, parsed.port, timeout=120)
+    answers = []
+    try:
+        for body in (first, {"query": QUERY, "documents": DOCUMENTS[:1]}):
+            connection.request(
+                "POST", "/v1/rerank", json.dumps(body), {"Content-Type": "application/json"}
+            )
+            sock = connection.sock
+            response = connection.getresponse()
+            answers.append((response.status, json.loads(response.read())))
+            assert connection.sock is sock, "the server closed the connection"
+    finally:
+        connection.close()
+    return answers
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"top_n": 2**40}, "top_n", "less than or equal to 4294967295"),
+        ({"top_n": -1}, "top_n", "greater than or equal to 1"),
+    ],
+)
+async def test_out_of_range_integer_is_400_and_keeps_the_connection(
+    rest_url: str, body: dict[str, Any], field: str, words: str
+) -> None:
+    request = {"query": QUERY, "documents": DOCUMENTS[:1], **body}
+    (status, error), (then, answer) = await asyncio.to_thread(
+        _two_requests_on_one_connection, rest_url, request
+    )
+    assert status == 400, error
+    assert error["error"]["violations"] == [
+        {"field": field, "description": f"Input should be {words}"}
+    ]
+    assert then == 200 and [r["index"] for r in answer["results"]] == [0]
+
+
+async def test_overloaded_scoring_server_is_429_with_retry_after(
+    tiny_server: ScoringServer,
+) -> None:
+    """A server admitting one call at a time, busy with one: the front answers 429."""
+    settings = engine_settings(tiny_server.settings.model, max_inflight_requests=1)
+    async with (
+        running_server(settings, tiny_server.backend) as server,
+        AsyncRerankerClient(f"127.0.0.1:{server.port}", timeout=120) as client,
+        serving(create_app(f"127.0.0.1:{server.port}", timeout=120)) as url,
+        httpx.AsyncClient(base_url=url, timeout=120) as http,
+    ):
+        tag = uuid.uuid4().hex
+        documents = [pb.Document(id=str(i), text=f"{tag} {i}") for i in range(100)]
+        busy = asyncio.ensure_future(
+            client.rerank(pb.RerankRequest(query="q", documents=documents))
+        )
+        backend = tiny_server.backend
+        assert backend is not None
+        while backend.running_requests() == 0:
+            await asyncio.sleep(0.01)
+        answer = await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
+        await busy
+    assert answer.status_code == 429, answer.text
+    assert answer.headers["retry-after"] == "1"
+    error = answer.json()["error"]
+    assert error["type"] == "resource_exhausted"
+    assert "max_inflight_requests" in error["reason"] and "the limit is 1" in error["reason"]

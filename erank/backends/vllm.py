@@ -12,14 +12,27 @@ by that exact token sequence, so a model that writes ``</think>`` within three t
 budget gets a second ``</think><answer>`` written after its own (the answer is still read: the
 last ``<answer>…</answer>`` counts). Logprobs are the engine's raw (unprocessed) ones, so a
 forced token's logprob is what the model would have given it.
+
+vLLM runs the model in an engine-core process (which starts its own worker processes) and
+leaves it running when this process is killed outright. ``_engine_core`` is the engine core's
+entry point here: it leaves the server's process group (a Ctrl-C or a group-wide SIGTERM then
+reaches only the server, which drains before it stops the engine) and watches its parent; once
+the parent is gone it kills its own process tree. ``dead`` tells the server when the engine
+core died, so it can stop saying SERVING (erank/lifecycle.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
+import signal
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from erank.backends.base import (
@@ -67,7 +80,8 @@ class VllmBackend:
             disable_log_stats=True,
             **{k: v for k, v in optional.items() if v is not None},
         )
-        self.engine = AsyncLLM.from_engine_args(args)
+        with _engine_core_dies_with_this_process():
+            self.engine = AsyncLLM.from_engine_args(args)
         self.tokenizer = load_tokenizer(settings.model, settings.revision)
         self.max_model_len = int(self.engine.model_config.max_model_len)
         self.supports_thinking_budget = optional["reasoning_config"] is not None
@@ -137,6 +151,13 @@ class VllmBackend:
     def running_requests(self) -> int:
         return int(self.engine.get_num_unfinished_requests())
 
+    def dead(self) -> str | None:
+        """Why the engine can no longer generate (its core process died), or None."""
+        engine = getattr(self, "engine", None)
+        if engine is None:
+            return "the engine was shut down"
+        return "vLLM's engine core stopped" if engine.errored else None
+
     def shutdown(self) -> None:
         self.engine.shutdown()
         del self.engine  # a live reference makes interpreter exit print a harmless TypeError
@@ -181,3 +202,60 @@ def _margin(step: dict[int, Any]) -> float:
     """Top-1 minus top-2 logprob of one step (``logprobs=2``: the two best, plus the sampled)."""
     best = sorted((float(lp.logprob) for lp in step.values()), reverse=True)
     return best[0] - best[1] if len(best) > 1 else float("inf")
+
+
+PARENT_POLL_S = 0.25  # how soon an orphaned engine core notices
+_VLLM_ENGINE_CORE: Any = None  # vLLM's own entry point, for engine cores started by fork
+
+
+@contextlib.contextmanager
+def _engine_core_dies_with_this_process() -> Iterator[None]:
+    """Engine cores started inside run ``_engine_core``, bound to this process's life.
+
+    vLLM looks its entry point up as ``EngineCoreProc.run_engine_core`` when it starts the
+    process, and pickles it for ``spawn`` (its CPU build's start method): a module-level
+    function with the parent's pid bound survives both ``spawn`` and ``fork``.
+    """
+    global _VLLM_ENGINE_CORE
+    from vllm.v1.engine.core import EngineCoreProc
+
+    original = EngineCoreProc.__dict__["run_engine_core"]
+    _VLLM_ENGINE_CORE = original.__func__
+    EngineCoreProc.run_engine_core = staticmethod(functools.partial(_engine_core, os.getpid()))
+    try:
+        yield
+    finally:
+        EngineCoreProc.run_engine_core = original
+
+
+def _engine_core(parent: int, *args: Any, **kwargs: Any) -> None:
+    """The engine-core process: vLLM's engine core, which dies with ``parent``."""
+    os.setpgid(0, 0)
+    threading.Thread(
+        target=_die_with, args=(parent,), name="erank-parent-watch", daemon=True
+    ).start()
+    run = _VLLM_ENGINE_CORE  # set in a forked child; a spawned one imported vLLM afresh
+    if run is None:
+        from vllm.v1.engine.core import EngineCoreProc
+
+        run = EngineCoreProc.run_engine_core
+    run(*args, **kwargs)
+
+
+def _die_with(parent: int) -> None:
+    """Once ``parent`` is gone (this process re-parented), SIGKILL this process tree."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    for pid in _descendants(os.getpid()):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Children first, then theirs (Linux ``/proc``; empty where it is missing)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return children + [d for c in children for d in _descendants(c)]
