@@ -29,8 +29,6 @@ final class RerankOptions {
     static final String BEST_PASSAGE = "best_passage";
     static final List<String> LONG_DOCUMENT_MODES = Collections.unmodifiableList(Arrays.asList("truncate", BEST_PASSAGE));
 
-    static final RerankOptions NONE = new RerankOptions(null, null, null, null, false);
-
     private final String fusion;
     private final Integer rankConstant;
     private final String longDocuments;

@@ -14,6 +14,8 @@ import static org.junit.Assert.fail;
 
 public class RerankCodecTest {
 
+    private static final RerankOptions NO_OPTIONS = new RerankOptions(null, null, null, null, false);
+
     @Test
     public void encodesTheFullRequest() throws Exception {
         String json = RerankCodec.encodeRequest(
@@ -44,7 +46,7 @@ public class RerankCodecTest {
 
     @Test
     public void optionalMembersAreOmitted() throws Exception {
-        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null, RerankOptions.NONE));
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null, NO_OPTIONS));
         assertEquals(2, map.size());
         assertTrue(map.containsKey("query"));
         assertTrue(map.containsKey("documents"));
@@ -52,12 +54,12 @@ public class RerankCodecTest {
 
     @Test(expected = IllegalArgumentException.class)
     public void scoreCountMustMatch() {
-        RerankCodec.encodeRequest("q", Arrays.asList("a", "b"), null, null, new float[] { 1f }, null, RerankOptions.NONE);
+        RerankCodec.encodeRequest("q", Arrays.asList("a", "b"), null, null, new float[] { 1f }, null, NO_OPTIONS);
     }
 
     @Test
     public void sendsTheInstructionPresetByName() throws Exception {
-        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, "web_search", null, null, RerankOptions.NONE));
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, "web_search", null, null, NO_OPTIONS));
         assertEquals("web_search", map.get("instruction_preset"));
         assertFalse("the preset stands in for the instruction", map.containsKey("instruction"));
     }
