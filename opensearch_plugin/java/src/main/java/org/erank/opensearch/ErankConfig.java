@@ -26,7 +26,12 @@ import java.util.Map;
  *     "instruction_preset": "web_search",                optional, instead of instruction: a preset the server names
  *     "alpha": 0.2,                                      optional, fusion weight in [0, 1]
  *     "timeout": "5s",                                   optional, whole call to the server (default 10s)
- *     "fail_open": true                                  optional (default true), see README
+ *     "fail_open": true,                                 optional (default true), see README
+ *     "fusion": "zscore",                                optional: zscore | minmax | rrf (server default otherwise)
+ *     "rank_constant": 60,                               optional, RRF's k, integer >= 1 (only with fusion rrf)
+ *     "long_documents": "best_passage",                  optional: truncate | best_passage
+ *     "passage_overlap": 64,                             optional, tokens, integer >= 0 (not with truncate)
+ *     "explain_reasoning": false                         optional: ask for the server's reasoning on every search
  * }}
  * </pre>
  *
@@ -44,6 +49,7 @@ public final class ErankConfig {
     public static final String ALPHA = "alpha";
     public static final String TIMEOUT = "timeout";
     public static final String FAIL_OPEN = "fail_open";
+    public static final String EXPLAIN_REASONING = "explain_reasoning";
 
     public static final int DEFAULT_WINDOW = 50;
     /** OpenSearch's default {@code index.max_result_window}. */
@@ -61,6 +67,7 @@ public final class ErankConfig {
     private final Double alpha;
     private final Duration timeout;
     private final boolean failOpen;
+    private final RerankOptions options;
 
     ErankConfig(
         URI endpoint,
@@ -70,7 +77,8 @@ public final class ErankConfig {
         String instructionPreset,
         Double alpha,
         Duration timeout,
-        boolean failOpen
+        boolean failOpen,
+        RerankOptions options
     ) {
         this.endpoint = endpoint;
         this.rerankUri = rerankUri(endpoint);
@@ -81,6 +89,7 @@ public final class ErankConfig {
         this.alpha = alpha;
         this.timeout = timeout;
         this.failOpen = failOpen;
+        this.options = options;
     }
 
     /**
@@ -119,7 +128,37 @@ public final class ErankConfig {
 
         Duration timeout = readTimeout(type, tag, config);
         boolean failOpen = ConfigurationUtils.readBooleanProperty(type, tag, config, FAIL_OPEN, true);
-        return new ErankConfig(endpoint, fields, window, instruction, instructionPreset, alpha, timeout, failOpen);
+        RerankOptions options = readOptions(type, tag, config);
+        return new ErankConfig(endpoint, fields, window, instruction, instructionPreset, alpha, timeout, failOpen, options);
+    }
+
+    /**
+     * The scoring options ({@link RerankOptions}). Combinations the server would silently ignore are refused: an RRF
+     * constant for another fusion method, a passage overlap when long documents are truncated.
+     */
+    private static RerankOptions readOptions(String type, String tag, Map<String, Object> config) {
+        String fusion = ConfigurationUtils.readOptionalStringProperty(type, tag, config, RerankOptions.FUSION);
+        check(type, tag, RerankOptions.FUSION, fusion == null ? null : RerankOptions.checkFusion(fusion));
+        Integer rankConstant = readOptionalInt(type, tag, config, RerankOptions.RANK_CONSTANT);
+        check(type, tag, RerankOptions.RANK_CONSTANT, rankConstant == null ? null : RerankOptions.checkRankConstant(rankConstant));
+        if (rankConstant != null && fusion != null && RerankOptions.FUSION_RRF.equals(fusion) == false) {
+            throw error(type, tag, RerankOptions.RANK_CONSTANT, "applies only to [fusion] rrf, got fusion [" + fusion + "]");
+        }
+        String longDocuments = ConfigurationUtils.readOptionalStringProperty(type, tag, config, RerankOptions.LONG_DOCUMENTS);
+        check(type, tag, RerankOptions.LONG_DOCUMENTS, longDocuments == null ? null : RerankOptions.checkLongDocuments(longDocuments));
+        Integer passageOverlap = readOptionalInt(type, tag, config, RerankOptions.PASSAGE_OVERLAP);
+        check(type, tag, RerankOptions.PASSAGE_OVERLAP, passageOverlap == null ? null : RerankOptions.checkPassageOverlap(passageOverlap));
+        if (passageOverlap != null && longDocuments != null && RerankOptions.BEST_PASSAGE.equals(longDocuments) == false) {
+            throw error(type, tag, RerankOptions.PASSAGE_OVERLAP, "applies only to [long_documents] best_passage, got [" + longDocuments + "]");
+        }
+        boolean reasoning = ConfigurationUtils.readBooleanProperty(type, tag, config, EXPLAIN_REASONING, false);
+        return new RerankOptions(fusion, rankConstant, longDocuments, passageOverlap, reasoning);
+    }
+
+    private static void check(String type, String tag, String key, String problem) {
+        if (problem != null) {
+            throw error(type, tag, key, problem);
+        }
     }
 
     static URI parseEndpoint(String type, String tag, String text) {
@@ -190,9 +229,14 @@ public final class ErankConfig {
     }
 
     private static int readInt(String type, String tag, Map<String, Object> config, String key, int defaultValue) {
+        Integer value = readOptionalInt(type, tag, config, key);
+        return value == null ? defaultValue : value;
+    }
+
+    private static Integer readOptionalInt(String type, String tag, Map<String, Object> config, String key) {
         Object value = config.remove(key);
         if (value == null) {
-            return defaultValue;
+            return null;
         }
         if (value instanceof Integer || value instanceof Long || value instanceof Short) {
             long l = ((Number) value).longValue();
@@ -296,5 +340,10 @@ public final class ErankConfig {
 
     public boolean failOpen() {
         return failOpen;
+    }
+
+    /** The processor's scoring options: the defaults a search's {@code ext.erank} may override. */
+    RerankOptions options() {
+        return options;
     }
 }

@@ -9,10 +9,13 @@ import java.util.Map;
  * named as the query proxy names them ({@code connector/proxy/}), so a client reads both the same way:
  *
  * <pre>
- * {"status": "reranked", "model", "fused", "reranked", "window", "text_missing"?, "first_stage_ms", "rerank_ms"}
+ * {"status": "reranked", "model", "fused", "fusion"?, "reranked", "window", "text_missing"?, "first_stage_ms", "rerank_ms"}
  * {"status": "failed", "error": {"type", "reason"}, "fail_open": true, "window", "first_stage_ms", "rerank_ms"}
  * {"status": "skipped", "reason", "document_fields"? (no_text), "window", "first_stage_ms", "rerank_ms"}
  * </pre>
+ *
+ * {@code fusion} is the method the server says it fused with (not the one asked for: the server's word is what
+ * the scores mean).
  *
  * {@code first_stage_ms} is the engine's own {@code took}; {@code rerank_ms} is the time the processor added
  * (the scoring call, text extraction, rewriting), which is also added to the response's {@code took}.
@@ -39,6 +42,7 @@ final class ErankMarker {
         ErankMarker marker = new ErankMarker(STATUS_RERANKED);
         marker.putIfNotNull("model", reply.model());
         marker.putIfNotNull("fused", reply.fused());
+        marker.putIfNotNull("fusion", reply.fusion());
         marker.values.put("reranked", reranked);
         if (textMissing > 0) {
             marker.values.put("text_missing", textMissing);

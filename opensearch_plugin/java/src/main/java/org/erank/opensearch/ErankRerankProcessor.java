@@ -26,8 +26,13 @@ import java.util.function.Supplier;
  * {@link FailOpen} (what a failure does) and {@link ResponseRewriter} (the response for each outcome, with
  * {@link ErankMarker} as its {@code ext.erank}).
  *
- * <p>Nothing to score is not a failure: scrolls, {@code search_after}, field sorts, no hits, a page wholly past the
- * window, no query text and no hit text are {@code skipped} with a reason, and the scoring server is not called.
+ * <p>Nothing to score is not a failure: scrolls, {@code search_after}, field sorts, rescores, {@code size: 0}, no
+ * hits, a page wholly past the window, no query text (a kNN-only search without {@code ext.erank.query_text}) and
+ * no hit text are {@code skipped} with a reason, and the scoring server is not called.
+ *
+ * <p>Whatever ran before decides the first-stage scores: for a {@code hybrid} query they are the engine's final
+ * {@code _score}s, after neural-search's normalization processor (a phase-results processor, which runs before any
+ * response processor).
  */
 public final class ErankRerankProcessor extends AsyncResponseProcessor {
 
@@ -84,7 +89,13 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
             listener.onResponse(rewriter.skipped(ErankMarker.skipped(skip)));
             return;
         }
-        String query = QueryText.of(request);
+        String query;
+        try {
+            query = QueryText.of(request);
+        } catch (RuntimeException e) {
+            failOpen.answer(e, rewriter, listener);
+            return;
+        }
         if (query == null) {
             listener.onResponse(rewriter.skipped(ErankMarker.skipped(ErankMarker.SKIP_NO_QUERY_TEXT)));
             return;
@@ -94,6 +105,8 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
             listener.onResponse(rewriter.skipped(ErankMarker.noText(config.documentFields())));
             return;
         }
+        Boolean explain = request.source() == null ? null : request.source().explain();
+        RerankOptions options = RerankOptions.forSearch(config.options(), ErankSearchExtBuilder.of(request), Boolean.TRUE.equals(explain));
         String body;
         RerankTransport client;
         try {
@@ -103,7 +116,8 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
                 config.instruction(),
                 config.instructionPreset(),
                 documents.firstStageScores(),
-                config.alpha()
+                config.alpha(),
+                options
             );
             client = transport.get();
         } catch (RuntimeException e) {
@@ -114,7 +128,7 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
         RerankCall.start(client, scheduler, config.rerankUri(), config.timeout(), body, documents.size(), new ActionListener<RerankResponse>() {
             @Override
             public void onResponse(RerankResponse reply) {
-                answer(reply, documents, rewriter, listener);
+                answer(reply, documents, options, rewriter, listener);
             }
 
             @Override
@@ -125,10 +139,16 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
     }
 
     /** The reranked response; a reply that cannot be applied fails open like any other failure. */
-    private void answer(RerankResponse reply, RerankDocuments documents, ResponseRewriter rewriter, ActionListener<SearchResponse> listener) {
+    private void answer(
+        RerankResponse reply,
+        RerankDocuments documents,
+        RerankOptions options,
+        ResponseRewriter rewriter,
+        ActionListener<SearchResponse> listener
+    ) {
         SearchResponse reranked;
         try {
-            reranked = rewriter.reranked(reply, documents);
+            reranked = rewriter.reranked(reply, documents, options);
         } catch (RuntimeException e) {
             failOpen.answer(e, rewriter, listener);
             return;

@@ -21,8 +21,8 @@ import java.util.Map;
  * "response_processors": [{"erank": {"endpoint": "...", "context": {...}, "window": 50}}]
  * </pre>
  *
- * Scrolls, {@code search_after} and field sorts are left alone ({@link PageRequest#skipReason}); so is
- * {@code size: 0}. A page that starts at or past the window goes out unchanged too: it shows no reranked hit, so
+ * Scrolls, {@code search_after}, field sorts, rescores and {@code size: 0} are left alone
+ * ({@link PageRequest#skipReason}). A page that starts at or past the window goes out unchanged too: it shows no reranked hit, so
  * fetching the window for it would be wasted.
  */
 public final class ErankWindowProcessor extends AbstractProcessor implements StatefulSearchRequestProcessor {
@@ -57,9 +57,6 @@ public final class ErankWindowProcessor extends AbstractProcessor implements Sta
         }
         int from = source.from() < 0 ? PageRequest.DEFAULT_FROM : source.from();
         int size = source.size() < 0 ? PageRequest.DEFAULT_SIZE : source.size();
-        if (size == 0) {
-            return request;
-        }
         PageRequest page = PageRequest.of(from, size, window);
         page.store(context);
         if (page.fetchedFromTop()) {

@@ -27,6 +27,8 @@ public final class PageRequest {
     static final String SKIP_SCROLL = "scroll";
     static final String SKIP_SEARCH_AFTER = "search_after";
     static final String SKIP_SORT = "sort";
+    static final String SKIP_RESCORE = "rescore";
+    static final String SKIP_SIZE_ZERO = "size_zero";
 
     static final int DEFAULT_FROM = 0;
     static final int DEFAULT_SIZE = 10;
@@ -103,7 +105,9 @@ public final class PageRequest {
 
     /**
      * Why this request is left alone by both processors, or {@code null}: scrolls and {@code search_after} pages
-     * are defined by the engine's own order, and a field sort has no relevance order to refine.
+     * are defined by the engine's own order, a field sort has no relevance order to refine, a rescore already
+     * reorders the top hits by a second-stage query of the user's own, and {@code size: 0} (aggregations only)
+     * asks for no hits.
      */
     static String skipReason(SearchRequest request) {
         if (request.scroll() != null) {
@@ -116,6 +120,9 @@ public final class PageRequest {
         if (source.searchAfter() != null && source.searchAfter().length > 0) {
             return SKIP_SEARCH_AFTER;
         }
+        if (source.size() == 0) {
+            return SKIP_SIZE_ZERO;
+        }
         List<SortBuilder<?>> sorts = source.sorts();
         if (sorts != null) {
             for (SortBuilder<?> sort : sorts) {
@@ -123,6 +130,9 @@ public final class PageRequest {
                     return SKIP_SORT;
                 }
             }
+        }
+        if (source.rescores() != null && source.rescores().isEmpty() == false) {
+            return SKIP_RESCORE;
         }
         return null;
     }

@@ -10,6 +10,7 @@ import org.opensearch.core.xcontent.XContentParser;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -20,13 +21,18 @@ import java.util.Map;
  * <pre>
  * POST {endpoint}/v1/rerank
  * request:  {"query": str, "documents": [str], "instruction": str? | "instruction_preset": str?,
- *            "first_stage_scores": [float]?, "alpha": float?}
- * response: {"model": str, "fused": bool, "results": [{"index", "relevance_score", "rank_score", "answer",
- *            "answer_probability", "status", "hybrid_score"?, "first_stage_score"?}]}   one per document, best first
+ *            "first_stage_scores": [float]?, "alpha": float?, "fusion": "zscore"|"minmax"|"rrf"?,
+ *            "rank_constant": int?, "long_documents": "truncate"|"best_passage"?, "passage_overlap": int?,
+ *            "return_reasoning": true?}
+ * response: {"model": str, "fused": bool, "fusion": str?, "results": [{"index", "relevance_score", "rank_score",
+ *            "answer", "answer_probability", "status", "hybrid_score"?, "first_stage_score"?, "reasoning": str?,
+ *            "passage": {"index", "start_char", "end_char", "count"}?}]}   one per document, best first
  * error:    non-2xx, {"error": {"type": str, "reason": str}, "status": int}
  * </pre>
  */
 public final class RerankCodec {
+
+    private static final List<String> PASSAGE_KEYS = List.of("index", "start_char", "end_char", "count");
 
     private RerankCodec() {}
 
@@ -36,7 +42,8 @@ public final class RerankCodec {
         String instruction,
         String instructionPreset,
         float[] firstStageScores,
-        Double alpha
+        Double alpha,
+        RerankOptions options
     ) {
         try (XContentBuilder builder = XContentFactory.jsonBuilder()) {
             builder.startObject();
@@ -65,10 +72,23 @@ public final class RerankCodec {
             if (alpha != null) {
                 builder.field("alpha", alpha.doubleValue());
             }
+            fieldIfNotNull(builder, RerankOptions.FUSION, options.fusion());
+            fieldIfNotNull(builder, RerankOptions.RANK_CONSTANT, options.rankConstant());
+            fieldIfNotNull(builder, RerankOptions.LONG_DOCUMENTS, options.longDocuments());
+            fieldIfNotNull(builder, RerankOptions.PASSAGE_OVERLAP, options.passageOverlap());
+            if (options.reasoning()) {
+                builder.field("return_reasoning", true);
+            }
             builder.endObject();
             return builder.toString();
         } catch (IOException e) {
             throw new IllegalStateException("cannot encode the rerank request", e);
+        }
+    }
+
+    private static void fieldIfNotNull(XContentBuilder builder, String name, Object value) throws IOException {
+        if (value != null) {
+            builder.field(name, value);
         }
     }
 
@@ -134,17 +154,53 @@ public final class RerankCodec {
             }
             Object statusObject = result.get("status");
             String resultStatus = statusObject == null ? null : String.valueOf(statusObject);
+            Object reasoning = result.get("reasoning");
+            if (reasoning != null && reasoning instanceof String == false) {
+                throw malformed(position, "has a non-string [reasoning]");
+            }
             results.add(
-                new RerankResponse.Result((int) index, relevance, rank, hybrid, firstStage, answer, answerProbability, resultStatus)
+                new RerankResponse.Result(
+                    (int) index,
+                    relevance,
+                    rank,
+                    hybrid,
+                    firstStage,
+                    answer,
+                    answerProbability,
+                    resultStatus,
+                    (String) reasoning,
+                    passage(result.get("passage"), position)
+                )
             );
         }
         Object model = map.get("model");
         Object fused = map.get("fused");
+        Object fusion = map.get("fusion");
         return new RerankResponse(
             model == null ? null : String.valueOf(model),
             fused instanceof Boolean ? (Boolean) fused : null,
+            fusion instanceof String ? (String) fusion : null,
             Collections.unmodifiableList(results)
         );
+    }
+
+    /** The best passage's position ({@code index}, {@code start_char}, {@code end_char}, {@code count}), or null. */
+    private static Map<String, Object> passage(Object value, int position) throws RerankException {
+        if (value == null) {
+            return null;
+        }
+        if (value instanceof Map == false) {
+            throw malformed(position, "has a [passage] that is not an object");
+        }
+        Map<String, Object> passage = new LinkedHashMap<>();
+        for (String key : PASSAGE_KEYS) {
+            Object member = ((Map<?, ?>) value).get(key);
+            if (isIntegral(member) == false) {
+                throw malformed(position, "has no integer [passage." + key + "]");
+            }
+            passage.put(key, ((Number) member).intValue());
+        }
+        return Collections.unmodifiableMap(passage);
     }
 
     private static Double number(Map<?, ?> result, String key, int position, boolean required) throws RerankException {

@@ -16,10 +16,14 @@ final class RerankExplanation {
 
     private RerankExplanation() {}
 
-    /** A reranked hit: the server's relevance score, from the first-stage score and the ERank score. */
-    static Explanation reranked(float score, Explanation firstStage, RerankResponse.Result result) {
+    /**
+     * A reranked hit: the server's relevance score, from the first-stage score and the ERank score, and, when
+     * {@code reasoning} is not {@code null}, why the model judged so (valued at the ERank score it led to).
+     * {@code fusion} is the method the server said it fused with, {@code null} when it did not say.
+     */
+    static Explanation reranked(float score, Explanation firstStage, RerankResponse.Result result, String fusion, String reasoning) {
         boolean fused = result.hybridScore() != null;
-        List<Explanation> details = new ArrayList<>(2);
+        List<Explanation> details = new ArrayList<>(3);
         details.add(firstStage(firstStage));
         if (result.rankScore() != null) {
             String how = result.answer() != null && result.answerProbability() != null
@@ -27,8 +31,13 @@ final class RerankExplanation {
                 : "";
             details.add(Explanation.match(result.rankScore(), "ERank rank_score" + how));
         }
+        if (reasoning != null) {
+            double value = result.rankScore() != null ? result.rankScore() : result.relevanceScore();
+            details.add(Explanation.match(value, "ERank reasoning: " + reasoning));
+        }
         String description = fused
-            ? "erank: fused score of the scoring server (z-score fusion of the first-stage score and the ERank rank_score)"
+            ? "erank: fused score of the scoring server (" + (fusion == null ? "" : fusion + " ")
+                + "fusion of the first-stage score and the ERank rank_score)"
             : "erank: ERank rank_score of the scoring server (not fused with the first-stage score)";
         return Explanation.match(score, description, details);
     }

@@ -1,17 +1,20 @@
 package org.erank.opensearch;
 
 import java.util.List;
+import java.util.Map;
 
 /** A decoded, validated {@code 200} reply of {@code POST /v1/rerank}. */
 public final class RerankResponse {
 
     private final String model;
     private final Boolean fused;
+    private final String fusion;
     private final List<Result> results;
 
-    RerankResponse(String model, Boolean fused, List<Result> results) {
+    RerankResponse(String model, Boolean fused, String fusion, List<Result> results) {
         this.model = model;
         this.fused = fused;
+        this.fusion = fusion;
         this.results = results;
     }
 
@@ -23,6 +26,11 @@ public final class RerankResponse {
     /** {@code null} when the server did not say. */
     public Boolean fused() {
         return fused;
+    }
+
+    /** The fusion method the server used ({@code zscore}, {@code minmax}, {@code rrf}); {@code null} when not fused or not said. */
+    public String fusion() {
+        return fusion;
     }
 
     /** One per document, in the server's order (best first); every index appears exactly once. */
@@ -40,6 +48,8 @@ public final class RerankResponse {
         private final Integer answer;
         private final Double answerProbability;
         private final String status;
+        private final String reasoning;
+        private final Map<String, Object> passage;
 
         Result(
             int index,
@@ -49,7 +59,9 @@ public final class RerankResponse {
             Double firstStageScore,
             Integer answer,
             Double answerProbability,
-            String status
+            String status,
+            String reasoning,
+            Map<String, Object> passage
         ) {
             this.index = index;
             this.relevanceScore = relevanceScore;
@@ -59,6 +71,8 @@ public final class RerankResponse {
             this.answer = answer;
             this.answerProbability = answerProbability;
             this.status = status;
+            this.reasoning = reasoning;
+            this.passage = passage;
         }
 
         public int index() {
@@ -91,6 +105,16 @@ public final class RerankResponse {
 
         public String status() {
             return status;
+        }
+
+        /** The model's reasoning; {@code null} unless asked for ({@code return_reasoning}). */
+        public String reasoning() {
+            return reasoning;
+        }
+
+        /** Where the scored passage lies in the document; {@code null} unless {@code long_documents} is best_passage. */
+        public Map<String, Object> passage() {
+            return passage;
         }
     }
 }

@@ -25,8 +25,9 @@ import java.util.Map;
  * <p>Reranked: the top hits by the server's {@code relevance_score}, which becomes their {@code _score}; the hits
  * below the window keep their first-stage order and score below every reranked hit
  * ({@link Reorder#belowWindowScore}). Every hit of the window and below it carries {@code fields._erank} with its
- * first-stage score and rank; nothing is written into {@code _source}. With {@code explain: true} the explanation's
- * value is the new {@code _score}.
+ * first-stage score and rank, and, when the server gave them, its {@code reasoning} (only when it was asked for:
+ * {@link RerankOptions#reasoning()}) and best {@code passage}; nothing is written into {@code _source}. With
+ * {@code explain: true} the explanation's value is the new {@code _score}.
  */
 final class ResponseRewriter {
 
@@ -46,7 +47,7 @@ final class ResponseRewriter {
         this.startNanos = startNanos;
     }
 
-    SearchResponse reranked(RerankResponse reply, RerankDocuments documents) {
+    SearchResponse reranked(RerankResponse reply, RerankDocuments documents, RerankOptions options) {
         SearchHit[] hits = response.getHits().getHits();
         int reranked = documents.size();
         int[] order = Reorder.order(hits.length, reply.results());
@@ -67,9 +68,10 @@ final class ResponseRewriter {
             if (original < reranked) {
                 RerankResponse.Result r = byIndex[original];
                 score = (float) r.relevanceScore();
-                putResult(info, r, documents.text(original));
+                String reasoning = options.reasoning() ? r.reasoning() : null;
+                putResult(info, r, reasoning, documents.text(original));
                 if (engineExplanation != null) {
-                    hit.explanation(RerankExplanation.reranked(score, engineExplanation, r));
+                    hit.explanation(RerankExplanation.reranked(score, engineExplanation, r, reply.fusion(), reasoning));
                 }
             } else {
                 int distance = original - reranked;
@@ -110,13 +112,15 @@ final class ResponseRewriter {
         return info;
     }
 
-    private static void putResult(Map<String, Object> info, RerankResponse.Result r, HitText text) {
+    private static void putResult(Map<String, Object> info, RerankResponse.Result r, String reasoning, HitText text) {
         info.put("relevance_score", r.relevanceScore());
         putIfNotNull(info, "rank_score", r.rankScore());
         putIfNotNull(info, "hybrid_score", r.hybridScore());
         putIfNotNull(info, "answer", r.answer());
         putIfNotNull(info, "answer_probability", r.answerProbability());
         putIfNotNull(info, "status", r.status());
+        putIfNotNull(info, "reasoning", reasoning);
+        putIfNotNull(info, "passage", r.passage());
         if (text.missing()) {
             info.put("text_missing", true);
         }

@@ -53,6 +53,58 @@ public class ErankConfigTest {
         assertNull(c.alpha());
         assertEquals(10_000, c.timeout().toMillis());
         assertTrue(c.failOpen());
+        assertNull("the server's default fusion", c.options().fusion());
+        assertNull(c.options().rankConstant());
+        assertNull(c.options().longDocuments());
+        assertNull(c.options().passageOverlap());
+        assertFalse("no reasoning unless asked", c.options().reasoning());
+    }
+
+    @Test
+    public void scoringOptions() {
+        Map<String, Object> config = minimal();
+        config.put("fusion", "rrf");
+        config.put("rank_constant", 20);
+        config.put("long_documents", "best_passage");
+        config.put("passage_overlap", "32");
+        config.put("explain_reasoning", true);
+        RerankOptions o = parse(config).options();
+        assertTrue("all keys consumed", config.isEmpty());
+        assertEquals("rrf", o.fusion());
+        assertEquals(Integer.valueOf(20), o.rankConstant());
+        assertEquals("best_passage", o.longDocuments());
+        assertEquals(Integer.valueOf(32), o.passageOverlap());
+        assertTrue(o.reasoning());
+        for (String fusion : new String[] { "zscore", "minmax" }) {
+            Map<String, Object> c = minimal();
+            c.put("fusion", fusion);
+            assertEquals(fusion, parse(c).options().fusion());
+        }
+    }
+
+    @Test
+    public void scoringOptionsAreValidated() {
+        Object[][] bad = {
+            { "fusion", "borda", "must be one of [zscore, minmax, rrf], got [borda]" },
+            { "rank_constant", 0, "must be an integer >= 1, got 0" },
+            { "rank_constant", "k", "must be an integer" },
+            { "long_documents", "chunks", "must be one of [truncate, best_passage], got [chunks]" },
+            { "passage_overlap", -1, "must be an integer >= 0, got -1" },
+            { "explain_reasoning", "maybe", "explain_reasoning" } };
+        for (Object[] row : bad) {
+            Map<String, Object> c = minimal();
+            c.put((String) row[0], row[1]);
+            String message = error(c);
+            assertTrue(message, message.contains("[" + row[0] + "]") && message.contains((String) row[2]));
+        }
+        Map<String, Object> rankWithoutRrf = minimal();
+        rankWithoutRrf.put("fusion", "zscore");
+        rankWithoutRrf.put("rank_constant", 60);
+        assertTrue(error(rankWithoutRrf).contains("applies only to [fusion] rrf"));
+        Map<String, Object> overlapWhenTruncating = minimal();
+        overlapWhenTruncating.put("long_documents", "truncate");
+        overlapWhenTruncating.put("passage_overlap", 16);
+        assertTrue(error(overlapWhenTruncating).contains("applies only to [long_documents] best_passage"));
     }
 
     @Test

@@ -12,6 +12,7 @@ import org.opensearch.search.SearchExtBuilder;
 import org.opensearch.search.SearchHit;
 import org.opensearch.search.builder.SearchSourceBuilder;
 import org.opensearch.search.pipeline.PipelineProcessingContext;
+import org.opensearch.search.rescore.QueryRescorerBuilder;
 import org.opensearch.search.sort.SortOrder;
 import org.opensearch.threadpool.Scheduler;
 
@@ -19,6 +20,7 @@ import java.net.URI;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -524,6 +526,117 @@ public class ErankRerankProcessorTest {
             }
         }
         assertEquals(1, count);
+    }
+
+    /**
+     * A server of the new contract: says which fusion it used, always sends a reasoning (whether asked or not, so the
+     * tests see the processor drop what was not asked for), and a passage when asked for best passages.
+     */
+    static FakeTransport explaining() {
+        return new FakeTransport(request -> {
+            int n = ((List<?>) request.get("documents")).size();
+            Object fusion = request.getOrDefault("fusion", "zscore");
+            StringBuilder sb = new StringBuilder("{\"model\":\"fake\",\"fused\":true,\"fusion\":\"" + fusion + "\",\"results\":[");
+            for (int i = n - 1; i >= 0; i--) { // the last document first
+                sb.append("{\"index\":").append(i).append(",\"relevance_score\":").append(i).append(",\"rank_score\":").append(i * 2);
+                sb.append(",\"hybrid_score\":").append(i).append(",\"reasoning\":\"doc ").append(i).append(" fits\"");
+                if ("best_passage".equals(request.get("long_documents"))) {
+                    sb.append(",\"passage\":{\"index\":1,\"start_char\":10,\"end_char\":20,\"count\":3}");
+                }
+                sb.append(i > 0 ? "}," : "}");
+            }
+            return new RerankTransport.Reply(200, sb.append("]}").toString());
+        });
+    }
+
+    static SearchRequest withExt(SearchRequest request, Object... kv) {
+        request.source().ext(Collections.singletonList(new ErankSearchExtBuilder(cfg(kv))));
+        return request;
+    }
+
+    @Test
+    public void sendsTheScoringOptionsAndMarksTheFusionTheServerUsed() {
+        FakeTransport transport = explaining();
+        ErankRerankProcessor p = processor(
+            transport,
+            cfg("fusion", "rrf", "rank_constant", 20, "long_documents", "best_passage", "passage_overlap", 8)
+        );
+        SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(3)), new PipelineProcessingContext());
+        Map<String, Object> request = transport.requests.get(0);
+        assertEquals("rrf", request.get("fusion"));
+        assertEquals(20, request.get("rank_constant"));
+        assertEquals("best_passage", request.get("long_documents"));
+        assertEquals(8, request.get("passage_overlap"));
+        assertFalse("no reasoning unless someone reads it", request.containsKey("return_reasoning"));
+        assertEquals("rrf", marker(out).get("fusion"));
+        Map<String, Object> info = Fixtures.erankInfo(out.getHits().getHits()[0]);
+        assertEquals(Map.of("index", 1, "start_char", 10, "end_char", 20, "count", 3), info.get("passage"));
+        assertFalse("the server's unasked reasoning is dropped", info.containsKey("reasoning"));
+    }
+
+    @Test
+    public void theSearchExtOverridesTheProcessorsOptions() {
+        FakeTransport transport = explaining();
+        ErankRerankProcessor p = processor(transport, cfg("fusion", "rrf", "rank_constant", 20));
+        SearchRequest request = withExt(matchRequest(), "fusion", "minmax", "long_documents", "truncate");
+        SearchResponse out = run(p, request, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        Map<String, Object> sent = transport.requests.get(0);
+        assertEquals("minmax", sent.get("fusion"));
+        assertEquals("the processor's value where the search says nothing", 20, sent.get("rank_constant"));
+        assertEquals("truncate", sent.get("long_documents"));
+        assertEquals("minmax", marker(out).get("fusion"));
+        assertFalse(Fixtures.erankInfo(out.getHits().getHits()[0]).containsKey("passage"));
+    }
+
+    @Test
+    public void explainAsksForTheReasoningAndShowsIt() {
+        FakeTransport transport = explaining();
+        SearchHit[] engine = Fixtures.hits(3);
+        for (SearchHit hit : engine) {
+            hit.explanation(Explanation.match(hit.getScore(), "weight(body:erank) [BM25]"));
+        }
+        SearchRequest request = matchRequest();
+        request.source().explain(true);
+        SearchResponse out = run(processor(transport, cfg("window", 2)), request, Fixtures.response(engine), new PipelineProcessingContext());
+        assertEquals(true, transport.requests.get(0).get("return_reasoning"));
+        SearchHit top = out.getHits().getHits()[0];
+        assertEquals("d1", top.getId());
+        assertEquals("doc 1 fits", Fixtures.erankInfo(top).get("reasoning"));
+        Explanation explanation = top.getExplanation();
+        assertEquals("the value is still the _score", top.getScore(), explanation.getValue().floatValue(), 0f);
+        assertTrue(explanation.getDescription(), explanation.getDescription().contains("zscore fusion"));
+        Explanation reasoning = explanation.getDetails()[explanation.getDetails().length - 1];
+        assertEquals("ERank reasoning: doc 1 fits", reasoning.getDescription());
+        assertEquals("valued at the rank_score it led to", 2.0, reasoning.getValue().doubleValue(), 0.0);
+        SearchHit below = out.getHits().getHits()[2];
+        assertFalse("below the window nothing was judged", Fixtures.erankInfo(below).containsKey("reasoning"));
+    }
+
+    @Test
+    public void reasoningWithoutExplainGoesToTheHitsOnly() {
+        for (ErankRerankProcessor p : new ErankRerankProcessor[] {
+            processor(explaining(), cfg("explain_reasoning", true)),
+            processor(explaining(), cfg()) }) {
+            SearchRequest request = p.config().options().reasoning() ? matchRequest() : withExt(matchRequest(), "explain", true);
+            SearchResponse out = run(p, request, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+            SearchHit top = out.getHits().getHits()[0];
+            assertEquals("doc 1 fits", Fixtures.erankInfo(top).get("reasoning"));
+            assertNull("no explain, no _explanation", top.getExplanation());
+        }
+    }
+
+    @Test
+    public void rescoresAndAggregationOnlySearchesAreSkipped() {
+        FakeTransport transport = explaining();
+        SearchRequest rescored = matchRequest();
+        rescored.source().addRescorer(new QueryRescorerBuilder(QueryBuilders.matchQuery("body", "x")));
+        SearchResponse out = run(processor(transport, cfg()), rescored, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        assertEquals("rescore", marker(out).get("reason"));
+        SearchRequest aggregationsOnly = matchRequest();
+        aggregationsOnly.source().size(0);
+        out = run(processor(transport, cfg()), aggregationsOnly, Fixtures.response(), new PipelineProcessingContext());
+        assertEquals("size_zero", marker(out).get("reason"));
+        assertTrue(transport.requests.isEmpty());
     }
 
     @Test(expected = UnsupportedOperationException.class)

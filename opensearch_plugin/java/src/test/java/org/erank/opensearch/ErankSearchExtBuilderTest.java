@@ -13,6 +13,8 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
+import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 import static org.junit.Assert.fail;
 
@@ -39,8 +41,33 @@ public class ErankSearchExtBuilderTest {
     }
 
     @Test
-    public void rejectsUnknownKeysAndNonStrings() throws Exception {
-        for (String json : new String[] { "{\"query\":\"x\"}", "{\"query_text\":3}", "\"text\"" }) {
+    public void parsesTheScoringOverrides() throws Exception {
+        ErankSearchExtBuilder ext = parse(
+            "{\"fusion\":\"rrf\",\"rank_constant\":20,\"long_documents\":\"best_passage\",\"passage_overlap\":0,\"explain\":true}"
+        );
+        assertNull(ext.queryText());
+        assertEquals("rrf", ext.fusion());
+        assertEquals(Integer.valueOf(20), ext.rankConstant());
+        assertEquals("best_passage", ext.longDocuments());
+        assertEquals(Integer.valueOf(0), ext.passageOverlap());
+        assertTrue(ext.explain());
+        assertFalse(parse("{}").explain());
+    }
+
+    @Test
+    public void rejectsUnknownKeysAndBadValues() throws Exception {
+        String[] bad = {
+            "{\"query\":\"x\"}",
+            "{\"query_text\":3}",
+            "\"text\"",
+            "{\"fusion\":\"borda\"}",
+            "{\"fusion\":1}",
+            "{\"rank_constant\":0}",
+            "{\"rank_constant\":\"60\"}",
+            "{\"long_documents\":\"chunk\"}",
+            "{\"passage_overlap\":-1}",
+            "{\"explain\":\"yes\"}" };
+        for (String json : bad) {
             try {
                 parse(json);
                 fail(json);

@@ -51,6 +51,46 @@ public class QueryTextTest {
         assertEquals("the real question?", of(source));
     }
 
+    private static String ofJson(String queryJson) throws Exception {
+        return QueryText.fromJson(Fixtures.parse(queryJson));
+    }
+
+    @Test
+    public void hybridTakesItsFirstLexicalSubQuery() throws Exception {
+        assertEquals(
+            "how do rerankers work",
+            ofJson(
+                "{\"hybrid\":{\"queries\":[{\"knn\":{\"vec\":{\"vector\":[0.1,0.2],\"k\":5}}},"
+                    + "{\"match\":{\"body\":{\"query\":\"how do rerankers work\"}}},"
+                    + "{\"match\":{\"title\":\"a second lexical clause\"}}]}}"
+            )
+        );
+    }
+
+    @Test
+    public void boolWithAKnnClauseTakesItsLexicalClauses() throws Exception {
+        assertEquals(
+            "rerankers",
+            ofJson("{\"bool\":{\"should\":[{\"knn\":{\"vec\":{\"vector\":[1,0],\"k\":3}}},{\"match\":{\"body\":\"rerankers\"}}]}}")
+        );
+    }
+
+    @Test
+    public void knnOnlyHasNoTextButTheExtGivesIt() throws Exception {
+        assertNull(ofJson("{\"knn\":{\"vec\":{\"vector\":[1,0],\"k\":3}}}"));
+        assertNull(ofJson("{\"hybrid\":{\"queries\":[{\"knn\":{\"vec\":{\"vector\":[1,0],\"k\":3}}}]}}"));
+        SearchSourceBuilder source = new SearchSourceBuilder().ext(
+            Collections.singletonList(new ErankSearchExtBuilder(Collections.singletonMap("query_text", "vector question")))
+        );
+        assertEquals("vector question", of(source));
+    }
+
+    @Test
+    public void shorthandAndSingleClauseForms() throws Exception {
+        assertEquals("a b", ofJson("{\"bool\":{\"must\":{\"match\":{\"f\":\"a\"}},\"should\":{\"combined_fields\":{\"query\":\"b\"}}}}"));
+        assertNull("numbers are text, booleans and objects are not", ofJson("{\"match\":{\"f\":{\"operator\":\"and\"}}}"));
+    }
+
     @Test
     public void noTextGivesNull() {
         assertNull(of(new SearchSourceBuilder().query(QueryBuilders.termQuery("id", "x"))));

@@ -14,6 +14,8 @@ import static org.junit.Assert.fail;
 
 public class RerankCodecTest {
 
+    private static final RerankOptions NO_OPTIONS = new RerankOptions(null, null, null, null, false);
+
     @Test
     public void encodesTheFullRequest() throws Exception {
         String json = RerankCodec.encodeRequest(
@@ -22,7 +24,8 @@ public class RerankCodecTest {
             "Judge it.",
             null,
             new float[] { 7.5f, 3.25f, 0.125f },
-            0.2
+            0.2,
+            new RerankOptions("rrf", 30, "best_passage", 64, true)
         );
         Map<String, Object> map = Fixtures.parse(json);
         assertEquals("what is \"bm25\"?", map.get("query"));
@@ -34,11 +37,16 @@ public class RerankCodecTest {
         assertEquals(0.125, ((Number) scores.get(2)).doubleValue(), 0.0);
         assertEquals(0.2, ((Number) map.get("alpha")).doubleValue(), 0.0);
         assertFalse("top_n is never sent: one result per document", map.containsKey("top_n"));
+        assertEquals("rrf", map.get("fusion"));
+        assertEquals(30, map.get("rank_constant"));
+        assertEquals("best_passage", map.get("long_documents"));
+        assertEquals(64, map.get("passage_overlap"));
+        assertEquals(true, map.get("return_reasoning"));
     }
 
     @Test
     public void optionalMembersAreOmitted() throws Exception {
-        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null));
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null, NO_OPTIONS));
         assertEquals(2, map.size());
         assertTrue(map.containsKey("query"));
         assertTrue(map.containsKey("documents"));
@@ -46,12 +54,12 @@ public class RerankCodecTest {
 
     @Test(expected = IllegalArgumentException.class)
     public void scoreCountMustMatch() {
-        RerankCodec.encodeRequest("q", Arrays.asList("a", "b"), null, null, new float[] { 1f }, null);
+        RerankCodec.encodeRequest("q", Arrays.asList("a", "b"), null, null, new float[] { 1f }, null, NO_OPTIONS);
     }
 
     @Test
     public void sendsTheInstructionPresetByName() throws Exception {
-        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, "web_search", null, null));
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, "web_search", null, null, NO_OPTIONS));
         assertEquals("web_search", map.get("instruction_preset"));
         assertFalse("the preset stands in for the instruction", map.containsKey("instruction"));
     }
@@ -89,8 +97,25 @@ public class RerankCodecTest {
         );
         assertNull(response.model());
         assertNull(response.fused());
+        assertNull(response.fusion());
         assertNull(response.results().get(0).hybridScore());
         assertNull(response.results().get(0).answer());
+        assertNull(response.results().get(0).reasoning());
+        assertNull(response.results().get(0).passage());
+    }
+
+    @Test
+    public void decodesTheFusionMethodReasoningAndPassage() throws Exception {
+        RerankResponse response = RerankCodec.decodeResponse(
+            200,
+            "{\"fused\":true,\"fusion\":\"rrf\",\"results\":[{\"index\":0,\"relevance_score\":0.03,"
+                + "\"reasoning\":\"It defines BM25.\",\"passage\":{\"index\":2,\"start_char\":900,\"end_char\":1400,\"count\":4}}]}",
+            1
+        );
+        assertEquals("rrf", response.fusion());
+        RerankResponse.Result result = response.results().get(0);
+        assertEquals("It defines BM25.", result.reasoning());
+        assertEquals(Map.of("index", 2, "start_char", 900, "end_char", 1400, "count", 4), result.passage());
     }
 
     private static RerankException decodeError(int status, String body, int n) {
@@ -134,6 +159,9 @@ public class RerankCodecTest {
             "{\"results\":[{\"index\":0.5,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}]}",
             "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"answer\":\"x\"}]}",
             "{\"results\":[1,2]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"reasoning\":7}]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"passage\":[1]}]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"passage\":{\"index\":1}}]}",
             "",
             null };
         for (String body : bodies) {
