@@ -60,6 +60,8 @@ class ServerSettings(BaseSettings):
     max_documents: int = Field(1000, ge=1)
     max_text_chars: int = Field(100_000, ge=1, description="per query, instruction or document")
     max_truncate_length: int = Field(8192, ge=1)
+    max_passages_per_document: int = Field(32, ge=1, description="best-passage mode")
+    max_passages_per_request: int = Field(1000, ge=1, description="best-passage mode")
     # network
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535)
