@@ -493,3 +493,14 @@ def test_reasoning_goes_on_hits_only_when_asked() -> None:
     unfused = reranked_body(plan, engine_answer(plan, hits), ranking([0, 1, 2], False),
                             [False] * 3, TIMINGS)  # fmt: skip
     assert "fusion" not in unfused["ext"]["erank"]
+
+
+def test_best_passage_goes_on_hits() -> None:
+    plan = plan_search("i", {}, {"query": QUERY}, config(2))
+    assert isinstance(plan, SearchPlan)
+    answer = ranking([1, 0])
+    answer.results[0].passage.CopyFrom(pb.Passage(index=2, start_char=10, end_char=20, count=3))
+    out = reranked_body(plan, engine_answer(plan, bm25_hits(2)), answer, [False] * 2, TIMINGS)
+    first, second = (h["fields"]["_erank"][0] for h in out["hits"]["hits"])
+    assert first["passage"] == {"index": 2, "start_char": 10, "end_char": 20, "count": 3}
+    assert "passage" not in second
