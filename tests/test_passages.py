@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from connector.client import AsyncRerankerClient
 from erank.backends.base import load_tokenizer
 from erank.passages import best, spans, split
+from erank.qwen3_tokenizer import qwen3_tokenizer_dir
 from erank.ranking import Scored
 from erank.score import ParsedAnswer
 from erank.server import ScoringServer, running_server
@@ -38,8 +39,11 @@ LENGTH = 128  # tokens per passage in the engine tests
 SOFA, CAT = " sofa", " cat"  # one token each in the tiny tokenizer
 
 
-@pytest.fixture(scope="module")
-def tokenizer(branch_checkpoint: Path) -> Any:
+@pytest.fixture(scope="module", params=["tiny", "qwen3"])
+def tokenizer(request: pytest.FixtureRequest, branch_checkpoint: Path) -> Any:
+    """The tests' tiny tokenizer, and the real Qwen3 one (NFC-normalising, as ERank's)."""
+    if request.param == "qwen3":
+        return load_tokenizer(str(qwen3_tokenizer_dir()), None)
     return load_tokenizer(str(branch_checkpoint), None)
 
 
@@ -62,13 +66,13 @@ def test_passages_tile_the_text_by_tokens(
         return
     stride = length - overlap
     assert len(places) == 1 + -(-(n - length) // stride)  # ceil
-    assert places[0][0] == offsets[0][0] and places[-1][1] == offsets[-1][1]
     for k, (start, end) in enumerate(places):
         first, last = k * stride, min(k * stride + length, n) - 1
         assert (start, end) == (offsets[first][0], offsets[last][1])  # exact token boundaries
-    if overlap == 0:  # neighbours meet at a token boundary (a split character may be in both)
-        for (_, end), (start, _) in itertools.pairwise(places):
-            assert start <= end
+    # offsets index the text as sent: together the passages cover all of it, with no gap
+    assert places[0][0] == 0 and places[-1][1] == len(text)
+    for (_, end), (start, _) in itertools.pairwise(places):
+        assert start <= end
 
 
 def test_caps_name_the_setting(tokenizer: Any) -> None:
