@@ -47,7 +47,8 @@ def reference(
         return [1 + sum(1 for y in xs if y > x) for x in xs]
 
     if method == "rrf":
-        return [alpha / (k + a) + (1 - alpha) / (k + b) for a, b in zip(r(first), r(rank), strict=True)]
+        ranked = zip(r(first), r(rank), strict=True)
+        return [alpha / (k + a) + (1 - alpha) / (k + b) for a, b in ranked]
     norm = z if method == "zscore" else mm
     return [alpha * a + (1 - alpha) * b for a, b in zip(norm(first), norm(rank), strict=True)]
 
