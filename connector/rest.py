@@ -41,6 +41,7 @@ from typing import Any
 
 import grpc
 import uvicorn
+from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
@@ -157,13 +158,11 @@ def rerank_json(
         if r.HasField("reasoning"):
             item["reasoning"] = r.reasoning
         if r.HasField("passage"):
-            p = r.passage
-            item["passage"] = {
-                "index": p.index,
-                "start_char": p.start_char,
-                "end_char": p.end_char,
-                "count": p.count,
-            }
+            item["passage"] = MessageToDict(
+                r.passage,
+                preserving_proto_field_name=True,
+                always_print_fields_with_no_presence=True,
+            )
         results.append(item)
     body: dict[str, Any] = {
         "model": response.model,

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.json_format import MessageToDict
+
 from connector.proxy.search import SearchPlan
 from erank.v1 import reranker_pb2 as pb
 from erank.validation import FUSION_ENUMS, FUSION_USED, LONG_DOCUMENTS_ENUMS
@@ -174,13 +176,11 @@ def _erank_info(
     if result.HasField("reasoning"):
         info["reasoning"] = result.reasoning
     if result.HasField("passage"):
-        p = result.passage
-        info["passage"] = {
-            "index": p.index,
-            "start_char": p.start_char,
-            "end_char": p.end_char,
-            "count": p.count,
-        }
+        info["passage"] = MessageToDict(
+            result.passage,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
     if missing:
         info["text_missing"] = True
     return info
