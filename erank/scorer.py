@@ -5,7 +5,8 @@ sampled tokens' logprobs gets the same prompt, parse and score. A request goes t
 ``prepare`` (validation, prompts, cache lookups: a hit never reaches the engine), ``score``
 (engine work for the misses, each document reported as soon as its answer is read) and
 ``respond`` (fusion and ordering). ``rerank`` runs them in a row, ``stream`` yields one event per
-document and then the response.
+document and then the response. In best-passage mode a document is several prompts, one per
+passage (:mod:`erank.passages`), and counts as scored once all of them are.
 """
 
 from __future__ import annotations
