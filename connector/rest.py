@@ -9,17 +9,23 @@ Request::
 
     {"query": str, "documents": [str], "top_n"?: int, "return_documents"?: bool,   # Cohere
      "instruction"?: str, "instruction_preset"?: str,                               # ERank
-     "first_stage_scores"?: [float], "alpha"?: float}
+     "first_stage_scores"?: [float], "alpha"?: float,
+     "fusion"?: "zscore" | "minmax" | "rrf", "rank_constant"?: int,
+     "long_documents"?: "truncate" | "best_passage", "passage_overlap"?: int,
+     "return_reasoning"?: bool}
 
 ``model`` and any other unknown key is ignored (ml-commons and Cohere clients send one).
 
-Response ``200``: ``{"model", "fused", "results": [...], "usage", "notice"?}``, one result per
-document (the best ``top_n`` with ``top_n``), best first; each result has ``index``,
-``relevance_score`` (= ``hybrid_score`` when fused, else ``rank_score``), ``rank_score``,
-``answer``, ``answer_probability``, ``status`` (``ok``, ``no_answer``, ``truncated_input``),
-``hybrid_score`` and ``first_stage_score`` when there are any, ``document`` with
-``return_documents``. Scores are always JSON floats (``0.0``, never ``0``): ml-commons' Cohere
-post-process function casts ``relevance_score`` to ``Double`` and fails on an integer.
+Response ``200``: ``{"model", "fused", "fusion"?, "results": [...], "usage", "notice"?}``
+(``fusion``: the method, when fused), one result per document (the best ``top_n`` with
+``top_n``), best first; each result has ``index``, ``relevance_score`` (= ``hybrid_score`` when
+fused, else ``rank_score``), ``rank_score``, ``answer``, ``answer_probability``, ``status``
+(``ok``, ``no_answer``, ``truncated_input``), ``hybrid_score`` and ``first_stage_score`` when
+there are any, ``document`` with ``return_documents``, ``reasoning`` (the model's text before its
+answer) with ``return_reasoning``, ``passage`` (``index``, ``start_char``, ``end_char``,
+``count``: the passage whose score the document took) with ``long_documents: best_passage``.
+Scores are always JSON floats (``0.0``, never ``0``): ml-commons' Cohere post-process function
+casts ``relevance_score`` to ``Double`` and fails on an integer.
 
 Errors: ``{"error": {"type", "reason", "violations"?: [{"field", "description"}]}, "status"}``
 with 400 (bad request; each violation names the field and the limit), 503 (scoring server
@@ -39,6 +45,7 @@ from typing import Any
 
 import grpc
 import uvicorn
+from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
@@ -51,8 +58,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from connector.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
+from erank.fusion import FusionName
 from erank.v1 import reranker_pb2 as pb
-from erank.validation import preview
+from erank.validation import (
+    FUSION_ENUMS,
+    FUSION_USED,
+    LONG_DOCUMENTS_ENUMS,
+    LongDocumentsName,
+    preview,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 HEALTH_TIMEOUT_S = 5.0
@@ -86,6 +100,11 @@ class RerankBody(BaseModel):
     instruction_preset: str | None = None  # checked by the server (unknown → 400)
     first_stage_scores: list[float] | None = None
     alpha: float | None = None
+    fusion: FusionName | None = None
+    rank_constant: int | None = Field(None, ge=1)  # only with rrf (checked by the server)
+    long_documents: LongDocumentsName | None = None
+    passage_overlap: int | None = Field(None, ge=0)  # only with best_passage (server)
+    return_reasoning: bool = False
 
     @field_validator("first_stage_scores")
     @classmethod
@@ -114,6 +133,13 @@ class RerankBody(BaseModel):
             ],
             alpha=self.alpha,
             top_n=self.top_n or 0,
+            fusion=FUSION_ENUMS[self.fusion] if self.fusion else pb.FUSION_UNSPECIFIED,
+            rank_constant=self.rank_constant,
+            long_documents=LONG_DOCUMENTS_ENUMS[self.long_documents]
+            if self.long_documents
+            else pb.LONG_DOCUMENTS_UNSPECIFIED,
+            passage_overlap=self.passage_overlap,
+            return_reasoning=self.return_reasoning,
         )
 
 
@@ -140,10 +166,19 @@ def rerank_json(
             item["status_detail"] = r.status_detail
         if documents is not None:
             item["document"] = {"text": documents[r.index]}
+        if r.HasField("reasoning"):
+            item["reasoning"] = r.reasoning
+        if r.HasField("passage"):
+            item["passage"] = MessageToDict(
+                r.passage,
+                preserving_proto_field_name=True,
+                always_print_fields_with_no_presence=True,
+            )
         results.append(item)
     body: dict[str, Any] = {
         "model": response.model,
         "fused": fused,
+        **({"fusion": FUSION_USED[response.fusion]} if response.fusion in FUSION_USED else {}),
         "results": results,
         "usage": {
             "prompt_tokens": response.usage.prompt_tokens,

@@ -22,6 +22,7 @@ class Scored:
     )
     mode: ScoringModeName = "full"
     cached: bool = False
+    passage: pb.Passage | None = None  # best-passage mode: the passage this score came from
 
 
 def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.RerankResult], str]:
@@ -36,7 +37,13 @@ def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.Rerank
     hybrid: list[float] | None = None
     notice = ""
     if missing == 0:
-        hybrid = hybrid_scores([f for f in first if f is not None], rank_scores, params.alpha)
+        hybrid = hybrid_scores(
+            [f for f in first if f is not None],
+            rank_scores,
+            params.alpha,
+            params.fusion,
+            params.rank_constant,
+        )
     elif missing < len(first):
         notice = (
             f"{missing} of {len(first)} documents have no first_stage_score: "
@@ -79,4 +86,6 @@ def result(
         out.hybrid_score = hybrid[i]
     if params.return_reasoning:
         out.reasoning = p.reasoning
+    if s.passage is not None:
+        out.passage.CopyFrom(s.passage)
     return out

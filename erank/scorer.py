@@ -5,18 +5,20 @@ sampled tokens' logprobs gets the same prompt, parse and score. A request goes t
 ``prepare`` (validation, prompts, cache lookups: a hit never reaches the engine), ``score``
 (engine work for the misses, each document reported as soon as its answer is read) and
 ``respond`` (fusion and ordering). ``rerank`` runs them in a row, ``stream`` yields one event per
-document and then the response.
+document and then the response. In best-passage mode a document is several prompts, one per
+passage (:mod:`erank.passages`), and counts as scored once all of them are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from erank import metrics
+from erank import metrics, passages
 from erank.backends.base import Backend, Generation, Sampling
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
 from erank.instructions import PRESETS, SOURCES
@@ -25,16 +27,30 @@ from erank.ranking import Scored, rank, result
 from erank.score import THINK_CLOSE, ParsedAnswer, best_digit, parse_answer, score_only_answer
 from erank.settings import ServerSettings
 from erank.v1 import reranker_pb2 as pb
-from erank.validation import MODE_ENUMS, InvalidRequest, RerankParams, Violation, validate
+from erank.validation import (
+    FUSION_ENUMS,
+    MODE_ENUMS,
+    InvalidRequest,
+    RerankParams,
+    Violation,
+    validate,
+)
 
 
 @dataclass
 class Job:
-    """One request in flight: its prompts, cache keys and what is scored so far."""
+    """One request in flight: its prompts (one per passage), cache keys and what is scored so far.
+
+    Without best-passage mode every document is one passage. ``groups[i]`` are document ``i``'s
+    prompts, ``owners[j]`` the document of prompt ``j`` and ``places[j]`` its character span.
+    """
 
     params: RerankParams
     prompts: list[Prompt]
     keys: list[bytes]
+    groups: list[range]
+    owners: list[int]
+    places: list[tuple[int, int]]
     scored: list[Scored | None]
     usage: pb.Usage = field(default_factory=pb.Usage)
 
@@ -42,6 +58,16 @@ class Job:
         self.usage.prompt_tokens += g.prompt_tokens
         self.usage.generated_tokens += len(g.token_ids)
         self.usage.cached_prompt_tokens += g.cached_prompt_tokens
+
+    def document(self, i: int) -> Scored | None:
+        """Document ``i``'s outcome once every passage of it is scored, else None."""
+        parts = [self.scored[j] for j in self.groups[i]]
+        done = [p for p in parts if p is not None]
+        if len(done) < len(parts):
+            return None
+        if not self.params.best_passage:
+            return done[0]
+        return passages.best(done, [self.places[j] for j in self.groups[i]])
 
 
 class Scorer:
@@ -93,12 +119,12 @@ class Scorer:
         """
         job = self.prepare(request)
         queue: asyncio.Queue[int] = asyncio.Queue()
-        for i, s in enumerate(job.scored):
-            if s is not None:
+        for i in range(len(job.groups)):
+            if job.document(i) is not None:
                 queue.put_nowait(i)
         task = asyncio.ensure_future(self.score(job, queue.put_nowait))
         try:
-            for _ in job.scored:
+            for _ in job.groups:
                 i = await _next(queue, task)
                 yield pb.RerankEvent(result=self.result(job, i))
             await task
@@ -117,10 +143,16 @@ class Scorer:
         ):
             raise InvalidRequest([Violation("mode", "this engine has no thinking-budget support")])
         suffix = SCORE_ONLY_SUFFIX if params.mode == "score_only" else ""
+        spans = self._passages(params)
+        ends = list(itertools.accumulate(len(p) for p in spans))
+        groups = [range(end - len(p), end) for p, end in zip(spans, ends, strict=True)]
+        owners = [i for i, g in enumerate(groups) for _ in g]
+        places = [span for p in spans for span in p]
+        texts = [params.texts[i][a:b] for i, (a, b) in zip(owners, places, strict=True)]
         prompts = self.prompts.build(
-            params.instruction, params.query, params.texts, params.truncate_length, suffix
+            params.instruction, params.query, texts, params.truncate_length, suffix
         )
-        self._check_lengths(params, [len(p.token_ids) for p in prompts])
+        self._check_lengths([len(p.token_ids) for p in prompts], owners)
         s = self.settings
         prefix = key_prefix(
             s.model,
@@ -131,7 +163,7 @@ class Scorer:
             s.max_new_tokens,
         )
         keys = [score_key(prefix, p.token_ids) for p in prompts]
-        job = Job(params, prompts, keys, [None] * len(prompts))
+        job = Job(params, prompts, keys, groups, owners, places, [None] * len(prompts))
         for i, key in enumerate(keys):
             hit = self.cache.get(key, with_reasoning=params.return_reasoning)
             if hit is not None:
@@ -141,20 +173,36 @@ class Scorer:
         job.usage.cache_misses = len(keys) - job.usage.cache_hits
         return job
 
+    def _passages(self, params: RerankParams) -> list[list[tuple[int, int]]]:
+        """Each document's passage spans: the whole text unless in best-passage mode."""
+        if not params.best_passage:
+            return [[(0, len(t))] for t in params.texts]
+        s = self.settings
+        return passages.split(
+            self.backend.tokenizer,
+            params.texts,
+            params.truncate_length,
+            params.passage_overlap,
+            s.max_passages_per_document,
+            s.max_passages_per_request,
+        )
+
     async def score(self, job: Job, on_scored: Callable[[int], None] | None = None) -> None:
-        """Engine work for every document not yet scored; ``on_scored(i)`` as each one is."""
+        """Engine work for every passage not yet scored; ``on_scored(i)`` as each document
+        (all its passages) is."""
         todo = [i for i, s in enumerate(job.scored) if s is None]
         if not todo:
             return
         params = job.params
 
         def done(k: int, parsed: ParsedAnswer) -> None:
-            i = todo[k]
-            job.scored[i] = Scored(parsed, job.prompts[i].truncation, params.mode)
+            j = todo[k]
+            job.scored[j] = Scored(parsed, job.prompts[j].truncation, params.mode)
             complete = params.return_reasoning or params.mode == "score_only"
-            self.cache.put(job.keys[i], CachedScore(parsed, with_reasoning=complete))
+            self.cache.put(job.keys[j], CachedScore(parsed, with_reasoning=complete))
             metrics.DOCUMENTS.labels(params.mode).inc()
-            if on_scored is not None:
+            i = job.owners[j]
+            if on_scored is not None and job.document(i) is not None:
                 on_scored(i)
 
         prompts = [job.prompts[i].token_ids for i in todo]
@@ -212,22 +260,22 @@ class Scorer:
 
     def result(self, job: Job, i: int) -> pb.RerankResult:
         """Document ``i``'s streamed result (no hybrid score: that needs every document)."""
-        scored = job.scored[i]
+        scored = job.document(i)
         assert scored is not None
         return result(job.params, scored, i)
 
     def respond(self, job: Job) -> pb.RerankResponse:
-        scored = [s for s in job.scored if s is not None]
-        assert len(scored) == len(job.scored), "respond() before every document was scored"
+        scored = [s for s in map(job.document, range(len(job.groups))) if s is not None]
+        assert len(scored) == len(job.groups), "respond() before every document was scored"
         results, notice = rank(job.params, scored)
+        fused = all(f is not None for f in job.params.first_stage)
         return pb.RerankResponse(
             results=results,
             model=self.settings.model,
             usage=job.usage,
-            ordered_by=pb.ORDERING_HYBRID_SCORE
-            if all(f is not None for f in job.params.first_stage)
-            else pb.ORDERING_RANK_SCORE,
+            ordered_by=pb.ORDERING_HYBRID_SCORE if fused else pb.ORDERING_RANK_SCORE,
             notice=notice,
+            fusion=FUSION_ENUMS[job.params.fusion] if fused else pb.FUSION_UNSPECIFIED,
         )
 
     def parse(self, generation: Generation, with_reasoning: bool = False) -> ParsedAnswer:
@@ -250,16 +298,17 @@ class Scorer:
             self.backend.tokenizer.batch_decode([[t] for t in ids], skip_special_tokens=False)
         )
 
-    def _check_lengths(self, params: RerankParams, lengths: list[int]) -> None:
+    def _check_lengths(self, lengths: list[int], owners: list[int]) -> None:
+        """Every prompt (``owners[j]``: its document) must leave room for the generation."""
         budget = self.backend.max_model_len - self.settings.max_new_tokens
         over = [
             Violation(
-                f"documents[{i}]",
+                f"documents[{owners[j]}]",
                 f"prompt is {n} tokens; with max_new_tokens {self.settings.max_new_tokens} the "
                 f"model's max_model_len {self.backend.max_model_len} allows {budget}: "
                 "lower truncate_length",
             )
-            for i, n in enumerate(lengths)
+            for j, n in enumerate(lengths)
             if n > budget
         ]
         if over:

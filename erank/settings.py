@@ -61,6 +61,8 @@ class ServerSettings(BaseSettings):
     max_documents: int = Field(1000, ge=1)
     max_text_chars: int = Field(100_000, ge=1, description="per query, instruction or document")
     max_truncate_length: int = Field(8192, ge=1)
+    max_passages_per_document: int = Field(32, ge=1, description="best-passage mode")
+    max_passages_per_request: int = Field(1000, ge=1, description="best-passage mode")
     # admission: calls over a limit get RESOURCE_EXHAUSTED at once, with a retry hint
     max_inflight_requests: int = Field(64, ge=1, description="Rerank calls admitted at once")
     max_queued_documents: int = Field(

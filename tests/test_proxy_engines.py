@@ -148,7 +148,6 @@ PASS_THROUGH: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
         {},
     ),
     "aggs_only": ("docs", {"size": 0, "aggs": {"t": {"terms": {"field": "tag"}}}}, {}),
-    "explain": ("docs", {"query": QUERY, "explain": True, "size": 3}, {}),
     "index_off": (OFF, {"query": QUERY, "size": 5}, {}),
     "past_window": ("docs", {"query": QUERY, "from": WINDOW, "size": 5}, {}),
 }

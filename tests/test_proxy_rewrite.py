@@ -245,8 +245,6 @@ def test_request_rewriting_round_trips(
         ({"query": QUERY, "knn": {}}, {}, "knn"),
         ({"query": QUERY, "size": 0}, {}, "size_zero"),
         ({"suggest": {"s": {"text": "x", "term": {"field": "t"}}}}, {}, "no_query_text"),
-        ({"query": QUERY, "explain": True}, {}, "explain"),
-        ({"query": QUERY}, {"explain": "true"}, "explain"),
         ({"query": {"term": {"tag": "a"}}}, {}, "no_query_text"),
         ({"query": QUERY}, {"filter_path": "hits.hits._id"}, "filter_path"),
         ({"query": QUERY, "from": 60}, {}, "past_window"),
@@ -382,3 +380,127 @@ def test_instruction_presets_per_index_and_per_search(tmp_path: Path) -> None:
         plan_search(
             "i", {}, {"query": QUERY, "ext": {"erank": {"instruction_preset": "x"}}}, ProxyConfig()
         )
+
+
+ONE_HIT = {"hits": {"hits": [{"_id": "1", "_score": 1.0, "_source": {"text": "t"}}]}}
+
+
+def test_fusion_and_long_documents_per_index_and_per_search(tmp_path: Path) -> None:
+    path = tmp_path / "proxy.yaml"
+    path.write_text(
+        "indices:\n"
+        "  manuals: {fusion: rrf, rank_constant: 20, long_documents: best_passage,"
+        " passage_overlap: 64}\n"
+    )
+    config = load_config(path)
+    plan = plan_search("manuals", {}, {"query": QUERY}, config)
+    assert isinstance(plan, SearchPlan)
+    request, _ = rerank_request(plan, ONE_HIT)
+    assert (request.fusion, request.rank_constant) == (pb.FUSION_RRF, 20)
+    assert (request.long_documents, request.passage_overlap) == (
+        pb.LONG_DOCUMENTS_BEST_PASSAGE,
+        64,
+    )
+    # Per search: another method replaces the index's, and drops its RRF constant.
+    ext = {"fusion": "minmax", "long_documents": "truncate"}
+    own = plan_search("manuals", {}, {"query": QUERY, "ext": {"erank": ext}}, config)
+    assert isinstance(own, SearchPlan)
+    request, _ = rerank_request(own, ONE_HIT)
+    assert request.fusion == pb.FUSION_MINMAX and not request.HasField("rank_constant")
+    assert request.long_documents == pb.LONG_DOCUMENTS_TRUNCATE
+    assert not request.HasField("passage_overlap")
+    # Nothing configured: the server's defaults (fields unset).
+    plain = plan_search("other", {}, {"query": QUERY}, config)
+    assert isinstance(plain, SearchPlan)
+    request, _ = rerank_request(plain, ONE_HIT)
+    assert (request.fusion, request.long_documents) == (0, 0)
+    assert not request.HasField("rank_constant") and not request.HasField("passage_overlap")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "words"),
+    [
+        ("default: {fusion: borda}\n", r"default\.fusion.*'zscore', 'minmax' or 'rrf'"),
+        ("default: {rank_constant: 5}\n", "rank_constant only applies to fusion: rrf"),
+        ("default: {fusion: rrf, rank_constant: 0}\n", r"default\.rank_constant.*1"),
+        ("default: {long_documents: pages}\n", r"default\.long_documents"),
+        ("default: {passage_overlap: 8}\n", "passage_overlap only applies to long_documents"),
+        ("default: {explain: maybe}\n", r"default\.explain"),
+    ],
+)
+def test_bad_fusion_keys_in_the_file(tmp_path: Path, yaml_text: str, words: str) -> None:
+    path = tmp_path / "proxy.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=words):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("ext", "words"),
+    [
+        ({"fusion": "borda"}, r"ext\.erank\.fusion"),
+        ({"rank_constant": 5}, r"\[ext\.erank\] rank_constant only applies to fusion: rrf"),
+        ({"passage_overlap": 5}, r"\[ext\.erank\] passage_overlap only applies"),
+        ({"long_documents": "all"}, r"ext\.erank\.long_documents"),
+        ({"explain": "yes please"}, r"ext\.erank\.explain"),
+    ],
+)
+def test_bad_fusion_keys_per_search(ext: dict[str, Any], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        plan_search("i", {}, {"query": QUERY, "ext": {"erank": ext}}, ProxyConfig())
+
+
+@pytest.mark.parametrize(
+    ("body", "params"),
+    [
+        ({"query": QUERY, "explain": True}, {}),
+        ({"query": QUERY}, {"explain": "true"}),
+        ({"query": QUERY, "ext": {"erank": {"explain": True}}}, {}),
+    ],
+    ids=["body", "url", "ext"],
+)
+def test_explain_reranks_and_asks_for_reasoning(
+    body: dict[str, Any], params: dict[str, str]
+) -> None:
+    plan = plan_search("i", params, body, ProxyConfig())
+    assert isinstance(plan, SearchPlan) and plan.config.explain
+    assert plan.body.get("explain") == body.get("explain")  # the engine still explains BM25
+    request, _ = rerank_request(plan, ONE_HIT)
+    assert request.return_reasoning
+
+
+def test_reasoning_goes_on_hits_only_when_asked() -> None:
+    hits = bm25_hits(3)
+    for explain in (True, False):
+        body = {"query": QUERY, "explain": explain}
+        plan = plan_search("i", {}, body, config(3))
+        assert isinstance(plan, SearchPlan)
+        answer = ranking([2, 0, 1])
+        answer.fusion = pb.FUSION_RRF
+        for r in answer.results:
+            if explain:
+                r.reasoning = f"<think>why {r.id}</think>"
+        out = reranked_body(plan, engine_answer(plan, hits), answer, [False] * 3, TIMINGS)
+        for hit in out["hits"]["hits"]:
+            info = hit["fields"]["_erank"][0]
+            position = int(hit["_id"][1:])
+            if explain:
+                assert info["reasoning"] == f"<think>why {position}</think>"
+            else:
+                assert "reasoning" not in info
+        assert out["ext"]["erank"]["fusion"] == "rrf"
+    assert isinstance(plan, SearchPlan)
+    unfused = reranked_body(plan, engine_answer(plan, hits), ranking([0, 1, 2], False),
+                            [False] * 3, TIMINGS)  # fmt: skip
+    assert "fusion" not in unfused["ext"]["erank"]
+
+
+def test_best_passage_goes_on_hits() -> None:
+    plan = plan_search("i", {}, {"query": QUERY}, config(2))
+    assert isinstance(plan, SearchPlan)
+    answer = ranking([1, 0])
+    answer.results[0].passage.CopyFrom(pb.Passage(index=2, start_char=10, end_char=20, count=3))
+    out = reranked_body(plan, engine_answer(plan, bm25_hits(2)), answer, [False] * 2, TIMINGS)
+    first, second = (h["fields"]["_erank"][0] for h in out["hits"]["hits"])
+    assert first["passage"] == {"index": 2, "start_char": 10, "end_char": 20, "count": 3}
+    assert "passage" not in second

@@ -143,6 +143,80 @@ async def test_fusion_extension(http: httpx.AsyncClient, tiny_client: AsyncReran
     ]
 
 
+@pytest.mark.parametrize(
+    ("fields", "fusion"),
+    [
+        ({}, pb.FUSION_ZSCORE),
+        ({"fusion": "minmax"}, pb.FUSION_MINMAX),
+        ({"fusion": "rrf", "rank_constant": 7}, pb.FUSION_RRF),
+    ],
+)
+async def test_fusion_method_equals_grpc(
+    http: httpx.AsyncClient,
+    tiny_client: AsyncRerankerClient,
+    fields: dict[str, Any],
+    fusion: pb.Fusion.ValueType,
+) -> None:
+    first_stage = [3.5, 1.0, 2.25, 7.0]
+    body = {"query": QUERY, "documents": DOCUMENTS, "first_stage_scores": first_stage, **fields}
+    answer = await http.post("/v1/rerank", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["fusion"] == fields.get("fusion", "zscore")
+    expected = await tiny_client.rerank(
+        pb.RerankRequest(
+            query=QUERY,
+            documents=[
+                pb.Document(id=str(i), text=t, first_stage_score=s)
+                for i, (t, s) in enumerate(zip(DOCUMENTS, first_stage, strict=True))
+            ],
+            fusion=fusion,
+            rank_constant=fields.get("rank_constant"),
+        )
+    )
+    assert expected.fusion == fusion
+    assert [(r["index"], r["hybrid_score"]) for r in answer.json()["results"]] == [
+        (r.index, r.hybrid_score) for r in expected.results
+    ]
+    unfused = (await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})).json()
+    assert "fusion" not in unfused
+
+
+async def test_best_passage_equals_grpc(
+    http: httpx.AsyncClient, tiny_client: AsyncRerankerClient
+) -> None:
+    documents = [DOCUMENTS[0] * 6, DOCUMENTS[1]]
+    body = {
+        "query": QUERY,
+        "documents": documents,
+        "long_documents": "best_passage",
+    }
+    answer = await http.post("/v1/rerank", json=body)
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    expected = await tiny_client.rerank(
+        pb.RerankRequest(
+            query=QUERY,
+            documents=[pb.Document(id=str(i), text=t) for i, t in enumerate(documents)],
+            long_documents=pb.LONG_DOCUMENTS_BEST_PASSAGE,
+        )
+    )
+    assert [(r["index"], r["passage"]) for r in results] == [
+        (
+            r.index,
+            {
+                "index": r.passage.index,
+                "start_char": r.passage.start_char,
+                "end_char": r.passage.end_char,
+                "count": r.passage.count,
+            },
+        )
+        for r in expected.results
+    ]
+    assert all(r["passage"]["count"] == 1 for r in results)  # both fit one 2048-token passage
+    plain = (await http.post("/v1/rerank", json={"query": QUERY, "documents": documents})).json()
+    assert all("passage" not in r for r in plain["results"])
+
+
 async def test_instruction_preset(http: httpx.AsyncClient) -> None:
     def body(**instruction: str) -> dict[str, Any]:
         return {"query": "the followir preset", "documents": DOCUMENTS[:2], **instruction}
@@ -198,6 +272,42 @@ async def test_unknown_keys_are_ignored(http: httpx.AsyncClient) -> None:
             "instruction_preset",
             "unknown preset 'nope'",
         ),
+        ({"query": "q", "documents": ["a"], "fusion": "borda"}, "fusion", "'zscore', 'minmax'"),
+        (
+            {"query": "q", "documents": ["a"], "fusion": "rrf", "rank_constant": 0},
+            "rank_constant",
+            "greater than or equal to 1",
+        ),
+        (
+            {"query": "q", "documents": ["a"], "rank_constant": 60},
+            "rank_constant",
+            "only applies to FUSION_RRF",
+        ),
+        (
+            {"query": "q", "documents": ["a"], "long_documents": "chunks"},
+            "long_documents",
+            "'truncate' or 'best_passage'",
+        ),
+        (
+            {"query": "q", "documents": ["a"], "passage_overlap": 4},
+            "passage_overlap",
+            "only applies to LONG_DOCUMENTS_BEST_PASSAGE",
+        ),
+        (
+            {
+                "query": "q",
+                "documents": ["a"],
+                "long_documents": "best_passage",
+                "passage_overlap": 4096,
+            },
+            "passage_overlap",
+            "below truncate_length (2048)",
+        ),
+        (
+            {"query": "q", "documents": ["a"], "return_reasoning": "perhaps"},
+            "return_reasoning",
+            "valid boolean",
+        ),
     ],
     ids=[
         "empty-query",
@@ -209,6 +319,13 @@ async def test_unknown_keys_are_ignored(http: httpx.AsyncClient) -> None:
         "no-query",
         "top_n",
         "unknown-preset",
+        "fusion",
+        "rank-constant",
+        "rank-constant-without-rrf",
+        "long-documents",
+        "overlap-without-best-passage",
+        "overlap-too-large",
+        "return-reasoning",
     ],
 )
 async def test_bad_requests_name_the_field(

@@ -14,13 +14,19 @@ Example ``proxy.yaml``::
       scifact:
         instruction_preset: beir   # the paper's instruction for its benchmark (erank.instructions)
         budget_ms: 2000
+      manuals:
+        fusion: rrf          # zscore (the paper's, server default), minmax or rrf
+        rank_constant: 20    # RRF's k (rrf only)
+        long_documents: best_passage   # score long texts by their best passage, not the first
+        passage_overlap: 64  # tokens shared by neighbouring passages (best_passage only)
+        explain: true        # every reranked hit carries the model's reasoning
       audit-*:
         enabled: false       # searches on these indices pass through untouched
 
-The same keys (but ``enabled``, ``window``, ``instruction``, ``instruction_preset``, ``alpha``,
-``budget_ms``, ``fields`` and ``query_text`` only) can be given per search in the body's
-``"ext": {"erank": {...}}``; the proxy strips that before forwarding, because neither engine
-knows an ``erank`` extension.
+The same keys (but ``truncate_length``; plus ``query_text``) can be given per search in the
+body's ``"ext": {"erank": {...}}``; the proxy strips that before forwarding, because neither
+engine knows an ``erank`` extension. A per-search ``fusion`` other than ``rrf`` drops the index's
+``rank_constant``, and ``long_documents: truncate`` its ``passage_overlap``.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from erank.fusion import FusionName
 from erank.instructions import PRESETS
+from erank.validation import LongDocumentsName
 
 DEFAULT_WINDOW = 50
 DEFAULT_BUDGET_MS = 10_000
@@ -47,6 +55,21 @@ def _known_preset(name: str) -> str:
 
 
 PresetName = Annotated[str, AfterValidator(_known_preset)]
+
+
+def _pairing_errors(
+    fusion: str | None,
+    rank_constant: int | None,
+    long_documents: str | None,
+    passage_overlap: int | None,
+) -> list[str]:
+    """Keys that only mean something next to another key's value (the server refuses them)."""
+    errors = []
+    if rank_constant is not None and fusion != "rrf":
+        errors.append("rank_constant only applies to fusion: rrf")
+    if passage_overlap is not None and long_documents != "best_passage":
+        errors.append("passage_overlap only applies to long_documents: best_passage")
+    return errors
 
 
 class IndexConfig(BaseModel):
@@ -74,11 +97,23 @@ class IndexConfig(BaseModel):
         default=DEFAULT_BUDGET_MS, ge=1, le=300_000, description="deadline of the scoring call"
     )
     truncate_length: int = Field(default=0, ge=0, description="tokens per text; 0 = server default")
+    fusion: FusionName | None = Field(default=None, description="zscore, minmax or rrf")
+    rank_constant: int | None = Field(default=None, ge=1, description="RRF's k; server default")
+    long_documents: LongDocumentsName | None = Field(
+        default=None, description="truncate (server default) or best_passage"
+    )
+    passage_overlap: int | None = Field(default=None, ge=0, description="best_passage only")
+    explain: bool = Field(default=False, description="the model's reasoning on every hit")
 
     @model_validator(mode="after")
-    def _one_instruction(self) -> IndexConfig:
+    def _consistent(self) -> IndexConfig:
         if self.instruction and self.instruction_preset:
             raise ValueError("give instruction or instruction_preset, not both")
+        errors = _pairing_errors(
+            self.fusion, self.rank_constant, self.long_documents, self.passage_overlap
+        )
+        if errors:
+            raise ValueError("; ".join(errors))
         return self
 
     @property
@@ -99,6 +134,11 @@ class RerankOverrides(BaseModel):
     instruction_preset: PresetName | None = None
     alpha: float | None = Field(default=None, ge=0, le=1)
     budget_ms: int | None = Field(default=None, ge=1, le=300_000)
+    fusion: FusionName | None = None
+    rank_constant: int | None = Field(default=None, ge=1)
+    long_documents: LongDocumentsName | None = None
+    passage_overlap: int | None = Field(default=None, ge=0)
+    explain: bool | None = None
 
     @model_validator(mode="after")
     def _one_instruction(self) -> RerankOverrides:
@@ -108,13 +148,27 @@ class RerankOverrides(BaseModel):
 
     def apply(self, config: IndexConfig) -> IndexConfig:
         """``config`` with every override that was given; an instruction given per search
-        replaces the index's preset, and a preset its instruction."""
+        replaces the index's preset, and a preset its instruction; a fusion method replaces
+        the index's ``rank_constant`` and a ``long_documents`` choice its ``passage_overlap``.
+        :class:`ConfigError` when the result pairs a key with a value it does not apply to."""
         changes = self.model_dump(exclude_none=True, exclude={"query_text"})
         if "instruction" in changes:
             changes.setdefault("instruction_preset", None)
         if "instruction_preset" in changes:
             changes.setdefault("instruction", None)
-        return config.model_copy(update=changes) if changes else config
+        if "fusion" in changes:
+            changes.setdefault("rank_constant", None)
+        if "long_documents" in changes:
+            changes.setdefault("passage_overlap", None)
+        if not changes:
+            return config
+        merged = config.model_copy(update=changes)
+        errors = _pairing_errors(
+            merged.fusion, merged.rank_constant, merged.long_documents, merged.passage_overlap
+        )
+        if errors:
+            raise ConfigError("; ".join(f"[ext.erank] {e}" for e in errors))
+        return merged
 
 
 class ProxyConfig(BaseModel):

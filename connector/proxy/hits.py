@@ -3,10 +3,12 @@
 Per reranked hit, ``fields._erank`` (a one-element list, as every entry of ``fields`` is; the
 same as the OpenSearch ``erank`` processor of this repository) holds ``bm25_score``,
 ``bm25_rank``, ``relevance_score`` (the new ``_score``), ``rank_score``, ``hybrid_score``,
-``answer``, ``answer_probability``, ``status`` and, when none of the configured fields had a
-value, ``text_missing: true`` (that hit was scored on empty text; it is never dropped). Hits past
-the window keep their BM25 ``_score`` and get no ``_erank``. The response's ``ext.erank`` says
-what happened and how long the first stage and the rerank took.
+``answer``, ``answer_probability``, ``status``, ``reasoning`` (the model's text before its answer,
+only when the search asked: ``explain``), ``passage`` (with ``long_documents: best_passage``)
+and, when none of the configured fields had a value, ``text_missing: true`` (that hit was scored
+on empty text; it is never dropped). Hits past the window keep their BM25 ``_score`` and get no
+``_erank``. The response's ``ext.erank`` says what happened, which fusion method made the scores
+and how long the first stage and the rerank took.
 
 Fusion is the scoring server's: the hits' ``_score`` go out as ``first_stage_score`` and the
 server's ``hybrid_score`` (or ``rank_score`` when it did not fuse) comes back as the new score.
@@ -19,8 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from google.protobuf.json_format import MessageToDict
+
 from connector.proxy.search import SearchPlan
 from erank.v1 import reranker_pb2 as pb
+from erank.validation import FUSION_ENUMS, FUSION_USED, LONG_DOCUMENTS_ENUMS
 
 HIT_FIELD = "_erank"
 _STATUS_NAMES = {
@@ -115,13 +120,21 @@ def rerank_request(
         pb.Document(id=str(i), text=text or "", first_stage_score=float(score) if fuse else None)
         for i, (text, score) in enumerate(zip(texts, scores, strict=True))
     ]
+    config = plan.config
     request = pb.RerankRequest(
         query=plan.query_text,
-        instruction=plan.config.instruction or "",
-        instruction_preset=plan.config.instruction_preset or "",
+        instruction=config.instruction or "",
+        instruction_preset=config.instruction_preset or "",
         documents=documents,
-        alpha=plan.config.alpha,
-        truncate_length=plan.config.truncate_length,
+        alpha=config.alpha,
+        truncate_length=config.truncate_length,
+        fusion=FUSION_ENUMS[config.fusion] if config.fusion else pb.FUSION_UNSPECIFIED,
+        rank_constant=config.rank_constant,
+        long_documents=LONG_DOCUMENTS_ENUMS[config.long_documents]
+        if config.long_documents
+        else pb.LONG_DOCUMENTS_UNSPECIFIED,
+        passage_overlap=config.passage_overlap,
+        return_reasoning=config.explain,
     )
     return request, [t is None for t in texts]
 
@@ -160,6 +173,14 @@ def _erank_info(
     }
     if result.HasField("hybrid_score"):
         info["hybrid_score"] = float(result.hybrid_score)
+    if result.HasField("reasoning"):
+        info["reasoning"] = result.reasoning
+    if result.HasField("passage"):
+        info["passage"] = MessageToDict(
+            result.passage,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
     if missing:
         info["text_missing"] = True
     return info
@@ -201,6 +222,7 @@ def reranked_body(
         "status": "reranked",
         "model": answer.model,
         "fused": fused,
+        **({"fusion": FUSION_USED[answer.fusion]} if answer.fusion in FUSION_USED else {}),
         "reranked": len(order),
         "window": plan.window,
         **({"text_missing": sum(missing)} if any(missing) else {}),

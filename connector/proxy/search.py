@@ -202,8 +202,6 @@ def skip_reason(body: Mapping[str, Any], params: Mapping[str, str]) -> str | Non
     for key, reason in _PASS_PARAMS.items():
         if key in params:
             return reason
-    if _true(params.get("explain", "false")) or body.get("explain") is True:
-        return "explain"
     if "sort" in body and not _is_score_desc(body["sort"]):
         return "sort"
     for key, reason in _PASS_KEYS.items():
@@ -242,6 +240,9 @@ def plan_search(
     if base is None:
         return Skip("mixed_index_config", clean, had_ext)
     settings = overrides.apply(base) if overrides else base
+    if _true(params.get("explain", "false")) or (body or {}).get("explain") is True:
+        # the engine explains its BM25 score, the scoring server its own: reasoning per hit
+        settings = settings.model_copy(update={"explain": True})
     if not settings.enabled:
         return Skip("disabled", clean, had_ext)
     source: dict[str, Any] = clean or {}

@@ -22,6 +22,84 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Fusion:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FusionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Fusion.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FUSION_UNSPECIFIED: _Fusion.ValueType  # 0
+    """FUSION_ZSCORE."""
+    FUSION_ZSCORE: _Fusion.ValueType  # 1
+    """The paper's: alpha x z(first_stage) + (1 - alpha) x z(rank_score), population z-scores;
+    a list of equal scores has z-scores 0.
+    """
+    FUSION_MINMAX: _Fusion.ValueType  # 2
+    """alpha x mm(first_stage) + (1 - alpha) x mm(rank_score), mm(s) = (s - min) / (max - min) as
+    Elasticsearch's linear retriever normalises; a list whose scores are all within 1e-6 of each
+    other normalises to 1 for every document (Elasticsearch's rule).
+    """
+    FUSION_RRF: _Fusion.ValueType  # 3
+    """Weighted reciprocal rank fusion: alpha / (k + rank_first_stage) + (1 - alpha) /
+    (k + rank_erank), ranks 1-based by descending score; equal scores share the best rank of
+    their group (1, 2, 2, 4). With alpha 0.5 it orders exactly as plain RRF.
+    """
+
+class Fusion(_Fusion, metaclass=_FusionEnumTypeWrapper): ...
+
+FUSION_UNSPECIFIED: Fusion.ValueType  # 0
+"""FUSION_ZSCORE."""
+FUSION_ZSCORE: Fusion.ValueType  # 1
+"""The paper's: alpha x z(first_stage) + (1 - alpha) x z(rank_score), population z-scores;
+a list of equal scores has z-scores 0.
+"""
+FUSION_MINMAX: Fusion.ValueType  # 2
+"""alpha x mm(first_stage) + (1 - alpha) x mm(rank_score), mm(s) = (s - min) / (max - min) as
+Elasticsearch's linear retriever normalises; a list whose scores are all within 1e-6 of each
+other normalises to 1 for every document (Elasticsearch's rule).
+"""
+FUSION_RRF: Fusion.ValueType  # 3
+"""Weighted reciprocal rank fusion: alpha / (k + rank_first_stage) + (1 - alpha) /
+(k + rank_erank), ranks 1-based by descending score; equal scores share the best rank of
+their group (1, 2, 2, 4). With alpha 0.5 it orders exactly as plain RRF.
+"""
+Global___Fusion: _TypeAlias = Fusion  # noqa: Y015
+
+class _LongDocuments:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LongDocumentsEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LongDocuments.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LONG_DOCUMENTS_UNSPECIFIED: _LongDocuments.ValueType  # 0
+    """LONG_DOCUMENTS_TRUNCATE."""
+    LONG_DOCUMENTS_TRUNCATE: _LongDocuments.ValueType  # 1
+    """The reference's rule: the document is cut to truncate_length tokens."""
+    LONG_DOCUMENTS_BEST_PASSAGE: _LongDocuments.ValueType  # 2
+    """The document is cut into passages of truncate_length tokens of the model's tokenizer
+    (passage_overlap tokens shared by neighbours), every passage is scored, and the document
+    takes its best passage's score, answer, probability and reasoning (ties: the earliest);
+    RerankResult.passage says which passage won. Passages per document and per request are
+    capped by the server settings max_passages_per_document and max_passages_per_request
+    (a request over either fails with INVALID_ARGUMENT naming the setting).
+    """
+
+class LongDocuments(_LongDocuments, metaclass=_LongDocumentsEnumTypeWrapper): ...
+
+LONG_DOCUMENTS_UNSPECIFIED: LongDocuments.ValueType  # 0
+"""LONG_DOCUMENTS_TRUNCATE."""
+LONG_DOCUMENTS_TRUNCATE: LongDocuments.ValueType  # 1
+"""The reference's rule: the document is cut to truncate_length tokens."""
+LONG_DOCUMENTS_BEST_PASSAGE: LongDocuments.ValueType  # 2
+"""The document is cut into passages of truncate_length tokens of the model's tokenizer
+(passage_overlap tokens shared by neighbours), every passage is scored, and the document
+takes its best passage's score, answer, probability and reasoning (ties: the earliest);
+RerankResult.passage says which passage won. Passages per document and per request are
+capped by the server settings max_passages_per_document and max_passages_per_request
+(a request over either fails with INVALID_ARGUMENT naming the setting).
+"""
+Global___LongDocuments: _TypeAlias = LongDocuments  # noqa: Y015
+
 class _ScoringMode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -162,6 +240,10 @@ class RerankRequest(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     THINKING_BUDGET_FIELD_NUMBER: _builtins.int
     INSTRUCTION_PRESET_FIELD_NUMBER: _builtins.int
+    FUSION_FIELD_NUMBER: _builtins.int
+    RANK_CONSTANT_FIELD_NUMBER: _builtins.int
+    LONG_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    PASSAGE_OVERLAP_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     instruction: _builtins.str
     """Relevance definition put into the prompt; empty = instruction_preset, or the server's
@@ -188,6 +270,21 @@ class RerankRequest(_message.Message):
     "beir" or "bright_leetcode": the paper's per-benchmark instructions, word for word.
     Give either this or instruction, not both.
     """
+    fusion: Global___Fusion.ValueType
+    """How first-stage and ERank scores are fused (when every document has a first-stage score);
+    unspecified = FUSION_ZSCORE, the paper's. alpha is the first stage's weight in every method.
+    """
+    rank_constant: _builtins.int
+    """RRF's k in alpha / (k + rank_first_stage) + (1 - alpha) / (k + rank_erank); unset = 60.
+    Only valid with FUSION_RRF.
+    """
+    long_documents: Global___LongDocuments.ValueType
+    """What happens to a document longer than truncate_length tokens; unspecified = truncate."""
+    passage_overlap: _builtins.int
+    """Tokens shared by consecutive passages with LONG_DOCUMENTS_BEST_PASSAGE; unset =
+    truncate_length / 8 (256 at 2048). Must be below truncate_length. Only valid with
+    LONG_DOCUMENTS_BEST_PASSAGE.
+    """
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     def __init__(
@@ -203,17 +300,29 @@ class RerankRequest(_message.Message):
         mode: Global___ScoringMode.ValueType = ...,
         thinking_budget: _builtins.int | None = ...,
         instruction_preset: _builtins.str = ...,
+        fusion: Global___Fusion.ValueType = ...,
+        rank_constant: _builtins.int | None = ...,
+        long_documents: Global___LongDocuments.ValueType = ...,
+        passage_overlap: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "thinking_budget", b"thinking_budget"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_passage_overlap", b"_passage_overlap", "_rank_constant", b"_rank_constant", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "passage_overlap", b"passage_overlap", "rank_constant", b"rank_constant", "thinking_budget", b"thinking_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "documents", b"documents", "instruction", b"instruction", "instruction_preset", b"instruction_preset", "mode", b"mode", "query", b"query", "return_reasoning", b"return_reasoning", "thinking_budget", b"thinking_budget", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_passage_overlap", b"_passage_overlap", "_rank_constant", b"_rank_constant", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "documents", b"documents", "fusion", b"fusion", "instruction", b"instruction", "instruction_preset", b"instruction_preset", "long_documents", b"long_documents", "mode", b"mode", "passage_overlap", b"passage_overlap", "query", b"query", "rank_constant", b"rank_constant", "return_reasoning", b"return_reasoning", "thinking_budget", b"thinking_budget", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__alpha: _TypeAlias = _typing.Literal["alpha"]  # noqa: Y015
     _WhichOneofArgType__alpha: _TypeAlias = _typing.Literal["_alpha", b"_alpha"]  # noqa: Y015
+    _WhichOneofReturnType__passage_overlap: _TypeAlias = _typing.Literal["passage_overlap"]  # noqa: Y015
+    _WhichOneofArgType__passage_overlap: _TypeAlias = _typing.Literal["_passage_overlap", b"_passage_overlap"]  # noqa: Y015
+    _WhichOneofReturnType__rank_constant: _TypeAlias = _typing.Literal["rank_constant"]  # noqa: Y015
+    _WhichOneofArgType__rank_constant: _TypeAlias = _typing.Literal["_rank_constant", b"_rank_constant"]  # noqa: Y015
     _WhichOneofReturnType__thinking_budget: _TypeAlias = _typing.Literal["thinking_budget"]  # noqa: Y015
     _WhichOneofArgType__thinking_budget: _TypeAlias = _typing.Literal["_thinking_budget", b"_thinking_budget"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__alpha) -> _WhichOneofReturnType__alpha | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__passage_overlap) -> _WhichOneofReturnType__passage_overlap | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__rank_constant) -> _WhichOneofReturnType__rank_constant | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__thinking_budget) -> _WhichOneofReturnType__thinking_budget | None: ...
 
@@ -236,6 +345,7 @@ class RerankResult(_message.Message):
     STATUS_DETAIL_FIELD_NUMBER: _builtins.int
     MODE_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
+    PASSAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     index: _builtins.int
     """Position of the document in the request."""
@@ -260,6 +370,10 @@ class RerankResult(_message.Message):
     """The mode that produced this score."""
     cached: _builtins.bool
     """The score came from the server's score cache (no engine work for this document)."""
+    @_builtins.property
+    def passage(self) -> Global___Passage:
+        """With LONG_DOCUMENTS_BEST_PASSAGE: the passage whose score the document took."""
+
     def __init__(
         self,
         *,
@@ -276,15 +390,18 @@ class RerankResult(_message.Message):
         status_detail: _builtins.str = ...,
         mode: Global___ScoringMode.ValueType = ...,
         cached: _builtins.bool = ...,
+        passage: Global___Passage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_reasoning", b"_reasoning", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "reasoning", b"reasoning"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_passage", b"_passage", "_reasoning", b"_reasoning", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "passage", b"passage", "reasoning", b"reasoning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_reasoning", b"_reasoning", "answer", b"answer", "answer_probability", b"answer_probability", "cached", b"cached", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "id", b"id", "index", b"index", "mode", b"mode", "rank_score", b"rank_score", "reasoning", b"reasoning", "status", b"status", "status_detail", b"status_detail", "truncated", b"truncated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_passage", b"_passage", "_reasoning", b"_reasoning", "answer", b"answer", "answer_probability", b"answer_probability", "cached", b"cached", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "id", b"id", "index", b"index", "mode", b"mode", "passage", b"passage", "rank_score", b"rank_score", "reasoning", b"reasoning", "status", b"status", "status_detail", b"status_detail", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__first_stage_score: _TypeAlias = _typing.Literal["first_stage_score"]  # noqa: Y015
     _WhichOneofArgType__first_stage_score: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score"]  # noqa: Y015
     _WhichOneofReturnType__hybrid_score: _TypeAlias = _typing.Literal["hybrid_score"]  # noqa: Y015
     _WhichOneofArgType__hybrid_score: _TypeAlias = _typing.Literal["_hybrid_score", b"_hybrid_score"]  # noqa: Y015
+    _WhichOneofReturnType__passage: _TypeAlias = _typing.Literal["passage"]  # noqa: Y015
+    _WhichOneofArgType__passage: _TypeAlias = _typing.Literal["_passage", b"_passage"]  # noqa: Y015
     _WhichOneofReturnType__reasoning: _TypeAlias = _typing.Literal["reasoning"]  # noqa: Y015
     _WhichOneofArgType__reasoning: _TypeAlias = _typing.Literal["_reasoning", b"_reasoning"]  # noqa: Y015
     @_typing.overload
@@ -292,14 +409,50 @@ class RerankResult(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hybrid_score) -> _WhichOneofReturnType__hybrid_score | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__passage) -> _WhichOneofReturnType__passage | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reasoning) -> _WhichOneofReturnType__reasoning | None: ...
 
 Global___RerankResult: _TypeAlias = RerankResult  # noqa: Y015
 
 @_typing.final
+class Passage(_message.Message):
+    """One passage of a document (LONG_DOCUMENTS_BEST_PASSAGE)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    START_CHAR_FIELD_NUMBER: _builtins.int
+    END_CHAR_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """0-based position among the document's passages."""
+    start_char: _builtins.int
+    """Its characters in the document text as sent: text[start_char:end_char] (Unicode code points)."""
+    end_char: _builtins.int
+    count: _builtins.int
+    """How many passages the document was cut into (1 when it fits truncate_length)."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        start_char: _builtins.int = ...,
+        end_char: _builtins.int = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "end_char", b"end_char", "index", b"index", "start_char", b"start_char"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Passage: _TypeAlias = Passage  # noqa: Y015
+
+@_typing.final
 class Usage(_message.Message):
     """Engine work done for this request: documents answered from the score cache add nothing to the
-    token counts.
+    token counts. With LONG_DOCUMENTS_BEST_PASSAGE every passage scored counts (tokens, and
+    cache hits and misses per passage).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -342,10 +495,13 @@ class RerankResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     ORDERED_BY_FIELD_NUMBER: _builtins.int
     NOTICE_FIELD_NUMBER: _builtins.int
+    FUSION_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     ordered_by: Global___Ordering.ValueType
     notice: _builtins.str
     """Set when something about the whole request needs saying (e.g. why nothing was fused)."""
+    fusion: Global___Fusion.ValueType
+    """The fusion method that produced hybrid_score; FUSION_UNSPECIFIED when nothing was fused."""
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___RerankResult]:
         """Best first: by hybrid_score when every document has a first-stage score, else by
@@ -362,10 +518,11 @@ class RerankResponse(_message.Message):
         usage: Global___Usage | None = ...,
         ordered_by: Global___Ordering.ValueType = ...,
         notice: _builtins.str = ...,
+        fusion: Global___Fusion.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "notice", b"notice", "ordered_by", b"ordered_by", "results", b"results", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fusion", b"fusion", "model", b"model", "notice", b"notice", "ordered_by", b"ordered_by", "results", b"results", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
