@@ -61,11 +61,10 @@ from connector.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
 from erank.fusion import FusionName
 from erank.v1 import reranker_pb2 as pb
 from erank.validation import (
-    FUSION_ENUMS,
     FUSION_USED,
-    LONG_DOCUMENTS_ENUMS,
     LongDocumentsName,
     preview,
+    scoring_options,
 )
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
@@ -133,13 +132,10 @@ class RerankBody(BaseModel):
             ],
             alpha=self.alpha,
             top_n=self.top_n or 0,
-            fusion=FUSION_ENUMS[self.fusion] if self.fusion else pb.FUSION_UNSPECIFIED,
-            rank_constant=self.rank_constant,
-            long_documents=LONG_DOCUMENTS_ENUMS[self.long_documents]
-            if self.long_documents
-            else pb.LONG_DOCUMENTS_UNSPECIFIED,
-            passage_overlap=self.passage_overlap,
             return_reasoning=self.return_reasoning,
+            **scoring_options(
+                self.fusion, self.rank_constant, self.long_documents, self.passage_overlap
+            ),
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from erank.fusion import DEFAULT_RANK_CONSTANT, FusionName
 from erank.instructions import PRESETS
@@ -79,6 +79,24 @@ LONG_DOCUMENTS_ENUMS: dict[LongDocumentsName, pb.LongDocuments.ValueType] = {
     "truncate": pb.LONG_DOCUMENTS_TRUNCATE,
     "best_passage": pb.LONG_DOCUMENTS_BEST_PASSAGE,
 }
+
+
+def scoring_options(
+    fusion: FusionName | None,
+    rank_constant: int | None,
+    long_documents: LongDocumentsName | None,
+    passage_overlap: int | None,
+) -> dict[str, Any]:
+    """``RerankRequest`` fields for the adapters' names of these options (None: server default):
+    one mapping for the REST front, the proxy and the wrappers."""
+    return {
+        "fusion": FUSION_ENUMS[fusion] if fusion else pb.FUSION_UNSPECIFIED,
+        "rank_constant": rank_constant,
+        "long_documents": LONG_DOCUMENTS_ENUMS[long_documents]
+        if long_documents
+        else pb.LONG_DOCUMENTS_UNSPECIFIED,
+        "passage_overlap": passage_overlap,
+    }
 
 
 _MAX_REPORTED = 20  # keep error messages readable for a request with a thousand bad documents

@@ -25,7 +25,7 @@ from google.protobuf.json_format import MessageToDict
 
 from connector.proxy.search import SearchPlan
 from erank.v1 import reranker_pb2 as pb
-from erank.validation import FUSION_ENUMS, FUSION_USED, LONG_DOCUMENTS_ENUMS
+from erank.validation import FUSION_USED, scoring_options
 
 HIT_FIELD = "_erank"
 _STATUS_NAMES = {
@@ -128,13 +128,10 @@ def rerank_request(
         documents=documents,
         alpha=config.alpha,
         truncate_length=config.truncate_length,
-        fusion=FUSION_ENUMS[config.fusion] if config.fusion else pb.FUSION_UNSPECIFIED,
-        rank_constant=config.rank_constant,
-        long_documents=LONG_DOCUMENTS_ENUMS[config.long_documents]
-        if config.long_documents
-        else pb.LONG_DOCUMENTS_UNSPECIFIED,
-        passage_overlap=config.passage_overlap,
         return_reasoning=config.explain,
+        **scoring_options(
+            config.fusion, config.rank_constant, config.long_documents, config.passage_overlap
+        ),
     )
     return request, [t is None for t in texts]
 
