@@ -1,0 +1,207 @@
+"""First stages other than BM25 through the proxy's planning: kNN, retrievers, ``rank``
+sections and OpenSearch ``hybrid`` queries are reranked whenever a query text is known.
+
+The shared cases of ``tests/cases/rewrite.json`` (read by the Java plugin's JUnit too) are
+checked here for what the proxy decides before it fetches: the query text or the skip reason.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.proxy.config import IndexConfig, ProxyConfig
+from connector.proxy.search import SearchPlan, Skip, plan_search, query_texts, retriever_texts
+
+CASES = json.loads((Path(__file__).parent / "cases" / "rewrite.json").read_text())["cases"]
+VECTOR = [0.1, 0.2, 0.3]
+KNN_QUERY = {"knn": {"vec": {"vector": VECTOR, "k": 5}}}  # OpenSearch's knn query
+ES_KNN = {"field": "vec", "query_vector": VECTOR, "k": 5, "num_candidates": 20}
+
+
+def config(window: int = 8) -> ProxyConfig:
+    return ProxyConfig(default=IndexConfig(window=window))
+
+
+def planned(case: dict[str, Any]) -> bool:
+    """Whether the case's expectation is decided by planning (``no_text`` is decided on the
+    fetched hits, by :mod:`connector.proxy.hits`)."""
+    return case["expect"].get("skip") != "no_text"
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if planned(c)], ids=lambda c: c["name"])
+def test_shared_rewrite_cases(case: dict[str, Any]) -> None:
+    """The proxy agrees with the Java plugin on query text, skip reason and sent window."""
+    plan = plan_search("i", case.get("params", {}), case["body"], config(case.get("window", 8)))
+    expect = case["expect"]
+    if "skip" in expect:
+        assert isinstance(plan, Skip) and plan.reason == expect["skip"]
+    else:
+        assert isinstance(plan, SearchPlan) and plan.query_text == expect["query_text"]
+        assert plan.body["from"] == 0 and plan.body["size"] >= expect["sent"]
+
+
+def test_every_shared_case_but_fetch_time_ones_is_planned() -> None:
+    assert [c["name"] for c in CASES if not planned(c)] == ["no hit has the document fields"]
+
+
+def test_top_level_knn_with_query_text_is_reranked_knn_kept() -> None:
+    body = {"knn": ES_KNN, "ext": {"erank": {"query_text": "vector question"}}}
+    plan = plan_search("i", {}, body, config(20))
+    assert isinstance(plan, SearchPlan) and plan.query_text == "vector question"
+    assert plan.body == {"knn": ES_KNN, "from": 0, "size": 20}
+
+
+def test_top_level_knn_with_a_query_takes_the_query_text() -> None:
+    plan = plan_search("i", {}, {"knn": ES_KNN, "query": {"match": {"t": "fox"}}}, config())
+    assert isinstance(plan, SearchPlan) and plan.query_text == "fox"
+
+
+def test_knn_only_is_skipped_untouched() -> None:
+    body = {"knn": ES_KNN, "size": 5}
+    plan = plan_search("i", {}, body, config())
+    assert isinstance(plan, Skip) and plan.reason == "no_query_text" and plan.body == body
+
+
+def test_knn_filter_is_not_query_text() -> None:
+    """An Elasticsearch knn query's filter restricts; its words are not the question."""
+    knn = {"knn": {**ES_KNN, "filter": {"match": {"lang": "english words"}}}}
+    assert list(query_texts(knn)) == []
+    assert list(query_texts({"bool": {"must": [knn, {"match": {"t": "fox"}}]}})) == ["fox"]
+
+
+def rrf(*retrievers: dict[str, Any], **options: Any) -> dict[str, Any]:
+    return {"rrf": {"retrievers": list(retrievers), **options}}
+
+
+STANDARD = {"standard": {"query": {"match": {"text": "quick fox"}}}}
+KNN_RETRIEVER = {"knn": ES_KNN}
+
+
+@pytest.mark.parametrize(
+    ("retriever", "texts"),
+    [
+        (STANDARD, ["quick fox"]),
+        (KNN_RETRIEVER, []),
+        (rrf(KNN_RETRIEVER, STANDARD), ["quick fox"]),
+        (
+            {
+                "linear": {
+                    "retrievers": [
+                        {"retriever": STANDARD, "weight": 2},
+                        {"retriever": KNN_RETRIEVER},
+                    ]
+                }
+            },
+            ["quick fox"],
+        ),
+        ({"rrf": {"query": "multi field", "fields": ["a", "b"]}}, ["multi field"]),
+        ({"text_similarity_reranker": {"retriever": rrf(STANDARD, KNN_RETRIEVER)}}, ["quick fox"]),
+        (rrf(KNN_RETRIEVER, {"knn": {**ES_KNN, "field": "other"}}), []),
+    ],
+)
+def test_retriever_texts(retriever: dict[str, Any], texts: list[str]) -> None:
+    assert list(retriever_texts(retriever)) == texts
+
+
+@pytest.mark.parametrize(
+    ("page_from", "size", "own", "sent_window"),
+    [(0, 10, None, 20), (10, 10, None, 20), (15, 10, None, 25), (0, 5, 50, 50), (0, 5, 30, 30)],
+)
+def test_rrf_retriever_window_covers_the_forwarded_size(
+    page_from: int, size: int, own: int | None, sent_window: int
+) -> None:
+    """Elasticsearch refuses size > rank_window_size: the proxy widens it to what it forwards,
+    the same for every page inside the rank window (so pages tile), and never narrows it."""
+    options = {} if own is None else {"rank_window_size": own}
+    body: dict[str, Any] = {
+        "retriever": rrf(STANDARD, KNN_RETRIEVER, **options),
+        "from": page_from,
+        "size": size,
+    }
+    plan = plan_search("i", {}, body, config(20))
+    assert isinstance(plan, SearchPlan) and plan.query_text == "quick fox"
+    assert (plan.page_from, plan.page_size) == (page_from, size)
+    assert plan.body["from"] == 0 and plan.body["size"] == max(20, page_from + size)
+    assert plan.body["retriever"]["rrf"]["rank_window_size"] == sent_window
+    assert body["retriever"]["rrf"].get("rank_window_size") == own  # the request is not changed
+
+
+def test_rrf_retriever_without_lexical_part_is_skipped() -> None:
+    body = {"retriever": rrf(KNN_RETRIEVER, KNN_RETRIEVER)}
+    plan = plan_search("i", {}, body, config())
+    assert isinstance(plan, Skip) and plan.reason == "no_query_text"
+    with_text = {**body, "ext": {"erank": {"query_text": "given"}}}
+    assert isinstance(plan := plan_search("i", {}, with_text, config()), SearchPlan)
+    assert plan.query_text == "given"
+
+
+def test_rank_section_sub_searches() -> None:
+    """The older rrf form: ``sub_searches`` with a ``rank`` section (window_size widened)."""
+    body = {
+        "sub_searches": [{"query": {"match": {"t": "fox"}}}, {"query": {"match": {"t": "dog"}}}],
+        "knn": ES_KNN,
+        "rank": {"rrf": {"window_size": 5}},
+    }
+    plan = plan_search("i", {}, body, config(12))
+    assert isinstance(plan, SearchPlan) and plan.query_text == "fox dog"
+    assert plan.body["rank"] == {"rrf": {"window_size": 12}}
+
+
+def test_hybrid_takes_its_first_lexical_sub_query_only() -> None:
+    body = {"query": {"hybrid": {"queries": [
+        KNN_QUERY, {"match": {"t": "first"}}, {"match": {"t": "second"}}]}}}  # fmt: skip
+    plan = plan_search("i", {}, body, config())
+    assert isinstance(plan, SearchPlan) and plan.query_text == "first"
+    only_vectors = {"query": {"hybrid": {"queries": [KNN_QUERY, KNN_QUERY]}}}
+    assert (skip := plan_search("i", {}, only_vectors, config())) == Skip(
+        "no_query_text", only_vectors
+    )
+    assert isinstance(skip, Skip)
+
+
+WORDS = st.text(st.characters(categories=["L"]), min_size=1, max_size=8)
+
+
+@st.composite
+def lexical(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    text = draw(WORDS)
+    kind = draw(st.sampled_from(["match", "multi_match"]))
+    query = {"match": {"t": text}} if kind == "match" else {"multi_match": {"query": text}}
+    return query, text
+
+
+@given(
+    st.lists(st.one_of(st.just(None), lexical()), min_size=1, max_size=5),
+    st.sampled_from(["hybrid", "bool", "retriever"]),
+    st.integers(0, 30),
+    st.integers(1, 15),
+)
+def test_vector_parts_never_give_text_and_lexical_parts_always_do(
+    parts: list[tuple[dict[str, Any], str] | None], shape: str, page_from: int, size: int
+) -> None:
+    """Any mix of vector and lexical parts: the text is the hybrid's first lexical part or
+    every distinct lexical part otherwise; with none, no_query_text; the window is the same."""
+    lexical_texts = [p[1] for p in parts if p is not None]
+    if shape == "retriever":
+        items = [KNN_RETRIEVER if p is None else {"standard": {"query": p[0]}} for p in parts]
+        body: dict[str, Any] = {"retriever": rrf(*items)}
+    else:
+        queries = [KNN_QUERY if p is None else p[0] for p in parts]
+        key = "queries" if shape == "hybrid" else "should"
+        body = {"query": {shape: {key: queries}}}
+    body |= {"from": page_from, "size": size}
+    plan = plan_search("i", {}, body, config(20))
+    if page_from >= 20:
+        assert isinstance(plan, Skip) and plan.reason == "past_window"
+    elif not lexical_texts:
+        assert isinstance(plan, Skip) and plan.reason == "no_query_text"
+    else:
+        expected = lexical_texts[:1] if shape == "hybrid" else list(dict.fromkeys(lexical_texts))
+        assert isinstance(plan, SearchPlan) and plan.query_text == " ".join(expected)
+        assert plan.body["size"] == max(20, page_from + size) and plan.body["from"] == 0
