@@ -8,15 +8,23 @@ checked here for what the proxy decides before it fetches: the query text or the
 from __future__ import annotations
 
 import json
+import math
+import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from engines import RunningEngine, engines_fixture
 from hypothesis import given
 from hypothesis import strategies as st
+from proxy_clients import DOCS, WINDOW, EngineClient, proxy_config
 
+from connector.proxy.app import running_proxy
 from connector.proxy.config import IndexConfig, ProxyConfig
 from connector.proxy.search import SearchPlan, Skip, plan_search, query_texts, retriever_texts
+from erank.server import ScoringServer
 
 CASES = json.loads((Path(__file__).parent / "cases" / "rewrite.json").read_text())["cases"]
 VECTOR = [0.1, 0.2, 0.3]
@@ -205,3 +213,153 @@ def test_vector_parts_never_give_text_and_lexical_parts_always_do(
         expected = lexical_texts[:1] if shape == "hybrid" else list(dict.fromkeys(lexical_texts))
         assert isinstance(plan, SearchPlan) and plan.query_text == " ".join(expected)
         assert plan.body["size"] == max(20, page_from + size) and plan.body["from"] == 0
+
+
+# --- Elasticsearch 9 with a dense_vector index, through the real proxy and scoring server ---
+
+ES9 = engines_fixture((("elasticsearch", "9.5.3"),), scope="module", name="es9")
+VECTORS = "vectors"
+LEXICAL = {"match": {"text": "quick fox"}}
+
+
+def vector(i: int) -> list[float]:
+    """Distinct small vectors: documents at distinct distances from any query vector."""
+    return [math.cos(i / 7), math.sin(i / 7), i / 40]
+
+
+def es_knn(k: int = 30) -> dict[str, Any]:
+    return {"field": "vec", "query_vector": [1.0, 0.0, 0.0], "k": k, "num_candidates": 45}
+
+
+def ids(response: dict[str, Any]) -> list[str]:
+    return [h["_id"] for h in response["hits"]["hits"]]
+
+
+@pytest.fixture(scope="module")
+def vectors(es9: RunningEngine) -> RunningEngine:
+    """``vectors``: the proxy corpus's texts, each with a 3-dimensional ``vec``."""
+    mappings = {"properties": {"text": {"type": "text"}, "n": {"type": "integer"},
+                               "vec": {"type": "dense_vector", "dims": 3, "index": True,
+                                       "similarity": "l2_norm"}}}  # fmt: skip
+    es9.request(
+        "PUT",
+        f"/{VECTORS}",
+        {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": mappings},
+    )
+    bulk: list[dict[str, Any]] = []
+    for i, (doc_id, doc) in enumerate(sorted(DOCS.items())):
+        source = {
+            "n": doc["n"],
+            "vec": vector(i),
+            **({"text": doc["text"]} if "text" in doc else {}),
+        }
+        bulk += [{"index": {"_index": VECTORS, "_id": doc_id}}, source]
+    answer = es9.request("POST", "/_bulk?refresh=true", bulk)
+    assert answer["errors"] is False, answer
+    return es9
+
+
+@pytest_asyncio.fixture(scope="module")
+async def es_clients(
+    vectors: RunningEngine, tiny_server: ScoringServer
+) -> AsyncIterator[tuple[EngineClient, EngineClient]]:
+    """(direct, through the proxy with the tiny scoring server)."""
+    async with running_proxy(vectors.url, f"127.0.0.1:{tiny_server.port}", proxy_config()) as run:
+        direct = EngineClient(vectors.kind, vectors.version, vectors.url, compress=False)
+        proxied = EngineClient(vectors.kind, vectors.version, run.url, compress=True)
+        try:
+            yield direct, proxied
+        finally:
+            await direct.close()
+            await proxied.close()
+
+
+def assert_reranked_window(reranked: dict[str, Any], first: dict[str, Any], size: int) -> None:
+    """``reranked`` is a page of the first stage's top WINDOW hits, each carrying its
+    first-stage rank and the engine's own final ``_score`` as its first-stage score."""
+    status = reranked["ext"]["erank"]
+    assert status["status"] == "reranked", status
+    assert status["reranked"] == min(WINDOW, len(first["hits"]["hits"]))
+    stage = {h["_id"]: (r + 1, h["_score"]) for r, h in enumerate(first["hits"]["hits"][:WINDOW])}
+    assert set(ids(reranked)) <= set(stage) and len(ids(reranked)) == size
+    for hit in reranked["hits"]["hits"]:
+        info = hit["fields"]["_erank"][0]
+        assert (info["bm25_rank"], info["bm25_score"]) == stage[hit["_id"]]
+
+
+@pytest.mark.engine
+async def test_es_top_level_knn_with_query_text_is_reranked(
+    es_clients: tuple[EngineClient, EngineClient],
+) -> None:
+    direct, proxied = es_clients
+    body = {"knn": es_knn(), "size": 5}
+    first = await direct.search(VECTORS, {**body, "size": WINDOW})
+    asked = {**body, "ext": {"erank": {"query_text": "quick fox"}}}
+    assert_reranked_window(await proxied.search(VECTORS, asked), first, 5)
+
+
+@pytest.mark.engine
+async def test_es_knn_only_is_skipped_as_the_engine_answers(
+    es_clients: tuple[EngineClient, EngineClient],
+) -> None:
+    direct, proxied = es_clients
+    for body in ({"knn": es_knn(), "size": 5}, {"retriever": {"knn": es_knn()}, "size": 5}):
+        plain = await direct.search(VECTORS, body)
+        through, headers = await proxied.search_with_headers(VECTORS, body)
+        assert through["hits"] == plain["hits"]
+        assert headers["x-erank-status"] == "skipped"
+        assert headers["x-erank-reason"] == "no_query_text"
+
+
+@pytest.mark.engine
+async def test_es_retrievers_are_reranked(es_clients: tuple[EngineClient, EngineClient]) -> None:
+    """A lexical standard retriever, and a knn retriever given ext.erank.query_text."""
+    direct, proxied = es_clients
+    standard = {"retriever": {"standard": {"query": LEXICAL}}, "size": 4}
+    knn = {"retriever": {"knn": es_knn()}, "size": 4}
+    for body, ext in ((standard, {}), (knn, {"ext": {"erank": {"query_text": "quick fox"}}})):
+        first = await direct.search(VECTORS, {**body, "size": WINDOW})
+        assert_reranked_window(await proxied.search(VECTORS, {**body, **ext}), first, 4)
+
+
+@pytest.mark.engine
+async def test_es_knn_pages_tile(es_clients: tuple[EngineClient, EngineClient]) -> None:
+    """Consecutive pages of a kNN search share no hit and together are one reranked order:
+    the first stage's window, permuted, then its own hits past the window."""
+    direct, proxied = es_clients
+    body = {"knn": es_knn(), "ext": {"erank": {"query_text": "quick fox"}}}
+    total = WINDOW + 8
+    whole = await proxied.search(VECTORS, {**body, "size": total})
+    pages: list[str] = []
+    for start in range(0, total, 5):
+        page = await proxied.search(VECTORS, {**body, "from": start, "size": 5})
+        assert not set(ids(page)) & set(pages)
+        pages += ids(page)
+    assert pages == ids(whole)
+    first = await direct.search(VECTORS, {"knn": es_knn(), "size": total})
+    assert sorted(pages[:WINDOW]) == sorted(ids(first)[:WINDOW])
+    assert pages[WINDOW:] == ids(first)[WINDOW:]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.engine
+async def test_es_knn_fails_open_when_the_scoring_server_is_down(vectors: RunningEngine) -> None:
+    """No scoring server listening: the engine's own page, marked failed-open."""
+    body = {"knn": es_knn(), "from": 2, "size": 5, "ext": {"erank": {"query_text": "quick fox"}}}
+    async with running_proxy(vectors.url, f"127.0.0.1:{free_port()}", proxy_config()) as run:
+        direct = EngineClient(vectors.kind, vectors.version, vectors.url, compress=False)
+        proxied = EngineClient(vectors.kind, vectors.version, run.url, compress=True)
+        try:
+            plain = await direct.search(VECTORS, {k: v for k, v in body.items() if k != "ext"})
+            failed, headers = await proxied.search_with_headers(VECTORS, body)
+        finally:
+            await direct.close()
+            await proxied.close()
+    assert headers["x-erank-status"] == "failed-open"
+    assert failed["ext"]["erank"]["status"] == "failed"
+    assert failed["hits"] == plain["hits"]
