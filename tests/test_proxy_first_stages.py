@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from engines import RunningEngine, engines_fixture
+from engines import RunningEngine, engines_fixture, fetch_plugin, start_engine
 from hypothesis import given
 from hypothesis import strategies as st
 from proxy_clients import DOCS, WINDOW, EngineClient, proxy_config
+from test_opensearch_ml_commons import cache_with_painless
 
 from connector.proxy.app import running_proxy
 from connector.proxy.config import IndexConfig, ProxyConfig
@@ -363,3 +364,86 @@ async def test_es_knn_fails_open_when_the_scoring_server_is_down(vectors: Runnin
     assert headers["x-erank-status"] == "failed-open"
     assert failed["ext"]["erank"]["status"] == "failed"
     assert failed["hits"] == plain["hits"]
+
+
+# --- OpenSearch 2.19.6 with k-NN and neural-search: the hybrid query through the proxy ---
+
+OS_VERSION = "2.19.6"  # the version whose k-NN and neural-search plugins Maven Central serves
+HYBRID_PIPELINE = "hybrid_norm"
+
+
+@pytest.fixture(scope="module")
+def os_vectors(es9: RunningEngine) -> Iterator[RunningEngine]:
+    """OpenSearch with k-NN and neural-search installed as test_opensearch_native installs them
+    (lang-painless added), ``vectors`` indexed like Elasticsearch's, a normalization pipeline.
+    Asks for ``es9`` so that Elasticsearch's module engine is started first, not alongside."""
+    plugins = [fetch_plugin(name, OS_VERSION) for name in ("opensearch-knn", "neural-search")]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ERANK_ENGINES_CACHE", str(cache_with_painless(OS_VERSION)))
+        engine = start_engine("opensearch", OS_VERSION, plugins=plugins)
+    with engine:
+        mappings = {
+            "properties": {
+                "text": {"type": "text"},
+                "n": {"type": "integer"},
+                "vec": {
+                    "type": "knn_vector",
+                    "dimension": 3,
+                    "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2"},
+                },
+            }
+        }
+        settings = {"number_of_shards": 1, "number_of_replicas": 0, "index.knn": True}
+        engine.request("PUT", f"/{VECTORS}", {"settings": settings, "mappings": mappings})
+        bulk: list[dict[str, Any]] = []
+        for i, (doc_id, doc) in enumerate(sorted(DOCS.items())):
+            source = {"n": doc["n"], "vec": vector(i)} | (
+                {"text": doc["text"]} if "text" in doc else {}
+            )
+            bulk += [{"index": {"_index": VECTORS, "_id": doc_id}}, source]
+        answer = engine.request("POST", "/_bulk?refresh=true", bulk)
+        assert answer["errors"] is False, answer
+        normalization = {
+            "normalization-processor": {
+                "normalization": {"technique": "min_max"},
+                "combination": {
+                    "technique": "arithmetic_mean",
+                    "parameters": {"weights": [0.5, 0.5]},
+                },
+            }
+        }
+        engine.request(
+            "PUT",
+            f"/_search/pipeline/{HYBRID_PIPELINE}",
+            {"phase_results_processors": [normalization]},
+        )
+        yield engine
+
+
+def hybrid(*queries: dict[str, Any], size: int = 5) -> dict[str, Any]:
+    return {"query": {"hybrid": {"queries": list(queries)}}, "size": size}
+
+
+@pytest.mark.engine
+async def test_opensearch_hybrid_is_reranked_on_its_lexical_sub_query(
+    os_vectors: RunningEngine, tiny_server: ScoringServer
+) -> None:
+    """The hybrid's normalized ``_score`` is the first stage; a vector-only hybrid is skipped."""
+    knn = {"knn": {"vec": {"vector": [1.0, 0.0, 0.0], "k": 20}}}
+    params = {"search_pipeline": HYBRID_PIPELINE}
+    async with running_proxy(
+        os_vectors.url, f"127.0.0.1:{tiny_server.port}", proxy_config()
+    ) as run:
+        direct = EngineClient(os_vectors.kind, os_vectors.version, os_vectors.url, compress=False)
+        proxied = EngineClient(os_vectors.kind, os_vectors.version, run.url, compress=True)
+        try:
+            body = hybrid(LEXICAL, knn)
+            first = await direct.search(VECTORS, {**body, "size": WINDOW}, params=params)
+            assert_reranked_window(await proxied.search(VECTORS, body, params=params), first, 5)
+            only_vectors = hybrid(knn, knn)
+            plain = await direct.search(VECTORS, only_vectors, params=params)
+            through = await proxied.search(VECTORS, only_vectors, params=params)
+            assert through["hits"] == plain["hits"] and "ext" not in through
+        finally:
+            await direct.close()
+            await proxied.close()
