@@ -25,6 +25,7 @@ from test_opensearch_ml_commons import cache_with_painless
 from connector.proxy.app import running_proxy
 from connector.proxy.config import IndexConfig, ProxyConfig
 from connector.proxy.search import SearchPlan, Skip, plan_search, query_texts, retriever_texts
+from connector.wrappers import AsyncRerankingElasticsearch
 from erank.server import ScoringServer
 
 CASES = json.loads((Path(__file__).parent / "cases" / "rewrite.json").read_text())["cases"]
@@ -340,6 +341,35 @@ async def test_es_knn_pages_tile(es_clients: tuple[EngineClient, EngineClient]) 
     first = await direct.search(VECTORS, {"knn": es_knn(), "size": total})
     assert sorted(pages[:WINDOW]) == sorted(ids(first)[:WINDOW])
     assert pages[WINDOW:] == ids(first)[WINDOW:]
+
+
+@pytest.mark.engine
+async def test_es_wrapper_reranks_knn_and_retrievers_like_the_proxy(
+    vectors: RunningEngine,
+    es_clients: tuple[EngineClient, EngineClient],
+    tiny_server: ScoringServer,
+) -> None:
+    """The client wrapper plans first stages as the proxy does: the client's own ``knn=`` and
+    ``retriever=`` arguments with ``rerank=`` give the proxy's page; kNN alone is the engine's."""
+    direct, proxied = es_clients
+    client = AsyncRerankingElasticsearch(
+        vectors.url, reranker=f"127.0.0.1:{tiny_server.port}", rerank_config=proxy_config()
+    )
+    try:
+        text = {"query_text": "quick fox"}
+        wrapped = (await client.search(index=VECTORS, knn=es_knn(), size=5, rerank=text)).body
+        through = await proxied.search(
+            VECTORS, {"knn": es_knn(), "size": 5, "ext": {"erank": text}}
+        )
+        assert ids(wrapped) == ids(through) and wrapped["ext"]["erank"]["status"] == "reranked"
+        retriever = {"standard": {"query": LEXICAL}}
+        wrapped = (await client.search(index=VECTORS, retriever=retriever, size=4)).body
+        through = await proxied.search(VECTORS, {"retriever": retriever, "size": 4})
+        assert ids(wrapped) == ids(through) and wrapped["ext"]["erank"]["status"] == "reranked"
+        alone = (await client.search(index=VECTORS, knn=es_knn(), size=5)).body
+        assert alone["hits"] == (await direct.search(VECTORS, {"knn": es_knn(), "size": 5}))["hits"]
+    finally:
+        await client.close()
 
 
 def free_port() -> int:
