@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from elasticsearch import ApiError
 from engines import RunningEngine, engines_fixture, fetch_plugin, start_engine
 from hypothesis import given
 from hypothesis import strategies as st
@@ -370,6 +371,25 @@ async def test_es_wrapper_reranks_knn_and_retrievers_like_the_proxy(
         assert alone["hits"] == (await direct.search(VECTORS, {"knn": es_knn(), "size": 5}))["hits"]
     finally:
         await client.close()
+
+
+@pytest.mark.engine
+async def test_es_rrf_retriever_answers_as_the_engine_does(
+    es_clients: tuple[EngineClient, EngineClient],
+) -> None:
+    """The integ-test-zip has no rank-rrf module (x-pack), so ``rrf`` is an unknown retriever
+    there: through the proxy (planned, rank_window_size widened) the user gets the engine's own
+    error, not a proxy one. Where rrf exists, the same search must come back reranked."""
+    direct, proxied = es_clients
+    body = {"retriever": rrf({"standard": {"query": LEXICAL}}, {"knn": es_knn()}), "size": 4}
+    try:
+        first = await direct.search(VECTORS, {**body, "size": WINDOW})
+    except ApiError:
+        status, error = await direct.search_error(VECTORS, body)
+        through_status, through_error = await proxied.search_error(VECTORS, body)
+        assert (through_status, through_error["error"]["type"]) == (status, error["error"]["type"])
+        return
+    assert_reranked_window(await proxied.search(VECTORS, body), first, 4)
 
 
 def free_port() -> int:
