@@ -143,6 +143,20 @@ def test_rrf_retriever_window_covers_the_forwarded_size(
     assert body["retriever"]["rrf"].get("rank_window_size") == own  # the request is not changed
 
 
+@pytest.mark.parametrize(
+    "retriever",
+    [
+        {"text_similarity_reranker": {"retriever": STANDARD, "field": "text"}},
+        rrf(KNN_RETRIEVER, {"text_similarity_reranker": {"retriever": STANDARD}}),
+        {"linear": {"retrievers": [{"retriever": {"text_similarity_reranker": {}}}]}},
+    ],
+)
+def test_retriever_that_reranks_itself_is_not_reranked_again(retriever: dict[str, Any]) -> None:
+    """Elasticsearch's own reranking retriever (maybe ERank through its inference endpoint)."""
+    plan = plan_search("i", {}, {"retriever": retriever}, config())
+    assert isinstance(plan, Skip) and plan.reason == "text_similarity_reranker"
+
+
 def test_rrf_retriever_without_lexical_part_is_skipped() -> None:
     body = {"retriever": rrf(KNN_RETRIEVER, KNN_RETRIEVER)}
     plan = plan_search("i", {}, body, config())

@@ -246,7 +246,27 @@ def skip_reason(body: Mapping[str, Any], params: Mapping[str, str]) -> str | Non
     for key, reason in _PASS_KEYS.items():
         if key in body:
             return reason
+    if _reranks_itself(body.get("retriever")):
+        return "text_similarity_reranker"
     return None
+
+
+def _reranks_itself(retriever: object) -> bool:
+    """Whether an Elasticsearch retriever holds a ``text_similarity_reranker``: the engine
+    already reranks (possibly with ERank through its inference endpoint), so not again."""
+    if not isinstance(retriever, dict):
+        return False
+    for kind, spec in retriever.items():
+        if kind == "text_similarity_reranker":
+            return True
+        if isinstance(spec, dict):
+            inner = [spec.get("retriever"), *_clauses(spec.get("retrievers"))]
+            for item in inner:
+                if isinstance(item, dict) and isinstance(item.get("retriever"), dict):
+                    item = item["retriever"]  # linear's {"retriever": ..., "weight": ...}
+                if _reranks_itself(item):
+                    return True
+    return False
 
 
 def strip_ext(body: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, object, bool]:
