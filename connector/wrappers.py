@@ -63,6 +63,17 @@ def _with_rerank(body: Any, rerank: Rerank) -> Any:
     return body
 
 
+def _es_rerank(kwargs: dict[str, Any], rerank: Rerank) -> dict[str, Any]:
+    """elasticsearch-py's ``search`` arguments with ``rerank`` as ``ext.erank``: in ``body``
+    when the caller gave one, else as the client's own ``ext=`` argument (mixing ``body`` with
+    ``knn=``, ``retriever=``, ``size=``... is deprecated by the client)."""
+    if rerank is None:
+        return kwargs
+    if kwargs.get("body") is not None:
+        return {**kwargs, "body": _with_rerank(kwargs["body"], rerank)}
+    return {**kwargs, "ext": _with_rerank({"ext": kwargs.get("ext")}, rerank)["ext"]}
+
+
 def _pairs(body: Any) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
     if isinstance(body, (str, bytes)):
         return parse_ndjson(body)
@@ -183,9 +194,7 @@ class RerankingElasticsearch(Elasticsearch):
         return client
 
     def search(self, *, rerank: Rerank = None, **kwargs: Any) -> Any:
-        if rerank is not None:
-            kwargs["body"] = _with_rerank(kwargs.get("body"), rerank)
-        return super().search(**kwargs)
+        return super().search(**_es_rerank(kwargs, rerank))
 
     def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
         prepared = self.reranking and self.reranking.prepare(
@@ -220,9 +229,7 @@ class AsyncRerankingElasticsearch(AsyncElasticsearch):
         return client
 
     async def search(self, *, rerank: Rerank = None, **kwargs: Any) -> Any:
-        if rerank is not None:
-            kwargs["body"] = _with_rerank(kwargs.get("body"), rerank)
-        return await super().search(**kwargs)
+        return await super().search(**_es_rerank(kwargs, rerank))
 
     async def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
         prepared = self.reranking and self.reranking.prepare(

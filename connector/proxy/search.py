@@ -25,17 +25,14 @@ from connector.proxy.config import ConfigError, IndexConfig, ProxyConfig, parse_
 DEFAULT_SIZE = 10
 SEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_search/?$")
 MSEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_msearch/?$")
-# Body keys whose presence makes the engine rank by something else than BM25 `_score` order,
-# or page by cursor: such searches pass through untouched.
+# Body keys whose presence makes the engine rank by something else than its `_score` order, or
+# page by cursor: such searches pass through untouched. First stages (`knn`, a `retriever`, a
+# `rank` section, OpenSearch's `hybrid` query) are reranked: their final `_score` is the first
+# stage.
 _PASS_KEYS = {
     "pit": "pit",
     "search_after": "search_after",
     "rescore": "rescore",
-    "retriever": "retriever",
-    "knn": "knn",
-    "rank": "rank",
-    "sub_searches": "retriever",
-    "hybrid": "retriever",
     "slice": "scroll",
 }
 _PASS_PARAMS = {"scroll": "scroll", "sort": "sort", "filter_path": "filter_path",
@@ -47,6 +44,11 @@ _TEXT_QUERIES = (
     "match_bool_prefix",
 )
 _QUERY_KEY_QUERIES = ("multi_match", "query_string", "simple_query_string", "combined_fields")
+# Vector queries: no words the user typed (their `filter` restricts, it is not the question).
+_VECTOR_QUERIES = ("knn", "neural", "neural_sparse", "sparse_vector", "semantic", "text_expansion")
+# Elasticsearch compound retrievers whose final hits number at most `rank_window_size`.
+_WINDOWED_RETRIEVERS = ("rrf", "linear", "text_similarity_reranker", "rule", "pinned")
+_DEFAULT_RANK_WINDOW = 10  # Elasticsearch's rank_window_size when a retriever names none
 
 
 @dataclass(frozen=True)
@@ -165,15 +167,52 @@ def query_texts(query: object) -> Iterator[str]:
         elif kind == "dis_max" and isinstance(spec, dict):
             for clause in _clauses(spec.get("queries")):
                 yield from query_texts(clause)
+        elif kind == "hybrid" and isinstance(spec, dict):
+            # the first sub-query with words: the others are usually the same question as vectors
+            for clause in _clauses(spec.get("queries")):
+                texts = list(query_texts(clause))
+                if any(t.strip() for t in texts):
+                    yield from texts
+                    break
+        elif kind in _VECTOR_QUERIES:
+            continue
         elif isinstance(spec, dict):  # boosting, constant_score, function_score, nested, ...
             for inner in ("positive", "query", "filter"):
                 yield from query_texts(spec.get(inner))
 
 
+def retriever_texts(retriever: object) -> Iterator[str]:
+    """The texts of an Elasticsearch ``retriever``: its lexical ``standard`` retrievers' queries,
+    through ``rrf``/``linear`` (and retrievers wrapping one); ``knn`` retrievers have none."""
+    if not isinstance(retriever, dict):
+        return
+    for kind, spec in retriever.items():
+        if not isinstance(spec, dict):
+            continue
+        if kind == "standard":
+            yield from query_texts(spec.get("query"))
+        elif kind in ("rrf", "linear"):
+            if isinstance(spec.get("query"), str):  # the multi-field shorthand: query + fields
+                yield spec["query"]
+            for inner in _clauses(spec.get("retrievers")):
+                # rrf lists retrievers; linear lists {"retriever": ..., "weight": ...}
+                if isinstance(inner, dict) and isinstance(inner.get("retriever"), dict):
+                    inner = inner["retriever"]
+                yield from retriever_texts(inner)
+        elif kind != "knn":
+            yield from retriever_texts(spec.get("retriever"))
+
+
 def query_text(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None:
-    """Distinct texts of the query (``q=`` URL parameter first), joined by a space."""
+    """Distinct texts of the query (``q=`` URL parameter first), joined by a space: the
+    ``query``, the lexical part of a ``retriever`` and of a ``rank`` section's ``sub_searches``
+    (a top-level ``knn`` adds none)."""
     texts = [params["q"]] if params.get("q") else []
     texts += query_texts(body.get("query"))
+    texts += retriever_texts(body.get("retriever"))
+    for sub in _clauses(body.get("sub_searches")):
+        if isinstance(sub, dict):
+            texts += query_texts(sub.get("query"))
     distinct = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
     return " ".join(distinct) or None
 
@@ -207,7 +246,27 @@ def skip_reason(body: Mapping[str, Any], params: Mapping[str, str]) -> str | Non
     for key, reason in _PASS_KEYS.items():
         if key in body:
             return reason
+    if _reranks_itself(body.get("retriever")):
+        return "text_similarity_reranker"
     return None
+
+
+def _reranks_itself(retriever: object) -> bool:
+    """Whether an Elasticsearch retriever holds a ``text_similarity_reranker``: the engine
+    already reranks (possibly with ERank through its inference endpoint), so not again."""
+    if not isinstance(retriever, dict):
+        return False
+    for kind, spec in retriever.items():
+        if kind == "text_similarity_reranker":
+            return True
+        if isinstance(spec, dict):
+            inner = [spec.get("retriever"), *_clauses(spec.get("retrievers"))]
+            for item in inner:
+                if isinstance(item, dict) and isinstance(item.get("retriever"), dict):
+                    item = item["retriever"]  # linear's {"retriever": ..., "weight": ...}
+                if _reranks_itself(item):
+                    return True
+    return False
 
 
 def strip_ext(body: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, object, bool]:
@@ -263,6 +322,7 @@ def plan_search(
     forward = copy.deepcopy(source)
     forward["from"] = 0
     forward["size"] = max(settings.window, page_from + page_size)
+    _widen_rank_window(forward, max(settings.window, page_from + page_size))
     added: tuple[str, ...] = ()
     if not _source_is_whole(forward, params):
         added = _fields_to_add(forward, settings.fields)
@@ -279,6 +339,30 @@ def plan_search(
     )
 
 
+def _widen_rank_window(body: dict[str, Any], size: int) -> None:
+    """Let a compound retriever or ``rank`` section return the ``size`` hits asked for.
+
+    Elasticsearch refuses a ``size`` over their ``rank_window_size`` (default 10), and returns
+    no hit past it. The forwarded size is the rank window (or the page's end past it), so the
+    window the engine fuses over is the same for every page inside the rank window: pages tile.
+    """
+    retriever = body.get("retriever")
+    if isinstance(retriever, dict) and len(retriever) == 1:
+        ((kind, spec),) = retriever.items()
+        if kind in _WINDOWED_RETRIEVERS and isinstance(spec, dict):
+            own = _int(spec.get("rank_window_size"), _DEFAULT_RANK_WINDOW) or 0
+            if own < size:
+                body["retriever"] = {kind: {**spec, "rank_window_size": size}}
+    rank = body.get("rank")
+    if isinstance(rank, dict):
+        for method, spec in rank.items():
+            if isinstance(spec, dict):
+                key = "window_size" if "window_size" in spec else "rank_window_size"
+                own = _int(spec.get(key), _DEFAULT_RANK_WINDOW) or 0
+                if own < size:
+                    rank[method] = {**spec, key: size}
+
+
 def error_json(reason: str, status: int = 400) -> dict[str, Any]:
     """An error body in the engines' own shape, so their clients raise their usual errors."""
     cause = {"type": "illegal_argument_exception", "reason": reason}
@@ -293,6 +377,7 @@ __all__ = [
     "plan_search",
     "query_text",
     "query_texts",
+    "retriever_texts",
     "route",
     "skip_reason",
     "str_params",
