@@ -45,7 +45,6 @@ from typing import Any
 
 import grpc
 import uvicorn
-from google.protobuf.json_format import MessageToDict
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
@@ -58,6 +57,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from connector.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
+from connector.results import optional_parts, status_name
 from erank.fusion import FusionName
 from erank.v1 import reranker_pb2 as pb
 from erank.validation import (
@@ -71,11 +71,6 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 HEALTH_TIMEOUT_S = 5.0
 UINT32_MAX = 2**32 - 1  # the largest value of a uint32 field of the gRPC request
 
-_STATUS_NAMES = {
-    pb.RESULT_STATUS_OK: "ok",
-    pb.RESULT_STATUS_NO_ANSWER: "no_answer",
-    pb.RESULT_STATUS_TRUNCATED_INPUT: "truncated_input",
-}
 # gRPC status of a failed Rerank call -> (HTTP status, error type)
 _GRPC_ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: (400, "illegal_argument_exception"),
@@ -152,7 +147,7 @@ def rerank_json(
             "rank_score": float(r.rank_score),
             "answer": r.answer,
             "answer_probability": float(r.answer_probability),
-            "status": _STATUS_NAMES.get(r.status, "unspecified"),
+            "status": status_name(r),
         }
         if r.HasField("hybrid_score"):
             item["hybrid_score"] = float(r.hybrid_score)
@@ -162,14 +157,7 @@ def rerank_json(
             item["status_detail"] = r.status_detail
         if documents is not None:
             item["document"] = {"text": documents[r.index]}
-        if r.HasField("reasoning"):
-            item["reasoning"] = r.reasoning
-        if r.HasField("passage"):
-            item["passage"] = MessageToDict(
-                r.passage,
-                preserving_proto_field_name=True,
-                always_print_fields_with_no_presence=True,
-            )
+        item |= optional_parts(r)
         results.append(item)
     body: dict[str, Any] = {
         "model": response.model,

@@ -21,18 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from google.protobuf.json_format import MessageToDict
-
 from connector.proxy.search import SearchPlan
+from connector.results import optional_parts, status_name
 from erank.v1 import reranker_pb2 as pb
 from erank.validation import FUSION_USED, scoring_options
 
 HIT_FIELD = "_erank"
-_STATUS_NAMES = {
-    pb.RESULT_STATUS_OK: "ok",
-    pb.RESULT_STATUS_NO_ANSWER: "no_answer",
-    pb.RESULT_STATUS_TRUNCATED_INPUT: "truncated_input",
-}
 
 
 class MalformedResponse(ValueError):
@@ -166,18 +160,11 @@ def _erank_info(
         "rank_score": float(result.rank_score),
         "answer": result.answer,
         "answer_probability": float(result.answer_probability),
-        "status": _STATUS_NAMES.get(result.status, "unspecified"),
+        "status": status_name(result),
     }
     if result.HasField("hybrid_score"):
         info["hybrid_score"] = float(result.hybrid_score)
-    if result.HasField("reasoning"):
-        info["reasoning"] = result.reasoning
-    if result.HasField("passage"):
-        info["passage"] = MessageToDict(
-            result.passage,
-            preserving_proto_field_name=True,
-            always_print_fields_with_no_presence=True,
-        )
+    info |= optional_parts(result)
     if missing:
         info["text_missing"] = True
     return info
