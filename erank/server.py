@@ -22,6 +22,7 @@ from erank import lifecycle
 from erank.admission import Admission
 from erank.backends import Backend, create_backend
 from erank.metrics import MetricsServer
+from erank.model_source import ModelUnavailable, check_model
 from erank.scorer import Scorer
 from erank.service import RerankerService
 from erank.settings import ServerSettings
@@ -84,6 +85,7 @@ class ScoringServer:
         )
         if backend is None:
             # Engine start takes seconds to minutes: keep the loop free to answer health checks.
+            await asyncio.to_thread(check_model, self.settings.model, self.settings.revision)
             backend = await asyncio.to_thread(create_backend, self.settings)
             self._owned = backend
         scorer = Scorer(backend, self.settings)
@@ -149,7 +151,10 @@ async def serve_forever(settings: ServerSettings) -> None:
     stop = lifecycle.stop_signal()
     server = ScoringServer(settings)
     try:
-        await server.start()
+        try:
+            await server.start()
+        except ModelUnavailable as err:
+            raise SystemExit(f"erank serve: {err}") from None
         died = await lifecycle.wait_for_stop(stop, server.backend)
         if died is not None:
             log.error("the scoring engine died (%s); shutting down", died)
