@@ -26,7 +26,6 @@ from erank.prompt import SCORE_ONLY_SUFFIX, Prompt, PromptBuilder
 from erank.ranking import Scored, rank, result
 from erank.score import THINK_CLOSE, ParsedAnswer, best_digit, parse_answer, score_only_answer
 from erank.settings import ServerSettings
-from erank.v1 import reranker_pb2 as pb
 from erank.validation import (
     FUSION_ENUMS,
     MODE_ENUMS,
@@ -35,6 +34,7 @@ from erank.validation import (
     Violation,
     validate,
 )
+from erank_contract.v1 import reranker_pb2 as pb
 
 
 @dataclass

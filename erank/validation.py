@@ -15,7 +15,7 @@ from typing import Any, Literal
 from erank.fusion import DEFAULT_RANK_CONSTANT, FusionName
 from erank.instructions import PRESETS
 from erank.settings import ScoringModeName, ServerSettings
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.v1 import reranker_pb2 as pb
 
 
 @dataclass(frozen=True)

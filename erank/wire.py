@@ -19,7 +19,7 @@ from typing import Any, cast
 import grpc
 from google.protobuf.message import DecodeError
 
-from erank.v1 import reranker_pb2_grpc as pb_grpc
+from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from erank.cli import _instruction, app
 from erank.instructions import PRESETS
+from erank_cli.app import _instruction, app
 
 ENGINE = "http://127.0.0.1:9"  # nothing listens: a call that reached it would fail differently
 

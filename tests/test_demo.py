@@ -14,7 +14,7 @@ pytestmark = pytest.mark.engine
 def test_demo_prints_before_after_table_and_the_warning() -> None:
     env = {**os.environ, "COLUMNS": "140"}
     out = subprocess.run(
-        [sys.executable, "-m", "erank.cli", "demo"],
+        [sys.executable, "-m", "erank_cli", "demo"],
         env=env,
         capture_output=True,
         text=True,
@@ -47,7 +47,7 @@ def test_demo_on_the_real_qwen3_tokenizer_counts_real_tokens() -> None:
     )
     env = {**os.environ, "COLUMNS": "140"}
     out = subprocess.run(
-        [sys.executable, "-m", "erank.cli", "demo", "--tokenizer", "qwen3"],
+        [sys.executable, "-m", "erank_cli", "demo", "--tokenizer", "qwen3"],
         env=env,
         capture_output=True,
         text=True,

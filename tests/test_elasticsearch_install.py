@@ -22,8 +22,8 @@ import httpx
 import pytest
 from engines import ELASTICSEARCH_VERSIONS, start_engine
 
-from connector.client import AsyncRerankerClient
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 from opensearch_plugin.elasticsearch import (
     ElasticsearchError,
     connect,

@@ -30,8 +30,8 @@ import pytest_asyncio
 from engines import RunningEngine, cache_dir, fetch, fetch_plugin, start_engine
 from opensearchpy import OpenSearch
 
-from connector.client import AsyncRerankerClient
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 from opensearch_plugin.install import connect, install, status, uninstall
 from opensearch_plugin.options import InstallOptions
 

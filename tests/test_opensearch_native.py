@@ -48,11 +48,11 @@ from opensearchpy import NotFoundError, OpenSearch, RequestError
 from test_opensearch_ml_commons import cache_with_painless
 from typer.testing import CliRunner
 
-from connector.client import AsyncRerankerClient
 from connector.rest import create_app, serving
-from erank.cli import app
 from erank.server import ScoringServer
-from erank.v1 import reranker_pb2 as pb
+from erank_cli.app import app
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 from opensearch_plugin.install import connect, install, uninstall
 from opensearch_plugin.options import InstallOptions
 

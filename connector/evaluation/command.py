@@ -1,4 +1,4 @@
-"""The ``erank eval`` command line (registered in ``erank/cli.py``).
+"""The ``erank eval`` command line (registered in ``erank_cli/app.py``).
 
 Only typer at import time: ``erank --help`` must not load ir-measures or matplotlib.
 """

@@ -163,8 +163,8 @@ def demo(
 
     Offline and CPU-only by default (a tiny random checkpoint); --model runs a real one.
     """
-    from erank.demo import demo_model, run_demo
     from erank.settings import load_settings
+    from erank_cli.demo import demo_model, run_demo
 
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     console = Console(width=None if sys.stdout.isatty() else 120)
@@ -363,7 +363,3 @@ def proxy(
 
 
 app.command("eval")(eval_command)
-
-
-if __name__ == "__main__":
-    app()
