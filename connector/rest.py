@@ -57,15 +57,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from connector.results import optional_parts, status_name
-from erank.fusion import FusionName
-from erank.validation import (
+from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import (
     FUSION_USED,
+    FusionName,
     LongDocumentsName,
     preview,
     scoring_options,
 )
-from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
-from erank_contract.v1 import reranker_pb2 as pb
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 HEALTH_TIMEOUT_S = 5.0

@@ -33,8 +33,8 @@ def test_demo_on_the_real_qwen3_tokenizer_counts_real_tokens() -> None:
     from reference_erank import reference_prompt
     from transformers import AutoTokenizer
 
-    from erank.instructions import DEFAULT_INSTRUCTION
     from erank.qwen3_tokenizer import qwen3_tokenizer_dir
+    from erank_contract.instructions import DEFAULT_INSTRUCTION
 
     qwen3 = AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir()))
     expected = sum(

@@ -25,9 +25,9 @@ import pytest_asyncio
 from conftest import engine_settings
 
 from connector.rest import create_app, serving
-from erank.instructions import PRESETS
 from erank.server import ScoringServer, running_server
 from erank_contract.client import AsyncRerankerClient
+from erank_contract.instructions import PRESETS
 from erank_contract.v1 import reranker_pb2 as pb
 
 QUERY = "how do rerankers work"

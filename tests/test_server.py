@@ -15,9 +15,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 from grpc_status import rpc_status
 
-from erank.instructions import PRESETS
 from erank.server import ScoringServer
 from erank_contract.client import AsyncRerankerClient
+from erank_contract.instructions import PRESETS
 from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
