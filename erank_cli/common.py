@@ -40,6 +40,17 @@ def resolve_instruction(text: str | None, preset: str | None) -> str | None:
     return PRESETS[preset]
 
 
+def time_value(text: str) -> int:
+    """Milliseconds of ``--timeout``: ``500ms``, ``2s``, ``1m`` like the clusters' own time values
+    (a bare number is seconds)."""
+    from opensearch_plugin.options import parse_time_value
+
+    try:
+        return parse_time_value(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``error: message`` to stderr as it is (one line stays one line: no markup, no
     wrapping at the terminal's width); the caller raises what this returns."""
@@ -48,15 +59,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 @contextlib.contextmanager
-def needs_extra(command: str, extra: str) -> Iterator[None]:
-    """A command whose extra is not installed says which one, instead of a ModuleNotFoundError
-    traceback (a connector-only install has the ``erank serve`` command but no numpy)."""
+def needs_extra(command: str) -> Iterator[None]:
+    """A server command in an install without the server says what to install, instead of a
+    ModuleNotFoundError traceback (a connector-only install lists ``erank serve`` but has no
+    numpy)."""
     try:
         yield
     except ModuleNotFoundError as err:
         raise fail(
-            f"erank {command} needs {err.name}, which is not installed: "
-            f"pip install 'erank-search[{extra}]'"
+            f"erank {command} needs {err.name}, which is not installed: pip install"
+            " 'erank-search[server,vllm]' (vLLM's CPU build: bash scripts/setup)"
         ) from err
 
 

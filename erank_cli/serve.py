@@ -88,7 +88,7 @@ def serve(
     Every option is also an ERANK_<NAME> environment variable or a key of the --config file
     (--thinking-budget: default_thinking_budget, --score-cache-ttl: score_cache_ttl_s).
     """
-    with needs_extra("serve", "server"):
+    with needs_extra("serve"):
         from erank.server import serve_forever
         from erank.settings import load_settings
 
@@ -133,7 +133,7 @@ def demo(
 
     Offline and CPU-only by default (a tiny random checkpoint); --model runs a real one.
     """
-    with needs_extra("demo", "server,cpu"):
+    with needs_extra("demo"):
         from erank.settings import load_settings
         from erank_cli.demo import demo_model, run_demo
 
