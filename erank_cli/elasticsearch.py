@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from erank_cli.common import Insecure, Preset, cluster_errors, resolve_instruction
+from erank_cli.common import Insecure, Preset, cluster_errors, resolve_instruction, time_value
 
 elasticsearch_app = typer.Typer(help="Install ERank as an Elasticsearch inference endpoint.")
 
@@ -21,7 +21,10 @@ def elasticsearch_install(
     inference_id: Annotated[str, typer.Option(help="inference endpoint id")] = "erank",
     instruction: Annotated[str | None, typer.Option(help="relevance instruction")] = None,
     instruction_preset: Preset = None,
-    timeout: Annotated[int, typer.Option(help="timeout of the validation call, seconds")] = 30,
+    timeout: Annotated[
+        int,
+        typer.Option(parser=time_value, metavar="TIME", help="validation call timeout: 2s, 1m"),
+    ] = "30s",  # type: ignore[assignment]  # typer parses the default too
     field: Annotated[str, typer.Option(help="field for the printed example")] = "text",
     api_key: Annotated[str | None, typer.Option(help="Elasticsearch API key")] = None,
     insecure: Insecure = False,
@@ -37,7 +40,7 @@ def elasticsearch_install(
             endpoint,
             inference_id=inference_id,
             instruction=resolve_instruction(instruction, instruction_preset),
-            timeout_s=timeout,
+            timeout_ms=timeout,
         )
     console.print_json(data=answer)
     console.print("Search with it (POST /<index>/_search):")

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from erank_cli.common import Insecure, Preset, cluster_errors, resolve_instruction
+from erank_cli.common import Insecure, Preset, cluster_errors, resolve_instruction, time_value
 
 opensearch_app = typer.Typer(help="Install ERank as an OpenSearch search pipeline.")
 OpenSearchUrl = Annotated[
@@ -31,7 +31,12 @@ def opensearch_install(
     alpha: Annotated[float | None, typer.Option(help="BM25 weight in the fusion (native)")] = None,
     instruction: Annotated[str | None, typer.Option(help="relevance instruction")] = None,
     instruction_preset: Preset = None,
-    timeout: Annotated[int, typer.Option(help="per-search call timeout, seconds")] = 10,
+    timeout: Annotated[
+        int,
+        typer.Option(
+            parser=time_value, metavar="TIME", help="per-search call timeout: 500ms, 2s, 1m"
+        ),
+    ] = "10s",  # type: ignore[assignment]  # typer parses the default too
     ignore_failure: Annotated[
         bool, typer.Option(help="set ignore_failure on the processor")
     ] = False,
@@ -49,7 +54,7 @@ def opensearch_install(
         window=window,
         alpha=alpha,
         instruction=resolve_instruction(instruction, instruction_preset),
-        timeout_s=timeout,
+        timeout_ms=timeout,
         ignore_failure=ignore_failure,
     )
     with cluster_errors():
@@ -63,7 +68,8 @@ def opensearch_install(
 def opensearch_uninstall(
     opensearch: OpenSearchUrl, pipeline: Pipeline = "erank", insecure: Insecure = False
 ) -> None:
-    """Remove the pipeline and exactly what install created for it."""
+    """Remove the pipeline and exactly what install created for it (refused while an index has
+    it as index.search.default_pipeline)."""
     from opensearch_plugin.install import connect, uninstall
 
     with cluster_errors():

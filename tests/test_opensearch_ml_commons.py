@@ -165,7 +165,7 @@ def client(opensearch: RunningEngine) -> OpenSearch:
 
 @pytest_asyncio.fixture(scope="module")
 async def installed(client: OpenSearch, rest_url: str) -> dict[str, Any]:
-    options = InstallOptions(endpoint=rest_url, mode="ml-commons", timeout_s=120)
+    options = InstallOptions(endpoint=rest_url, mode="ml-commons", timeout_ms=120_000)
     result = await blocking(install, client, options)
     assert result.action == "created"
     assert result.record.model_id and result.record.connector_id
