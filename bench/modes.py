@@ -34,7 +34,6 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 from rich.console import Console
 from rich.table import Table
 
-from connector.client import AsyncRerankerClient
 from erank.checkpoints import (
     QWEN3_TINY,
     Script,
@@ -44,7 +43,8 @@ from erank.checkpoints import (
 )
 from erank.server import running_server
 from erank.settings import ServerSettings
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 WORDS = ["search", "ranking", "documents", "query", "relevance"]
 WORDS += ["engine", "score", "answer", "model", "index"]

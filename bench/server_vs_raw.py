@@ -26,12 +26,12 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 from rich.console import Console
 from rich.table import Table
 
-from connector.client import AsyncRerankerClient
 from erank.backends.vllm import VllmBackend
 from erank.checkpoints import build_random_checkpoint
 from erank.server import running_server
 from erank.settings import ServerSettings
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 WORDS = [
     "search",

@@ -3,7 +3,7 @@
 Search engines that can call an HTTP model but not gRPC (ml-commons connectors, Elasticsearch's
 ``custom`` inference service, our OpenSearch ``erank`` processor) reach the scoring server here.
 It is a translation layer only: JSON in, ``erank.v1.RerankRequest`` out through the one gRPC
-client (:mod:`connector.client`), and back. Limits, defaults and fusion all stay in the server.
+client (:mod:`erank_contract.client`), and back. Limits, defaults and fusion all stay in the server.
 
 Request::
 
@@ -56,12 +56,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from connector.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
 from connector.results import optional_parts, status_name
-from erank.fusion import FusionName
-from erank.v1 import reranker_pb2 as pb
-from erank.validation import (
+from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import (
     FUSION_USED,
+    FusionName,
     LongDocumentsName,
     preview,
     scoring_options,

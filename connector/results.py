@@ -10,7 +10,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.v1 import reranker_pb2 as pb
 
 _STATUS_NAMES = {
     pb.RESULT_STATUS_OK: "ok",

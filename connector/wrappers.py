@@ -25,7 +25,6 @@ from elastic_transport import ObjectApiResponse
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 from opensearchpy import AsyncOpenSearch, AsyncTransport, OpenSearch, Transport
 
-from connector.client import AsyncRerankerClient, RerankerClient
 from connector.proxy.config import ConfigError, ProxyConfig, RerankOverrides
 from connector.proxy.failopen import FailOpenStats, finish_async, finish_sync, is_search_response
 from connector.proxy.msearch import (
@@ -37,6 +36,7 @@ from connector.proxy.msearch import (
     to_ndjson,
 )
 from connector.proxy.search import SearchPlan, Skip, plan_search, route, str_params
+from erank_contract.client import AsyncRerankerClient, RerankerClient
 
 Rerank = Mapping[str, Any] | RerankOverrides | None
 

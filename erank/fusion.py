@@ -21,15 +21,14 @@ Adapters reach this module through the gRPC contract only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
 
 import numpy as np
+
+from erank_contract.vocabulary import FUSION_METHODS, FusionName
 
 DEFAULT_ALPHA = 0.2
 DEFAULT_RANK_CONSTANT = 60
 MINMAX_EPSILON = 1e-6  # Elasticsearch's MinMaxScoreNormalizer: closer than this is "equal"
-FusionName = Literal["zscore", "minmax", "rrf"]
-FUSION_METHODS: tuple[FusionName, ...] = ("zscore", "minmax", "rrf")
 
 
 def zscores(values: Sequence[float]) -> np.ndarray:

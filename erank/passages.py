@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from erank.ranking import Scored
-from erank.v1 import reranker_pb2 as pb
 from erank.validation import InvalidRequest, Violation
+from erank_contract.v1 import reranker_pb2 as pb
 
 
 def spans(tokenizer: Any, text: str, length: int, overlap: int) -> list[tuple[int, int]]:

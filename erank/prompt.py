@@ -21,7 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Any, Protocol
 
-from erank.instructions import DEFAULT_INSTRUCTION
+from erank_contract.instructions import DEFAULT_INSTRUCTION
 
 TEMPLATE_VERSION = "erank-v2"
 # Score-only mode: the assistant turn starts with an empty think block (Qwen3's own non-thinking

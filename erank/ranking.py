@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from erank.fusion import hybrid_scores
 from erank.score import ParsedAnswer
 from erank.settings import ScoringModeName
-from erank.v1 import reranker_pb2 as pb
 from erank.validation import MODE_ENUMS, RerankParams
+from erank_contract.v1 import reranker_pb2 as pb
 
 
 @dataclass(frozen=True)

@@ -21,20 +21,20 @@ from typing import Any
 from erank import metrics, passages
 from erank.backends.base import Backend, Generation, Sampling
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
-from erank.instructions import PRESETS, SOURCES
 from erank.prompt import SCORE_ONLY_SUFFIX, Prompt, PromptBuilder
 from erank.ranking import Scored, rank, result
 from erank.score import THINK_CLOSE, ParsedAnswer, best_digit, parse_answer, score_only_answer
 from erank.settings import ServerSettings
-from erank.v1 import reranker_pb2 as pb
 from erank.validation import (
-    FUSION_ENUMS,
     MODE_ENUMS,
     InvalidRequest,
     RerankParams,
     Violation,
     validate,
 )
+from erank_contract.instructions import PRESETS, SOURCES
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import FUSION_ENUMS
 
 
 @dataclass

@@ -26,8 +26,8 @@ from erank.model_source import ModelUnavailable, check_model
 from erank.scorer import Scorer
 from erank.service import RerankerService
 from erank.settings import ServerSettings
-from erank.v1 import reranker_pb2 as pb
 from erank.wire import add_reranker_service
+from erank_contract.v1 import reranker_pb2 as pb
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from grpc_status import rpc_status
 from erank.admission import Admission, Overloaded, ShuttingDown
 from erank.lifecycle import engine_failure
 from erank.scorer import Scorer
-from erank.v1 import reranker_pb2 as pb
-from erank.v1 import reranker_pb2_grpc as pb_grpc
 from erank.validation import InvalidRequest, Violation
 from erank.wire import Malformed
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
 
 M = TypeVar("M", bound=Message)
 

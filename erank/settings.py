@@ -14,9 +14,9 @@ from pydantic_settings import (
 )
 
 from erank.fusion import DEFAULT_ALPHA
-from erank.instructions import DEFAULT_INSTRUCTION
 from erank.prompt import TEMPLATE_VERSION
-from erank.wire import DEFAULT_MAX_MESSAGE_BYTES
+from erank_contract.instructions import DEFAULT_INSTRUCTION
+from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_TRUNCATE_LENGTH = 2048  # tokens, the paper's setting
 ScoringModeName = Literal["full", "thinking_budget", "score_only"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
 
-from erank.fusion import DEFAULT_RANK_CONSTANT, FusionName
-from erank.instructions import PRESETS
+from erank.fusion import DEFAULT_RANK_CONSTANT
 from erank.settings import ScoringModeName, ServerSettings
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.instructions import PRESETS
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import FUSION_NAMES, LONG_DOCUMENTS_ENUMS, FusionName, preview
 
 
 @dataclass(frozen=True)
@@ -61,46 +61,7 @@ MODE_NAMES: dict[pb.ScoringMode.ValueType, ScoringModeName] = {
 MODE_ENUMS: dict[ScoringModeName, pb.ScoringMode.ValueType] = {
     name: value for value, name in MODE_NAMES.items()
 }
-FUSION_NAMES: dict[pb.Fusion.ValueType, FusionName] = {
-    pb.FUSION_UNSPECIFIED: "zscore",
-    pb.FUSION_ZSCORE: "zscore",
-    pb.FUSION_MINMAX: "minmax",
-    pb.FUSION_RRF: "rrf",
-}
-FUSION_ENUMS: dict[FusionName, pb.Fusion.ValueType] = {
-    "zscore": pb.FUSION_ZSCORE,
-    "minmax": pb.FUSION_MINMAX,
-    "rrf": pb.FUSION_RRF,
-}
-# RerankResponse.fusion -> its name; FUSION_UNSPECIFIED (nothing fused) is absent
-FUSION_USED: dict[pb.Fusion.ValueType, FusionName] = {v: k for k, v in FUSION_ENUMS.items()}
-LongDocumentsName = Literal["truncate", "best_passage"]
-LONG_DOCUMENTS_ENUMS: dict[LongDocumentsName, pb.LongDocuments.ValueType] = {
-    "truncate": pb.LONG_DOCUMENTS_TRUNCATE,
-    "best_passage": pb.LONG_DOCUMENTS_BEST_PASSAGE,
-}
-
-
-def scoring_options(
-    fusion: FusionName | None,
-    rank_constant: int | None,
-    long_documents: LongDocumentsName | None,
-    passage_overlap: int | None,
-) -> dict[str, Any]:
-    """``RerankRequest`` fields for the adapters' names of these options (None: server default):
-    one mapping for the REST front, the proxy and the wrappers."""
-    return {
-        "fusion": FUSION_ENUMS[fusion] if fusion else pb.FUSION_UNSPECIFIED,
-        "rank_constant": rank_constant,
-        "long_documents": LONG_DOCUMENTS_ENUMS[long_documents]
-        if long_documents
-        else pb.LONG_DOCUMENTS_UNSPECIFIED,
-        "passage_overlap": passage_overlap,
-    }
-
-
 _MAX_REPORTED = 20  # keep error messages readable for a request with a thousand bad documents
-PREVIEW_CHARS = 64  # of a caller's value quoted in a message (gRPC metadata is 16 KiB at most)
 
 
 def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParams:
@@ -242,14 +203,6 @@ def _mode(
     if request.HasField("thinking_budget"):
         return mode, request.thinking_budget
     return mode, settings.default_thinking_budget
-
-
-def preview(value: str) -> str:
-    """``value`` quoted, cut to its first ``PREVIEW_CHARS`` characters: every message that
-    quotes a caller's value goes through here, so no message grows with the caller's input."""
-    if len(value) <= PREVIEW_CHARS:
-        return repr(value)
-    return f"{value[:PREVIEW_CHARS]!r}… ({len(value)} characters)"
 
 
 def _instruction(request: pb.RerankRequest, settings: ServerSettings, bad: list[Violation]) -> str:

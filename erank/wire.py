@@ -1,7 +1,4 @@
-"""What the gRPC wire needs beyond the proto: the message-size default and lenient decoding.
-
-``DEFAULT_MAX_MESSAGE_BYTES`` is the one default for the server (``max_message_bytes``) and the
-clients in ``connector/``, so both ends refuse the same sizes.
+"""Lenient decoding: the server's side of the wire beyond the proto.
 
 gRPC decodes a request before the servicer sees it, and bytes that do not parse end the call
 with ``UNKNOWN`` and an ERROR traceback in the log, once per request: a caller's mistake would
@@ -19,9 +16,7 @@ from typing import Any, cast
 import grpc
 from google.protobuf.message import DecodeError
 
-from erank.v1 import reranker_pb2_grpc as pb_grpc
-
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import httpx
 
+from opensearch_plugin.options import format_time_value
 from opensearch_plugin.templates import render
 
 _COMPARED_SERVICE_SETTINGS = ("url", "headers", "request", "response")
@@ -61,7 +62,7 @@ def install(
     endpoint: str,
     inference_id: str = "erank",
     instruction: str | None = None,
-    timeout_s: int = 30,
+    timeout_ms: int = 30_000,
 ) -> dict[str, Any]:
     """Create the endpoint; unchanged if it already exists with the same settings, replaced
     (deleted and created again) if it exists with others."""
@@ -76,7 +77,7 @@ def install(
         action = "updated"
     elif existing.status_code != 404:
         _check(existing, "GET", path)
-    created = client.put(path, params={"timeout": f"{timeout_s}s"}, json=body)
+    created = client.put(path, params={"timeout": format_time_value(timeout_ms)}, json=body)
     _check(created, "PUT", path)
     return {"action": action, "inference_id": inference_id, "endpoint": created.json()}
 
@@ -95,5 +96,22 @@ def _same(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
 def _check(response: httpx.Response, method: str, path: str) -> None:
     if response.is_error:
         raise ElasticsearchError(
-            f"{method} {path} -> HTTP {response.status_code}: {response.text[:2000]}"
+            f"{method} {path} -> HTTP {response.status_code}: {_refusal(response)}"
         )
+
+
+def _refusal(response: httpx.Response) -> str:
+    """The cluster's own reason, on one line: ``type: reason`` of an Elasticsearch error object,
+    the plain ``error`` string of a cluster without the API ("no handler found for uri"), or the
+    body itself when it is neither."""
+    try:
+        error = response.json().get("error")
+    except ValueError:
+        error = None
+    if isinstance(error, dict) and error.get("reason"):
+        reason = f"{error.get('type', 'error')}: {error['reason']}"
+    elif isinstance(error, str):
+        reason = error
+    else:
+        reason = response.text
+    return " ".join(reason.split())[:2000]

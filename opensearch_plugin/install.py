@@ -32,7 +32,13 @@ from typing import Any, Literal
 from opensearchpy import NotFoundError, OpenSearch
 
 from opensearch_plugin import ml_commons
-from opensearch_plugin.options import MARKER, InstallError, InstallOptions, Record
+from opensearch_plugin.options import (
+    MARKER,
+    InstallError,
+    InstallOptions,
+    Record,
+    format_time_value,
+)
 from opensearch_plugin.templates import render
 
 
@@ -63,6 +69,11 @@ def read_record(client: OpenSearch, pipeline: str) -> tuple[dict[str, Any] | Non
 
 def install(client: OpenSearch, options: InstallOptions) -> InstallResult:
     """Create or update the pipeline (and, in ml-commons mode, its connector and model)."""
+    if options.mode == "ml-commons" and options.timeout_ms % 1000:
+        raise InstallError(
+            "--timeout: an ml-commons connector's read_timeout is whole seconds, got"
+            f" {format_time_value(options.timeout_ms)}"
+        )
     stored, old = read_record(client, options.pipeline)
     if stored is not None and old is None:
         raise InstallError(
@@ -92,7 +103,8 @@ def install(client: OpenSearch, options: InstallOptions) -> InstallResult:
 
 
 def uninstall(client: OpenSearch, pipeline: str) -> list[str]:
-    """Remove the pipeline and what install recorded in it; what was removed, for the log."""
+    """Remove the pipeline and what install recorded in it; what was removed, for the log.
+    Refused for a pipeline not created by install, or one an index searches with by default."""
     stored, record = read_record(client, pipeline)
     if stored is None:
         return []
@@ -101,11 +113,36 @@ def uninstall(client: OpenSearch, pipeline: str) -> list[str]:
             f"search pipeline [{pipeline}] was not created by `erank opensearch install`;"
             " not touching it"
         )
+    users = indices_searching_with(client, pipeline)
+    if users:
+        listed = ", ".join(f"[{index}]" for index in users[:10])
+        more = f" and {len(users) - 10} more" if len(users) > 10 else ""
+        raise InstallError(
+            f"search pipeline [{pipeline}] is index.search.default_pipeline of {listed}{more}:"
+            " every search there would fail once it is gone; set that index setting to null"
+            " (or another pipeline) first; not touching it"
+        )
     client.search_pipeline.delete(id=pipeline)
     return [
         f"search pipeline {pipeline}",
         *ml_commons.remove_objects(client, record, keep_group=False),
     ]
+
+
+def indices_searching_with(client: OpenSearch, pipeline: str) -> list[str]:
+    """Indices (hidden and closed ones included) whose ``index.search.default_pipeline`` is
+    ``pipeline``. OpenSearch deletes such a pipeline when asked, and then answers every search
+    on those indices with 400 "pipeline not found"; uninstall refuses instead."""
+    settings = client.indices.get_settings(
+        index="*",
+        name="index.search.default_pipeline",
+        params={"flat_settings": "true", "expand_wildcards": "all"},
+    )
+    return sorted(
+        index
+        for index, answer in settings.items()
+        if answer.get("settings", {}).get("index.search.default_pipeline") == pipeline
+    )
 
 
 def status(client: OpenSearch, pipeline: str) -> dict[str, Any]:
@@ -148,7 +185,7 @@ def pipeline_body(options: InstallOptions, record: Record) -> dict[str, Any]:
             "window": options.window,
             "instruction": options.instruction,
             "alpha": options.alpha,
-            "timeout": f"{options.timeout_s}s",
+            "timeout": format_time_value(options.timeout_ms),
         }
         return dict(render("native-pipeline", values))
     return dict(render("ml-commons-pipeline", values | {"model_id": record.model_id}))

@@ -43,7 +43,7 @@ def create_objects(
                 "rerank_url": options.rerank_url,
                 # substituted raw into the request body, so it carries its own JSON quoting
                 "instruction_json": json.dumps(options.instruction or ""),
-                "timeout_s": options.timeout_s,
+                "timeout_s": options.timeout_ms // 1000,
             },
         )
         record.connector_id = ml.create_connector(body=connector)["connector_id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -17,6 +18,25 @@ from opensearch_plugin.templates import TEMPLATE_VERSION
 
 Mode = Literal["native", "ml-commons"]
 MARKER = "erank-install:"
+
+
+_TIME_VALUE = re.compile(r"([0-9]{1,9})(ms|s|m)?")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, None: 1000}
+
+
+def parse_time_value(text: str) -> int:
+    """Milliseconds of a time value as OpenSearch and Elasticsearch write them (``500ms``,
+    ``2s``, ``1m``), which the native processor and ``_inference`` take; a bare number is
+    seconds, what ``--timeout`` always meant."""
+    match = _TIME_VALUE.fullmatch(text.strip())
+    if match is None or int(match[1]) == 0:
+        raise ValueError(f"expected a positive time such as 500ms, 2s or 1m, got {text[:40]!r}")
+    return int(match[1]) * _UNIT_MS[match[2]]
+
+
+def format_time_value(ms: int) -> str:
+    """``ms`` as the cluster reads it: whole seconds as ``10s`` (what install always wrote)."""
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 class InstallError(RuntimeError):
@@ -34,7 +54,7 @@ class InstallOptions:
     window: int = 50
     alpha: float | None = None
     instruction: str | None = None
-    timeout_s: int = 10
+    timeout_ms: int = 10_000  # of each scoring call (ml-commons: whole seconds only)
     ignore_failure: bool = False
 
     @property

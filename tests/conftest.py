@@ -18,7 +18,6 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 import pytest
 import pytest_asyncio
 
-from connector.client import AsyncRerankerClient
 from connector.rest import create_app, serving
 from erank.checkpoints import (
     Script,
@@ -28,6 +27,7 @@ from erank.checkpoints import (
 )
 from erank.server import ScoringServer, running_server
 from erank.settings import ServerSettings
+from erank_contract.client import AsyncRerankerClient
 
 SCRIPT_7 = Script()  # <think>scripted</think><answer>7</answer>, logits 7: 8.0, 8: 7.0
 SCRIPT_10 = Script(

@@ -13,11 +13,11 @@ import pytest
 from conftest import engine_settings
 from prometheus_client import REGISTRY
 
-from connector.client import AsyncRerankerClient
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
 from erank.score import ParsedAnswer
 from erank.server import ScoringServer, running_server
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from erank.cli import _instruction, app
-from erank.instructions import PRESETS
+from erank_cli.app import app
+from erank_cli.common import resolve_instruction
+from erank_contract.instructions import PRESETS
 
 ENGINE = "http://127.0.0.1:9"  # nothing listens: a call that reached it would fail differently
 
@@ -34,5 +35,5 @@ def test_bad_preset_is_a_usage_error(command: list[str], extra: list[str], words
 
 
 def test_a_preset_installs_its_text() -> None:
-    assert _instruction(None, "bright_pony") == PRESETS["bright_pony"]
-    assert _instruction("own words", None) == "own words"
+    assert resolve_instruction(None, "bright_pony") == PRESETS["bright_pony"]
+    assert resolve_instruction("own words", None) == "own words"

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.engine
 def test_demo_prints_before_after_table_and_the_warning() -> None:
     env = {**os.environ, "COLUMNS": "140"}
     out = subprocess.run(
-        [sys.executable, "-m", "erank.cli", "demo"],
+        [sys.executable, "-m", "erank_cli", "demo"],
         env=env,
         capture_output=True,
         text=True,
@@ -33,8 +33,8 @@ def test_demo_on_the_real_qwen3_tokenizer_counts_real_tokens() -> None:
     from reference_erank import reference_prompt
     from transformers import AutoTokenizer
 
-    from erank.instructions import DEFAULT_INSTRUCTION
     from erank.qwen3_tokenizer import qwen3_tokenizer_dir
+    from erank_contract.instructions import DEFAULT_INSTRUCTION
 
     qwen3 = AutoTokenizer.from_pretrained(str(qwen3_tokenizer_dir()))
     expected = sum(
@@ -47,7 +47,7 @@ def test_demo_on_the_real_qwen3_tokenizer_counts_real_tokens() -> None:
     )
     env = {**os.environ, "COLUMNS": "140"}
     out = subprocess.run(
-        [sys.executable, "-m", "erank.cli", "demo", "--tokenizer", "qwen3"],
+        [sys.executable, "-m", "erank_cli", "demo", "--tokenizer", "qwen3"],
         env=env,
         capture_output=True,
         text=True,

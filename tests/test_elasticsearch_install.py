@@ -21,9 +21,11 @@ from typing import Any
 import httpx
 import pytest
 from engines import ELASTICSEARCH_VERSIONS, start_engine
+from typer.testing import CliRunner
 
-from connector.client import AsyncRerankerClient
-from erank.v1 import reranker_pb2 as pb
+from erank_cli.app import app
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 from opensearch_plugin.elasticsearch import (
     ElasticsearchError,
     connect,
@@ -129,9 +131,15 @@ def test_install_reports_elasticsearch_refusal() -> None:
     """The integ-test-zip has no inference plugin: install must fail with Elasticsearch's own
     answer, not half-succeed. (When a zip with the inference API appears, this test fails:
     replace it with a real `PUT _inference` round trip.)"""
-    with (
-        start_engine("elasticsearch", ELASTICSEARCH_VERSIONS[-1]) as engine,
-        pytest.raises(ElasticsearchError) as refused,
-    ):
-        install(connect(engine.url), "http://127.0.0.1:9/")
-    assert "no handler found for uri [/_inference/rerank/erank]" in str(refused.value)
+    with start_engine("elasticsearch", ELASTICSEARCH_VERSIONS[-1]) as engine:
+        with pytest.raises(ElasticsearchError) as refused:
+            install(connect(engine.url), "http://127.0.0.1:9/")
+        by_cli = CliRunner().invoke(
+            app,
+            ["elasticsearch", "install", f"--elasticsearch={engine.url}", "--endpoint=http://x"],
+        )
+    refusal = "no handler found for uri [/_inference/rerank/erank] and method [GET]"
+    assert str(refused.value) == f"GET /_inference/rerank/erank -> HTTP 400: {refusal}"
+    # the command prints the same one line, brackets and all (rich markup would eat them)
+    assert by_cli.exit_code == 1, by_cli.output
+    assert by_cli.stderr == f"error: {refused.value}\n"

@@ -31,10 +31,10 @@ from connector.evaluation.firststage import from_run_file
 from connector.evaluation.metrics import evaluate
 from connector.evaluation.runner import sweep_alphas
 from connector.evaluation.runs import erank_run, hybrid_run
-from erank.cli import app
-from erank.demo import demo_model
 from erank.server import ScoringServer, running_server
-from erank.v1 import reranker_pb2 as pb
+from erank_cli.app import app
+from erank_cli.demo import demo_model
+from erank_contract.v1 import reranker_pb2 as pb
 
 DATA = Path(__file__).parent / "data" / "eval"
 Judged = dict[str, int]

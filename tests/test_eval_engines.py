@@ -19,8 +19,8 @@ from engines import ELASTICSEARCH_VERSIONS, OPENSEARCH_VERSIONS, RunningEngine, 
 from test_eval import DATA, QRELS, assert_measured, assert_server_orders
 from typer.testing import CliRunner
 
-from erank.cli import app
 from erank.server import ScoringServer
+from erank_cli.app import app
 
 pytestmark = pytest.mark.engine
 engine = engines_fixture(

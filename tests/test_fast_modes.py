@@ -18,13 +18,13 @@ import pytest
 from conftest import LONG_DOCUMENT, engine_settings
 from safetensors.numpy import load_file
 
-from connector.client import AsyncRerankerClient
 from erank.backends import Sampling, load_tokenizer
 from erank.backends.transformers import TransformersBackend
 from erank.score import parse_answer, score_only_answer
 from erank.scorer import Scorer
 from erank.server import ScoringServer, running_server
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 

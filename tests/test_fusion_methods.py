@@ -13,11 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.client import AsyncRerankerClient
-from erank.fusion import DEFAULT_RANK_CONSTANT, FusionName, hybrid_scores, minmax, ranks
+from erank.fusion import DEFAULT_RANK_CONSTANT, hybrid_scores, minmax, ranks
 from erank.settings import load_settings
-from erank.v1 import reranker_pb2 as pb
 from erank.validation import InvalidRequest, validate
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import FusionName
 
 METHODS: tuple[FusionName, ...] = ("zscore", "minmax", "rrf")
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -30,8 +30,8 @@ import pytest_asyncio
 from engines import RunningEngine, cache_dir, fetch, fetch_plugin, start_engine
 from opensearchpy import OpenSearch
 
-from connector.client import AsyncRerankerClient
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 from opensearch_plugin.install import connect, install, status, uninstall
 from opensearch_plugin.options import InstallOptions
 
@@ -165,7 +165,7 @@ def client(opensearch: RunningEngine) -> OpenSearch:
 
 @pytest_asyncio.fixture(scope="module")
 async def installed(client: OpenSearch, rest_url: str) -> dict[str, Any]:
-    options = InstallOptions(endpoint=rest_url, mode="ml-commons", timeout_s=120)
+    options = InstallOptions(endpoint=rest_url, mode="ml-commons", timeout_ms=120_000)
     result = await blocking(install, client, options)
     assert result.action == "created"
     assert result.record.model_id and result.record.connector_id

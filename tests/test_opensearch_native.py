@@ -48,11 +48,11 @@ from opensearchpy import NotFoundError, OpenSearch, RequestError
 from test_opensearch_ml_commons import cache_with_painless
 from typer.testing import CliRunner
 
-from connector.client import AsyncRerankerClient
 from connector.rest import create_app, serving
-from erank.cli import app
 from erank.server import ScoringServer
-from erank.v1 import reranker_pb2 as pb
+from erank_cli.app import app
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 from opensearch_plugin.install import connect, install, uninstall
 from opensearch_plugin.options import InstallOptions
 
@@ -176,7 +176,7 @@ async def pipeline(client: OpenSearch, rest_url: str) -> str:
         fields=FIELDS,
         window=WINDOW,
         alpha=ALPHA,
-        timeout_s=120,
+        timeout_ms=120_000,
     )
     result = await blocking(install, client, options)
     assert result.action == "created"
@@ -401,6 +401,51 @@ async def test_install_twice_is_once_and_uninstall_restores(
     with pytest.raises(NotFoundError):
         await blocking(client.search_pipeline.get, id=options.pipeline)
     assert await blocking(uninstall, client, options.pipeline) == []
+
+
+async def test_cluster_refusal_is_printed_with_its_field_and_time_values_work(
+    opensearch: RunningEngine, client: OpenSearch, rest_url: str
+) -> None:
+    """The processor's refusal names the field in brackets; the command prints it as is (rich
+    markup used to swallow "[window]"). ``--timeout`` takes the processor's time values."""
+    cli = ["opensearch", "install", f"--opensearch={opensearch.url}", f"--endpoint={rest_url}"]
+    refused = await blocking(CliRunner().invoke, app, [*cli, "--pipeline=erank_w0", "--window=0"])
+    assert refused.exit_code == 1, refused.output
+    assert "[window] must be between 1 and 10000, got 0" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    installed = await blocking(
+        CliRunner().invoke, app, [*cli, "--pipeline=erank_500ms", "--timeout=500ms"]
+    )
+    assert installed.exit_code == 0, installed.output
+    stored = await blocking(client.search_pipeline.get, id="erank_500ms")
+    assert stored["erank_500ms"]["response_processors"][0]["erank"]["timeout"] == "500ms"
+    assert await blocking(uninstall, client, "erank_500ms") == ["search pipeline erank_500ms"]
+
+
+async def test_uninstall_refuses_a_pipeline_an_index_searches_with(
+    opensearch: RunningEngine, client: OpenSearch, rest_url: str
+) -> None:
+    """Deleting an index's default search pipeline would make every search there fail 400:
+    uninstall refuses, names the index on one line, and leaves the pipeline working."""
+    name, index = "erank_default", "docs_default"
+    await blocking(install, client, InstallOptions(endpoint=rest_url, pipeline=name))
+    settings = {"index.search.default_pipeline": name, "number_of_replicas": 0}
+    await blocking(client.indices.create, index=index, body={"settings": settings})
+    try:
+        cli = ["opensearch", "uninstall", f"--opensearch={opensearch.url}", f"--pipeline={name}"]
+        refused = await blocking(CliRunner().invoke, app, cli)
+        assert refused.exit_code == 1, refused.output
+        assert refused.stderr.startswith(f"error: search pipeline [{name}] is index.search.")
+        assert f"of [{index}]:" in refused.stderr and refused.stderr.count("\n") == 1
+        assert name in await blocking(client.search_pipeline.get, id=name)
+        found = await blocking(client.search, index=index, body={"query": {"match_all": {}}})
+        assert found["hits"]["hits"] == []
+        body = {"index.search.default_pipeline": None}
+        await blocking(client.indices.put_settings, index=index, body=body)
+        assert await blocking(uninstall, client, name) == [f"search pipeline {name}"]
+    finally:
+        await blocking(client.indices.delete, index=index)
+        await blocking(uninstall, client, name)
 
 
 async def test_search_ext_options_are_accepted_and_checked(

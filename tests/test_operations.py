@@ -21,10 +21,10 @@ from conftest import engine_settings
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from connector.client import AsyncRerankerClient
 from erank.server import ScoringServer, running_server
 from erank.settings import load_settings
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 

@@ -27,8 +27,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from connector.client import AsyncRerankerClient
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 
@@ -84,7 +84,7 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
 def erank_serve(model: Path, port: int, **settings: str) -> Iterator[subprocess.Popen[str]]:
     """`erank serve` on ``port`` with ``ERANK_*`` settings; killed (group and all) on exit."""
     env = os.environ.copy() | {f"ERANK_{k.upper()}": v for k, v in settings.items()}
-    command = [sys.executable, "-m", "erank.cli", "serve", f"--model={model}", f"--port={port}"]
+    command = [sys.executable, "-m", "erank_cli", "serve", f"--model={model}", f"--port={port}"]
     command += ["--dtype=float32", "--enforce-eager", "--max-new-tokens=64"]
     proc = subprocess.Popen(  # a session of its own, like a server started from a terminal
         command,

@@ -24,15 +24,15 @@ from conftest import engine_settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.client import AsyncRerankerClient
 from erank.backends.base import load_tokenizer
 from erank.passages import best, spans, split
 from erank.qwen3_tokenizer import qwen3_tokenizer_dir
 from erank.ranking import Scored
 from erank.score import ParsedAnswer
 from erank.server import ScoringServer, running_server
-from erank.v1 import reranker_pb2 as pb
 from erank.validation import InvalidRequest
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 BEST = pb.LONG_DOCUMENTS_BEST_PASSAGE
 LENGTH = 128  # tokens per passage in the engine tests

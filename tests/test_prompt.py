@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from erank.backends.base import load_tokenizer
-from erank.instructions import DEFAULT_INSTRUCTION
 from erank.prompt import PromptBuilder, load_template, truncate
+from erank_contract.instructions import DEFAULT_INSTRUCTION
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from connector.proxy.hits import (
 )
 from connector.proxy.msearch import forward_pairs, parse_ndjson, place_responses, plan_items
 from connector.proxy.search import SearchPlan, Skip, plan_search, query_text, route
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.v1 import reranker_pb2 as pb
 
 QUERY = {"match": {"text": "quick fox"}}
 TIMINGS = Timings(1.0, 2.0)

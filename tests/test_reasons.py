@@ -16,13 +16,13 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from connector.client import AsyncRerankerClient
 from connector.proxy.config import ProxyConfig
 from connector.proxy.hits import HIT_FIELD, Timings, rerank_request, reranked_body
 from connector.proxy.search import SearchPlan, plan_search
 from connector.rest import create_app, serving
 from erank.server import ScoringServer
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 

@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 from reference_erank import reference_prompt
 
 from erank.checkpoints import build_scripted_checkpoint
-from erank.demo import DEMO_MODELS
-from erank.instructions import DEFAULT_INSTRUCTION, PRESETS
 from erank.prompt import PromptBuilder, truncate
 from erank.qwen3_tokenizer import qwen3_tokenizer_dir
 from erank.server import running_server
-from erank.v1 import reranker_pb2 as pb
+from erank_cli.demo import DEMO_MODELS
+from erank_contract.instructions import DEFAULT_INSTRUCTION, PRESETS
+from erank_contract.v1 import reranker_pb2 as pb
 
 # The model card's example, rendered by the reference path (template → one user message →
 # Qwen3's chat template with add_generation_prompt=True).

@@ -24,11 +24,11 @@ import pytest
 import pytest_asyncio
 from conftest import engine_settings
 
-from connector.client import AsyncRerankerClient
 from connector.rest import create_app, serving
-from erank.instructions import PRESETS
 from erank.server import ScoringServer, running_server
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.instructions import PRESETS
+from erank_contract.v1 import reranker_pb2 as pb
 
 QUERY = "how do rerankers work"
 DOCUMENTS = [
@@ -388,7 +388,7 @@ async def test_deadline_is_504(tiny_server: ScoringServer) -> None:
 async def test_erank_rest_command(tiny_server: ScoringServer) -> None:
     """`erank rest` as a user runs it: a process serving /health and /v1/rerank."""
     port = free_port()
-    command = [sys.executable, "-m", "erank.cli", "rest", f"--port={port}"]
+    command = [sys.executable, "-m", "erank_cli", "rest", f"--port={port}"]
     command += [f"--reranker=127.0.0.1:{tiny_server.port}", "--timeout=120"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -23,10 +23,10 @@ from conftest import engine_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from safetensors.numpy import load_file
 
-from connector.client import AsyncRerankerClient
 from erank.backends.base import load_tokenizer
 from erank.server import ScoringServer, running_server
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 
@@ -145,7 +145,7 @@ async def test_erank_serve_cli_two_digit_answer_health_and_shutdown(
     cmd = [
         sys.executable,
         "-m",
-        "erank.cli",
+        "erank_cli",
         "serve",
         "--model",
         str(scripted10_checkpoint),

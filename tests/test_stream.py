@@ -13,9 +13,9 @@ import grpc
 import pytest
 from conftest import LONG_DOCUMENT
 
-from connector.client import AsyncRerankerClient
 from erank.server import ScoringServer
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 

@@ -18,13 +18,13 @@ import pytest
 import pytest_asyncio
 from conftest import LONG_DOCUMENT, engine_settings
 
-from connector.client import AsyncRerankerClient
 from erank.backends import Sampling
 from erank.backends.transformers import TransformersBackend
 from erank.prompt import PromptBuilder
 from erank.scorer import Scorer
 from erank.server import ScoringServer, running_server
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 

@@ -1,6 +1,6 @@
 """``erank eval``: effectiveness of ERank on a BEIR-format collection, measured with ir-measures.
 
-The scoring server is reached through :mod:`connector.client` only, and every score (ERank and
+The scoring server is reached through :mod:`erank_contract.client` only, and every score (ERank and
 hybrid) is the server's own. Modules, in the order a run uses them:
 
 - ``beir``: the collection (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) and document text;
@@ -11,5 +11,5 @@ hybrid) is the server's own. Modules, in the order a run uses them:
 - ``metrics``: nDCG@10, RR@10, R@100 per query and mean, by ir-measures;
 - ``report``: the JSON, the alpha-sweep plot and the console tables;
 - ``runner``: the whole evaluation, :func:`connector.evaluation.runner.run_eval`;
-- ``command``: its command line, registered as ``erank eval`` in ``erank/cli.py``.
+- ``command``: its command line, registered as ``erank eval`` in ``erank_cli/app.py``.
 """

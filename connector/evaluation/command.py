@@ -1,4 +1,4 @@
-"""The ``erank eval`` command line (registered in ``erank/cli.py``).
+"""The ``erank eval`` command line (registered in ``erank_cli/app.py``).
 
 Only typer at import time: ``erank --help`` must not load ir-measures or matplotlib.
 """
@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 
 def eval_command(
@@ -103,5 +104,6 @@ def eval_command(
     else:
         show(result, console)
         return
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    # escaped: rich would read a bracketed part of the message ("[/path]") as markup
+    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""Reranking the candidates through a running scoring server (``connector.client``).
+"""Reranking the candidates through a running scoring server (``erank_contract.client``).
 
 Every query's candidates go in one ``Rerank`` request, with their first-stage scores so the
 server fuses them (``hybrid_score``). The alpha sweep asks the server again per alpha rather
@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from connector.client import AsyncRerankerClient
 from connector.evaluation.firststage import Candidate, Candidates
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 Responses = dict[str, dict[float, pb.RerankResponse]]  # query id -> alpha -> the server's answer
 

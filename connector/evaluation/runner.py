@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from connector.client import AsyncRerankerClient
 from connector.evaluation import engine, report
 from connector.evaluation.beir import Collection, load_collection
 from connector.evaluation.firststage import Candidates, from_run_file
 from connector.evaluation.metrics import evaluate, measures
 from connector.evaluation.rerank import RerankOptions, Responses, rerank_all, usage
 from connector.evaluation.runs import erank_run, first_stage_run, hybrid_run
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 
 def sweep_alphas(points: int) -> tuple[float, ...]:

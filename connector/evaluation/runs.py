@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from connector.evaluation.firststage import Candidates
 from connector.evaluation.rerank import Responses
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.v1 import reranker_pb2 as pb
 
 Run = dict[str, list[str]]  # query id -> doc ids, best first
 

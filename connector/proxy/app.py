@@ -11,7 +11,7 @@ the client accepts it. ``X-Erank-Status`` says ``reranked``, ``failed-open`` or 
 outcomes (index names cannot start with ``_``, so no engine path is hidden).
 
 aiohttp does the HTTP on both sides (server and pooled client); the scoring server is reached
-through the one gRPC client, :class:`connector.client.AsyncRerankerClient`.
+through the one gRPC client, :class:`erank_contract.client.AsyncRerankerClient`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from aiohttp.web_response import ContentCoding
 from multidict import CIMultiDict
 from yarl import URL
 
-from connector.client import AsyncRerankerClient
 from connector.proxy.config import ConfigError, ProxyConfig
 from connector.proxy.failopen import (
     STATUS_HEADER,
@@ -47,6 +46,7 @@ from connector.proxy.http import BODY_HEADERS, HOP_BY_HOP, Upstream, decode_body
 from connector.proxy.msearch import Item, forward_pairs, parse_ndjson, place_responses, plan_items
 from connector.proxy.msearch import to_ndjson as ndjson
 from connector.proxy.search import SearchPlan, Skip, error_json, plan_search, route
+from erank_contract.client import AsyncRerankerClient
 
 log = logging.getLogger("erank.proxy")
 STATS_PATH = "/_erank/stats"

@@ -12,7 +12,7 @@ Example ``proxy.yaml``::
         instruction: "Is this product what the shopper is looking for?"
         alpha: 0.3
       scifact:
-        instruction_preset: beir   # the paper's instruction for its benchmark (erank.instructions)
+        instruction_preset: beir   # the paper's instruction (erank_contract/instructions.py)
         budget_ms: 2000
       manuals:
         fusion: rrf          # zscore (the paper's, server default), minmax or rrf
@@ -39,9 +39,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from erank.fusion import FusionName
-from erank.instructions import PRESETS
-from erank.validation import LongDocumentsName
+from erank_contract.instructions import PRESETS
+from erank_contract.vocabulary import FusionName, LongDocumentsName
 
 DEFAULT_WINDOW = 50
 DEFAULT_BUDGET_MS = 10_000

@@ -21,7 +21,6 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 
-from connector.client import AsyncRerankerClient, RerankerClient
 from connector.proxy.hits import (
     MalformedResponse,
     Timings,
@@ -31,6 +30,7 @@ from connector.proxy.hits import (
     reranked_body,
 )
 from connector.proxy.search import SearchPlan
+from erank_contract.client import AsyncRerankerClient, RerankerClient
 
 log = logging.getLogger("erank.proxy")
 

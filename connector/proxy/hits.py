@@ -23,8 +23,8 @@ from typing import Any
 
 from connector.proxy.search import SearchPlan
 from connector.results import optional_parts, status_name
-from erank.v1 import reranker_pb2 as pb
-from erank.validation import FUSION_USED, scoring_options
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import FUSION_USED, scoring_options
 
 HIT_FIELD = "_erank"
 

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import grpc
 
-from erank.v1 import reranker_pb2 as pb
-from erank.v1 import reranker_pb2_grpc as pb_grpc
-from erank.wire import DEFAULT_MAX_MESSAGE_BYTES
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
+from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_TIMEOUT_S = 30.0
 _SERVICE_CONFIG = json.dumps(

@@ -7,7 +7,7 @@ processor, client wrappers) speaks to the scoring server through this service on
 """
 
 from collections import abc as _abc
-from erank.v1 import reranker_pb2 as _reranker_pb2
+from erank_contract.v1 import reranker_pb2 as _reranker_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc

@@ -15,7 +15,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from connector.client import AsyncRerankerClient
 from erank.checkpoints import (
     QWEN3_TINY,
     Script,
@@ -25,7 +24,8 @@ from erank.checkpoints import (
 )
 from erank.server import running_server
 from erank.settings import ServerSettings
-from erank.v1 import reranker_pb2 as pb
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 # Every digit equally likely by the script (and far above any other token); random weights
 # (noise) and sharp attention (focus) make the written digit depend on the document's tokens.

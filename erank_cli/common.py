@@ -1,0 +1,87 @@
+"""What several ``erank`` commands share: option types, instruction presets, error reporting.
+
+Errors are printed as plain text, not through rich: rich reads ``[...]`` as markup, so a message
+quoting a field (``[window]``) or a cluster's refusal lost its text or raised ``MarkupError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Model = Annotated[str | None, typer.Option(help="Hugging Face id or local path of an ERank model")]
+Config = Annotated[Path | None, typer.Option("--config", help="YAML file of server settings")]
+Preset = Annotated[
+    str | None,
+    typer.Option(help="one of the paper's instructions by name (docs/SCORING.md), e.g. beir"),
+]
+Insecure = Annotated[bool, typer.Option("--insecure", help="do not verify TLS certificates")]
+Reranker = Annotated[
+    str, typer.Option(help="scoring server(s): host:port, or several comma-separated")
+]
+
+
+def resolve_instruction(text: str | None, preset: str | None) -> str | None:
+    """The instruction text to install: given, or a preset's (resolved here, so every route,
+    ml-commons and Elasticsearch included, sends the paper's exact words)."""
+    from erank_contract.instructions import PRESETS
+
+    if preset is None:
+        return text
+    if text is not None:
+        raise typer.BadParameter("give --instruction or --instruction-preset, not both")
+    if preset not in PRESETS:
+        known = ", ".join(PRESETS)
+        raise typer.BadParameter(f"unknown preset {preset[:40]!r}; known: {known}")
+    return PRESETS[preset]
+
+
+def time_value(text: str) -> int:
+    """Milliseconds of ``--timeout``: ``500ms``, ``2s``, ``1m`` like the clusters' own time values
+    (a bare number is seconds)."""
+    from opensearch_plugin.options import parse_time_value
+
+    try:
+        return parse_time_value(text)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``error: message`` to stderr as it is (one line stays one line: no markup, no
+    wrapping at the terminal's width); the caller raises what this returns."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def needs_extra(command: str) -> Iterator[None]:
+    """A server command in an install without the server says what to install, instead of a
+    ModuleNotFoundError traceback (a connector-only install lists ``erank serve`` but has no
+    numpy)."""
+    try:
+        yield
+    except ModuleNotFoundError as err:
+        raise fail(
+            f"erank {command} needs {err.name}, which is not installed: pip install"
+            " 'erank-search[server,vllm]' (vLLM's CPU build: bash scripts/setup)"
+        ) from err
+
+
+@contextlib.contextmanager
+def cluster_errors() -> Iterator[None]:
+    """A refusal by the cluster is the user's to fix: its message, exit 1, no traceback."""
+    from httpx import HTTPError
+    from opensearchpy import TransportError
+
+    from opensearch_plugin.elasticsearch import ElasticsearchError
+    from opensearch_plugin.options import InstallError
+
+    try:
+        yield
+    except (InstallError, ElasticsearchError, TransportError, HTTPError) as err:
+        raise fail(str(err)) from err

@@ -1,0 +1,35 @@
+"""``erank proxy``: the drop-in Elasticsearch/OpenSearch endpoint ([connector] extra)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from erank_cli.common import Reranker, fail
+
+
+def proxy(
+    upstream: Annotated[
+        str,
+        typer.Option(help="engine URL (Elasticsearch 8/9, OpenSearch 2/3), e.g. http://host:9200"),
+    ],
+    reranker: Reranker = "127.0.0.1:50051",
+    listen: Annotated[str, typer.Option(help="host:port to serve on")] = "127.0.0.1:9201",
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="YAML file of per-index settings (docs/PROXY.md)"),
+    ] = None,
+) -> None:
+    """Serve a drop-in Elasticsearch/OpenSearch endpoint whose searches are reranked by ERank."""
+    from connector.proxy.app import run as run_proxy
+    from connector.proxy.config import ConfigError, load_config
+
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        raise fail(f"invalid proxy config: {exc}", code=2) from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_proxy(upstream, reranker, listen=listen, config=settings)

