@@ -11,13 +11,7 @@ scoring server computed for the same texts and BM25 scores, that both scores sta
 nothing to score never reach it, and that install/uninstall are idempotent and leave the cluster
 as it was.
 
-First stages other than BM25 run where Maven Central serves the k-NN and neural-search plugins
-for the engine's version (2.19.6; their 3.8.0.0 releases are not there, so 3.8.0 runs without
-them): a `knn` search reranked on `ext.erank.query_text`, a `hybrid` search reranked after
-neural-search's normalization processor (its normalized `_score`s are the first-stage scores),
-and a kNN-only search without a query text skipped, never guessed. k-NN extends `lang-painless`,
-which 2.19.6's integ-test-zip lacks: the distribution with it is the one
-`test_opensearch_ml_commons` assembles from Maven Central.
+First stages other than BM25 (`knn`, `hybrid`) are in `test_opensearch_vectors`.
 """
 
 from __future__ import annotations
@@ -36,20 +30,19 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+from conftest import engine_settings
 from engines import (
     OPENSEARCH_VERSIONS,
     RunningEngine,
     cache_dir,
-    fetch_plugin,
     find_java,
     start_engine,
 )
 from opensearchpy import NotFoundError, OpenSearch, RequestError
-from test_opensearch_ml_commons import cache_with_painless
 from typer.testing import CliRunner
 
 from connector.rest import create_app, serving
-from erank.server import ScoringServer
+from erank.server import ScoringServer, running_server
 from erank_cli.app import app
 from erank_contract.client import AsyncRerankerClient
 from erank_contract.v1 import reranker_pb2 as pb
@@ -83,17 +76,6 @@ CORPUS = {
         ]
     )
 }
-# Where the `knn` and `hybrid` queries can run: opensearch-knn and neural-search X.Y.Z.0 on
-# Maven Central (3.8.0.0 of either is not, checked 2026-11-28 with `mvn dependency:get`).
-VECTOR_VERSIONS = ("2.19.6",)
-# The k-NN and neural-search plugins of 3.8.0 are not on Maven Central (newest k-NN there: 3.5.0.0),
-# so the vector first stages are tested where they can be installed, instead of skipping.
-ON_VECTOR_VERSIONS = pytest.mark.parametrize(
-    "opensearch", VECTOR_VERSIONS, indirect=True, ids=lambda v: f"opensearch-{v}"
-)
-VECTOR_PLUGINS = ("opensearch-knn", "neural-search")
-VECTORS = "vectors"
-QUERY_VECTOR = [1.0, 0.0, 0.0]
 T = TypeVar("T")
 
 
@@ -140,13 +122,7 @@ async def blocking(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 @pytest.fixture(scope="module", params=OPENSEARCH_VERSIONS, ids=lambda v: f"opensearch-{v}")
 def opensearch(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
     version: str = request.param
-    plugins = [plugin_zip(version)]
-    with pytest.MonkeyPatch.context() as patch:
-        if version in VECTOR_VERSIONS:
-            plugins += [fetch_plugin(name, version) for name in VECTOR_PLUGINS]
-            patch.setenv("ERANK_ENGINES_CACHE", str(cache_with_painless(version)))
-        engine = start_engine("opensearch", version, plugins=plugins)
-    with engine:
+    with start_engine("opensearch", version, plugins=[plugin_zip(version)]) as engine:
         yield engine
 
 
@@ -448,172 +424,200 @@ async def test_uninstall_refuses_a_pipeline_an_index_searches_with(
         await blocking(uninstall, client, name)
 
 
-async def test_search_ext_options_are_accepted_and_checked(
-    client: OpenSearch, pipeline: str
-) -> None:
-    """`ext.erank` takes the scoring options per search (the processor forwards them; the REST
-    front of today ignores them, so the search is simply reranked) and rejects a bad one with a
-    400 that names it, before any scoring."""
-    ext = {"fusion": "rrf", "rank_constant": 20, "long_documents": "best_passage"}
-    ext |= {"passage_overlap": 16, "explain": True}
-    answer = await search(client, {**search_body(5), "ext": {"erank": ext}}, pipeline)
-    assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
+async def test_a_bad_search_option_is_the_searchs_400(client: OpenSearch, pipeline: str) -> None:
+    """A bad `ext.erank` value is rejected when the search is parsed, with a 400 that names it,
+    before any scoring."""
     with pytest.raises(RequestError) as bad:
         await search(client, {**search_body(5), "ext": {"erank": {"fusion": "borda"}}}, pipeline)
     assert bad.value.status_code == 400
     assert "ext.erank.fusion" in json.dumps(bad.value.info), bad.value.info
 
 
-def vector(i: int) -> list[float]:
-    """Document ``d<i>``'s vector: nearer to QUERY_VECTOR the smaller ``i``."""
-    angle = i * 0.2
-    return [math.cos(angle), math.sin(angle), 0.05 * i]
+async def pipeline_variant(client: OpenSearch, base: str, name: str, **options: Any) -> str:
+    """Pipeline ``name``: a copy of ``base`` whose `erank` processor also has ``options``."""
+    body = (await blocking(client.search_pipeline.get, id=base))[base]
+    for processor in body["response_processors"]:
+        processor.get("erank", {}).update(options)
+    await blocking(client.transport.perform_request, "PUT", f"/_search/pipeline/{name}", body=body)
+    return name
 
 
-@pytest.fixture(scope="module")
-def vector_client(opensearch: RunningEngine, client: OpenSearch) -> OpenSearch:
-    """The corpus again, with a 3-dimensional `knn_vector` per document (Lucene HNSW)."""
-    assert opensearch.version in VECTOR_VERSIONS, "vector tests run on VECTOR_VERSIONS only"
-    client.indices.create(
-        index=VECTORS,
-        body={
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "index.knn": True},
-            "mappings": {
-                "properties": {
-                    **{f: {"type": "text", "analyzer": "standard"} for f in FIELDS},
-                    "vec": {
-                        "type": "knn_vector",
-                        "dimension": 3,
-                        "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2"},
-                    },
-                }
-            },
-        },
+def zscored(values: list[float]) -> list[float]:
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return [0.0 if spread == 0 else (v - mean) / spread for v in values]
+
+
+def min_maxed(values: list[float]) -> list[float]:
+    low, high = min(values), max(values)
+    return [1.0 if high - low < 1e-6 else (v - low) / (high - low) for v in values]
+
+
+def fused(method: str, first: list[float], rank: list[float], k: int) -> list[float]:
+    """The fusion of docs/SCORING.md, computed here from the hits' own two scores: weighted RRF
+    on 1-based ranks (equal scores share the best one), or a weighted sum of normalized lists."""
+    if method == "rrf":
+        ranks = [[1 + sum(o > v for o in s) for v in s] for s in (first, rank)]
+        return [ALPHA / (k + a) + (1 - ALPHA) / (k + b) for a, b in zip(*ranks, strict=True)]
+    normalize = zscored if method == "zscore" else min_maxed
+    pairs = zip(normalize(first), normalize(rank), strict=True)
+    return [ALPHA * a + (1 - ALPHA) * b for a, b in pairs]
+
+
+@pytest.mark.parametrize(
+    ("of_pipeline", "ext", "used"),
+    [
+        (None, {"fusion": "rrf", "rank_constant": 20}, "rrf"),
+        ("minmax", {}, "minmax"),
+        ("minmax", {"fusion": "zscore"}, "zscore"),
+    ],
+    ids=["search-rrf", "pipeline-minmax", "search-over-pipeline"],
+)
+async def test_fusion_of_the_pipeline_or_the_search_is_used(
+    client: OpenSearch, pipeline: str, of_pipeline: str | None, ext: dict[str, Any], used: str
+) -> None:
+    """The processor's `fusion` option, overridden by `ext.erank.fusion`: the method used is
+    reported, and every fused score is that method's fusion of the hits' two scores."""
+    if of_pipeline is not None:
+        pipeline = await pipeline_variant(
+            client, pipeline, f"erank_{of_pipeline}", fusion=of_pipeline
+        )
+    body = {**search_body(WINDOW), "explain": True} | ({"ext": {"erank": ext}} if ext else {})
+    answer = await search(client, body, pipeline)
+    assert (answer["ext"]["erank"]["status"], answer["ext"]["erank"]["fusion"]) == (
+        "reranked",
+        used,
     )
-    for i, (doc_id, source) in enumerate(CORPUS.items()):
-        client.index(index=VECTORS, id=doc_id, body={**source, "vec": vector(i)})
-    client.indices.refresh(index=VECTORS)
-    return client
+    window = [erank_of(h) for h in answer["hits"]["hits"]]
+    first, rank = [e["bm25_score"] for e in window], [e["rank_score"] for e in window]
+    expected = fused(used, first, rank, ext.get("rank_constant", 60))
+    assert [e["hybrid_score"] for e in window] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    assert [h["_score"] for h in answer["hits"]["hits"]] == pytest.approx(
+        sorted(expected, reverse=True), rel=1e-6, abs=1e-6
+    )
+    for hit in answer["hits"]["hits"]:
+        assert f"({used} fusion of" in hit["_explanation"]["description"], hit["_explanation"]
+
+
+# --- reasons and best passages: the branching scripted model (conftest SCRIPT_BRANCH) ---
+
+SOFA, CAT = " sofa", " cat"  # one token each in the tiny tokenizer
+PASSAGE = 128  # tokens: the scoring server's default truncate_length here
+# six passages; the fourth (index 3) is the only one without " sofa", the only one answered
+LONG_BODY = SOFA * (3 * PASSAGE) + CAT * PASSAGE + SOFA * (2 * PASSAGE)
+CATS = {
+    "long": LONG_BODY,
+    "s1": "the cat sleeps on the sofa",
+    "s2": "where the cat sleeps all day",
+    "s3": "a dog sleeps in the garden",
+}
+CAT_QUERY = "where does the cat sleep"
+REASONING = "<think>ok</think>"
 
 
 @pytest_asyncio.fixture(scope="module")
-async def hybrid_pipelines(
-    vector_client: OpenSearch, pipeline: str
-) -> AsyncIterator[tuple[str, str]]:
-    """(normalization only, normalization + the erank pipeline's processors): neural-search's
-    min-max normalization and arithmetic mean, as its documentation sets them up."""
-    normalization = {
-        "normalization-processor": {
-            "normalization": {"technique": "min_max"},
-            "combination": {"technique": "arithmetic_mean", "parameters": {"weights": [0.5, 0.5]}},
-        }
-    }
-    erank = (await blocking(vector_client.search_pipeline.get, id=pipeline))[pipeline]
-    names = ("hybrid_only", "hybrid_erank")
-    bodies = (
-        {"phase_results_processors": [normalization]},
-        {**erank, "phase_results_processors": [normalization]},
+async def branch(
+    branch_server: ScoringServer, branch_checkpoint: Path
+) -> AsyncIterator[tuple[str, AsyncRerankerClient]]:
+    """(REST front, gRPC client) of a server on the branch engine that cuts documents at
+    PASSAGE tokens and generates at most 64: a passage of " sofa"s runs out of tokens (no
+    answer), any other text answers 10 after REASONING (as in test_passages)."""
+    settings = engine_settings(
+        branch_checkpoint, max_new_tokens=64, default_truncate_length=PASSAGE
     )
-    for name, body in zip(names, bodies, strict=True):
-        await blocking(
-            vector_client.transport.perform_request, "PUT", f"/_search/pipeline/{name}", body=body
-        )
-    yield names
-    for name in names:
-        await blocking(
-            vector_client.transport.perform_request, "DELETE", f"/_search/pipeline/{name}"
-        )
+    async with (
+        running_server(settings, backend=branch_server.backend) as server,
+        serving(create_app(f"127.0.0.1:{server.port}", timeout=300)) as url,
+        AsyncRerankerClient(f"127.0.0.1:{server.port}", timeout=300) as grpc_client,
+    ):
+        yield url, grpc_client
 
 
-async def assert_reranked_as_the_server_scores(
-    answer: dict[str, Any],
-    first_stage: list[dict[str, Any]],
-    query: str,
-    tiny_client: AsyncRerankerClient,
-) -> None:
-    """The window holds the first stage's top hits, ordered as the scoring server orders their
-    texts with their first-stage `_score`s and ``query``; each keeps its first-stage score."""
-    assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
-    assert answer["ext"]["erank"]["reranked"] == WINDOW
-    window = first_stage[:WINDOW]
-    reranked = answer["hits"]["hits"][:WINDOW]
-    first_by_id = {h["_id"]: h["_score"] for h in window}
-    assert {h["_id"] for h in reranked} == set(first_by_id)
-    for hit in reranked:
-        assert erank_of(hit)["bm25_score"] == pytest.approx(first_by_id[hit["_id"]], rel=1e-6)
-    expected = await tiny_client.rerank(
-        pb.RerankRequest(
-            query=query,
-            alpha=ALPHA,
-            documents=[
-                pb.Document(
-                    id=h["_id"],
-                    text="\n".join(h["_source"][f] for f in FIELDS),
-                    first_stage_score=h["_score"],
-                )
-                for h in window
-            ],
-        )
+@pytest_asyncio.fixture(scope="module")
+async def cats(client: OpenSearch, branch: tuple[str, AsyncRerankerClient]) -> str:
+    """Index `cats` (CATS, field `body`) and its pipeline `erank_cats` on the branch server."""
+    client.indices.create(index="cats", body={"settings": {"number_of_replicas": 0}})
+    for doc_id, body in CATS.items():
+        client.index(index="cats", id=doc_id, body={"body": body})
+    client.indices.refresh(index="cats")
+    options = InstallOptions(
+        endpoint=branch[0], pipeline="erank_cats", fields=("body",), timeout_s=300
     )
-    assert [h["_id"] for h in reranked] == [r.id for r in expected.results]
-    for hit, result in zip(reranked, expected.results, strict=True):
-        assert erank_of(hit)["hybrid_score"] == pytest.approx(result.hybrid_score, rel=1e-9)
+    await blocking(install, client, options)
+    return options.pipeline
 
 
-def knn_body(size: int = 10) -> dict[str, Any]:
-    return {
-        "query": {"knn": {"vec": {"vector": QUERY_VECTOR, "k": size}}},
-        "size": size,
-        "_source": list(FIELDS),
-    }
+def cats_body(**extra: Any) -> dict[str, Any]:
+    return {"query": {"match": {"body": CAT_QUERY}}, "size": len(CATS), **extra}
 
 
-@ON_VECTOR_VERSIONS
-async def test_knn_search_is_reranked_on_the_given_query_text(
-    vector_client: OpenSearch, pipeline: str, tiny_client: AsyncRerankerClient
-) -> None:
-    knn = (await search(vector_client, knn_body(), None, VECTORS))["hits"]["hits"]
-    assert len(knn) == 10
-    body = {**knn_body(), "ext": {"erank": {"query_text": QUERY}}}
-    answer = await search(vector_client, body, pipeline, VECTORS)
-    await assert_reranked_as_the_server_scores(answer, knn, QUERY, tiny_client)
-
-
-@ON_VECTOR_VERSIONS
-async def test_knn_only_without_query_text_is_skipped(
-    vector_client: OpenSearch, pipeline: str
-) -> None:
-    knn = (await search(vector_client, knn_body(), None, VECTORS))["hits"]["hits"]
-    answer = await search(vector_client, knn_body(), pipeline, VECTORS)
-    assert answer["ext"]["erank"]["status"] == "skipped", answer["ext"]
-    assert answer["ext"]["erank"]["reason"] == "no_query_text"
-    assert [(h["_id"], h["_score"]) for h in answer["hits"]["hits"]] == [
-        (h["_id"], h["_score"]) for h in knn
+async def grpc_results(
+    client: OpenSearch, grpc_client: AsyncRerankerClient, **fields: Any
+) -> dict[str, pb.RerankResult]:
+    """What the gRPC server answers for the cats' texts and BM25 scores, by id."""
+    hits = (await search(client, cats_body(), None, "cats"))["hits"]["hits"]
+    documents = [
+        pb.Document(id=h["_id"], text=CATS[h["_id"]], first_stage_score=h["_score"]) for h in hits
     ]
+    answer = await grpc_client.rerank(
+        pb.RerankRequest(query=CAT_QUERY, documents=documents, **fields)
+    )
+    return {r.id: r for r in answer.results}
 
 
-@ON_VECTOR_VERSIONS
-async def test_hybrid_search_is_reranked_after_normalization(
-    vector_client: OpenSearch,
-    hybrid_pipelines: tuple[str, str],
-    tiny_client: AsyncRerankerClient,
+@pytest.mark.parametrize("asked", ["explain", "ext", "processor", "not-asked"])
+async def test_reasons_on_every_reranked_hit_when_asked(
+    client: OpenSearch, cats: str, branch: tuple[str, AsyncRerankerClient], asked: str
 ) -> None:
-    """The query text is the hybrid query's lexical sub-query; the first-stage scores are the
-    normalized, combined `_score`s (those of the same search through normalization alone)."""
-    normalized_only, with_erank = hybrid_pipelines
-    body = {
-        "query": {
-            "hybrid": {
-                "queries": [
-                    {"knn": {"vec": {"vector": QUERY_VECTOR, "k": 10}}},
-                    {"match": {"body": QUERY}},
-                ]
-            }
-        },
-        "size": 10,
-        "_source": list(FIELDS),
+    """Asked by the search's `explain`, by `ext.erank.explain` or by the processor's
+    `explain_reasoning`: every reranked hit carries what the gRPC server returns as the model's
+    reasoning for the same text; with `explain`, also in its `_explanation`. Else nowhere."""
+    extra = {"explain": {"explain": True}, "ext": {"ext": {"erank": {"explain": True}}}}
+    if asked == "processor":
+        cats = await pipeline_variant(client, cats, "erank_cats_reasons", explain_reasoning=True)
+    answer = await search(client, cats_body(**extra.get(asked, {})), cats, "cats")
+    assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
+    expected = await grpc_results(client, branch[1], return_reasoning=True)
+    hits = answer["hits"]["hits"]
+    assert sorted(h["_id"] for h in hits) == sorted(CATS)
+    for hit in hits:
+        info, reasoning = erank_of(hit), expected[hit["_id"]].reasoning
+        if hit["_id"] != "long":  # its first 128 tokens are " sofa"s: no answer
+            assert reasoning == REASONING
+        assert info.get("reasoning") == (None if asked == "not-asked" else reasoning)
+        if asked == "explain":
+            details = [d["description"] for d in hit["_explanation"]["details"]]
+            assert f"ERank reasoning: {reasoning}" in details, details
+
+
+async def test_the_best_passage_of_a_long_document_is_found_and_reported(
+    client: OpenSearch, cats: str, branch: tuple[str, AsyncRerankerClient]
+) -> None:
+    """Cut at its first passage, the long document gets no answer; by its best passage, it gets
+    the answer of its fourth, and `_erank.passage` says which, as the gRPC server does."""
+    ext = {"long_documents": "best_passage", "passage_overlap": 0}
+    answer = await search(client, cats_body(ext={"erank": ext}), cats, "cats")
+    long = next(erank_of(h) for h in answer["hits"]["hits"] if h["_id"] == "long")
+    assert (long["answer"], long["status"]) == (10, "ok")
+    passage = long["passage"]
+    start = 3 * PASSAGE * len(SOFA)  # the text of the fourth passage: exactly the " cat"s
+    assert passage == {
+        "index": 3,
+        "start_char": start,
+        "end_char": start + PASSAGE * len(CAT),
+        "count": 6,
     }
-    first_stage = (await search(vector_client, body, normalized_only, VECTORS))["hits"]["hits"]
-    assert all(0.0 <= h["_score"] <= 1.0 for h in first_stage), first_stage
-    answer = await search(vector_client, body, with_erank, VECTORS)
-    await assert_reranked_as_the_server_scores(answer, first_stage, QUERY, tiny_client)
+    expected = (
+        await grpc_results(
+            client, branch[1], long_documents=pb.LONG_DOCUMENTS_BEST_PASSAGE, passage_overlap=0
+        )
+    )["long"].passage
+    assert passage == {
+        "index": expected.index,
+        "start_char": expected.start_char,
+        "end_char": expected.end_char,
+        "count": expected.count,
+    }
+    cut = await search(client, cats_body(), cats, "cats")
+    truncated = next(erank_of(h) for h in cut["hits"]["hits"] if h["_id"] == "long")
+    assert truncated["status"] == "no_answer" and "passage" not in truncated

@@ -17,7 +17,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from elasticsearch import ApiError
-from engines import RunningEngine, engines_fixture, fetch_plugin, start_engine
+from engines import (
+    ELASTICSEARCH_VERSIONS,
+    RunningEngine,
+    engines_fixture,
+    fetch_plugin,
+    start_engine,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from proxy_clients import DOCS, WINDOW, EngineClient, proxy_config
@@ -28,6 +34,8 @@ from connector.proxy.config import IndexConfig, ProxyConfig
 from connector.proxy.search import SearchPlan, Skip, plan_search, query_texts, retriever_texts
 from connector.wrappers import AsyncRerankingElasticsearch
 from erank.server import ScoringServer
+from erank_contract.client import AsyncRerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 CASES = json.loads((Path(__file__).parent / "cases" / "rewrite.json").read_text())["cases"]
 VECTOR = [0.1, 0.2, 0.3]
@@ -232,9 +240,19 @@ def test_vector_parts_never_give_text_and_lexical_parts_always_do(
         assert plan.body["size"] == max(20, page_from + size) and plan.body["from"] == 0
 
 
-# --- Elasticsearch 9 with a dense_vector index, through the real proxy and scoring server ---
+# --- Elasticsearch 8 and 9 with a dense_vector index, through the real proxy and scoring server ---
 
-ES9 = engines_fixture((("elasticsearch", "9.5.3"),), scope="module", name="es9")
+ES = engines_fixture(
+    tuple(("elasticsearch", v) for v in ELASTICSEARCH_VERSIONS), scope="module", name="es"
+)
+# The client wrappers are elasticsearch-py 9, which asks for `compatible-with=9` (8.x refuses
+# it); the rrf retriever is unknown to both integ-test-zips (x-pack's rank-rrf is not in them)
+ON_NEWEST_ES = pytest.mark.parametrize(
+    "es",
+    [("elasticsearch", ELASTICSEARCH_VERSIONS[-1])],
+    indirect=True,
+    ids=[f"elasticsearch-{ELASTICSEARCH_VERSIONS[-1]}"],
+)
 VECTORS = "vectors"
 LEXICAL = {"match": {"text": "quick fox"}}
 
@@ -253,12 +271,12 @@ def ids(response: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def vectors(es9: RunningEngine) -> RunningEngine:
+def vectors(es: RunningEngine) -> RunningEngine:
     """``vectors``: the proxy corpus's texts, each with a 3-dimensional ``vec``."""
     mappings = {"properties": {"text": {"type": "text"}, "n": {"type": "integer"},
                                "vec": {"type": "dense_vector", "dims": 3, "index": True,
                                        "similarity": "l2_norm"}}}  # fmt: skip
-    es9.request(
+    es.request(
         "PUT",
         f"/{VECTORS}",
         {"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": mappings},
@@ -271,9 +289,9 @@ def vectors(es9: RunningEngine) -> RunningEngine:
             **({"text": doc["text"]} if "text" in doc else {}),
         }
         bulk += [{"index": {"_index": VECTORS, "_id": doc_id}}, source]
-    answer = es9.request("POST", "/_bulk?refresh=true", bulk)
+    answer = es.request("POST", "/_bulk?refresh=true", bulk)
     assert answer["errors"] is False, answer
-    return es9
+    return es
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -358,6 +376,7 @@ async def test_es_knn_pages_tile(es_clients: tuple[EngineClient, EngineClient]) 
     assert pages[WINDOW:] == ids(first)[WINDOW:]
 
 
+@ON_NEWEST_ES
 @pytest.mark.engine
 async def test_es_wrapper_reranks_knn_and_retrievers_like_the_proxy(
     vectors: RunningEngine,
@@ -387,6 +406,51 @@ async def test_es_wrapper_reranks_knn_and_retrievers_like_the_proxy(
         await client.close()
 
 
+@ON_NEWEST_ES
+@pytest.mark.engine
+async def test_es_wrapper_and_proxy_give_the_models_reasons_when_asked(
+    vectors: RunningEngine, branch_server: ScoringServer
+) -> None:
+    """``ext.erank.explain`` on a kNN search, through the client wrapper (``rerank=``) and the
+    proxy: every reranked hit carries the reasoning the gRPC server returns for its text (the
+    branching scripted model writes ``<think>ok</think>`` before its answer); not asked, none."""
+    reranker = f"127.0.0.1:{branch_server.port}"
+    asked = {"query_text": "quick fox", "explain": True}
+    client = AsyncRerankingElasticsearch(
+        vectors.url, reranker=reranker, rerank_config=proxy_config()
+    )
+    async with (
+        running_proxy(vectors.url, reranker, proxy_config()) as run,
+        AsyncRerankerClient(reranker, timeout=120) as grpc_client,
+    ):
+        proxied = EngineClient(vectors.kind, vectors.version, run.url, compress=True)
+        try:
+            wrapped = (await client.search(index=VECTORS, knn=es_knn(), size=5, rerank=asked)).body
+            through = await proxied.search(
+                VECTORS, {"knn": es_knn(), "size": 5, "ext": {"erank": asked}}
+            )
+            plain = await proxied.search(
+                VECTORS, {"knn": es_knn(), "size": 5, "ext": {"erank": {"query_text": "quick fox"}}}
+            )
+        finally:
+            await client.close()
+            await proxied.close()
+        documents = [pb.Document(id=i, text=DOCS[i]["text"]) for i in ids(wrapped)]
+        expected = await grpc_client.rerank(
+            pb.RerankRequest(query="quick fox", documents=documents, return_reasoning=True)
+        )
+    reasons = {r.id: r.reasoning for r in expected.results}
+    assert set(reasons.values()) == {"<think>ok</think>"}
+    for answer in (wrapped, through):
+        assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
+        assert len(answer["hits"]["hits"]) == 5
+        for hit in answer["hits"]["hits"]:
+            assert hit["fields"]["_erank"][0]["reasoning"] == reasons[hit["_id"]]
+    assert plain["ext"]["erank"]["status"] == "reranked"
+    assert all("reasoning" not in h["fields"]["_erank"][0] for h in plain["hits"]["hits"])
+
+
+@ON_NEWEST_ES
 @pytest.mark.engine
 async def test_es_rrf_retriever_answers_as_the_engine_does(
     es_clients: tuple[EngineClient, EngineClient],
@@ -437,10 +501,9 @@ HYBRID_PIPELINE = "hybrid_norm"
 
 
 @pytest.fixture(scope="module")
-def os_vectors(es9: RunningEngine) -> Iterator[RunningEngine]:
-    """OpenSearch with k-NN and neural-search installed as test_opensearch_native installs them
-    (lang-painless added), ``vectors`` indexed like Elasticsearch's, a normalization pipeline.
-    Asks for ``es9`` so that Elasticsearch's module engine is started first, not alongside."""
+def os_vectors() -> Iterator[RunningEngine]:
+    """OpenSearch with k-NN and neural-search installed as test_opensearch_vectors installs them
+    (lang-painless added), ``vectors`` indexed like Elasticsearch's, a normalization pipeline."""
     plugins = [fetch_plugin(name, OS_VERSION) for name in ("opensearch-knn", "neural-search")]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ERANK_ENGINES_CACHE", str(cache_with_painless(OS_VERSION)))
