@@ -27,7 +27,16 @@ from opensearchpy import AsyncOpenSearch, AsyncTransport, OpenSearch, Transport
 
 from connector.client import AsyncRerankerClient, RerankerClient
 from connector.proxy.config import ConfigError, ProxyConfig, RerankOverrides
-from connector.proxy.failopen import FailOpenStats, finish_async, finish_sync, is_search_response
+from connector.proxy.failopen import (
+    FailOpenStats,
+    Finished,
+    Scoring,
+    is_search_response,
+    score_async,
+    score_sync,
+    start,
+)
+from connector.proxy.filterpath import FilterPath
 from connector.proxy.msearch import (
     Item,
     forward_pairs,
@@ -36,7 +45,7 @@ from connector.proxy.msearch import (
     plan_items,
     to_ndjson,
 )
-from connector.proxy.search import SearchPlan, Skip, plan_search, route, str_params
+from connector.proxy.search import NOT_FORWARDED, SearchPlan, Skip, plan_search, route, str_params
 
 Rerank = Mapping[str, Any] | RerankOverrides | None
 
@@ -49,15 +58,22 @@ class Prepared:
     params: dict[str, Any]
     plan: SearchPlan | None = None
     items: list[Item] | None = None
+    filter_path: FilterPath | None = None  # an msearch's: applied to its finished answer
 
 
 def _with_rerank(body: Any, rerank: Rerank) -> Any:
     """``body`` with ``rerank`` as its ``ext.erank`` (the same parameter the proxy reads)."""
     if rerank is None:
         return body
-    options = (
-        rerank.model_dump(exclude_none=True) if isinstance(rerank, RerankOverrides) else rerank
-    )
+    if isinstance(rerank, RerankOverrides):
+        options: Mapping[str, Any] = rerank.model_dump(exclude_none=True)
+    elif isinstance(rerank, Mapping):
+        options = rerank
+    else:
+        raise ConfigError(
+            "[rerank] must be a mapping of ext.erank options (e.g. {'window': 20}) or a"
+            f" RerankOverrides, not {type(rerank).__name__}"
+        )
     body = dict(body or {})
     body["ext"] = {**(body.get("ext") or {}), "erank": dict(options)}
     return body
@@ -83,14 +99,17 @@ def _pairs(body: Any) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
 
 
 class Reranking:
-    """What a wrapped client needs: config, counters, and a scoring client made on first use
-    (an asyncio gRPC channel belongs to the running loop)."""
+    """What a wrapped client needs: config, counters (``stats``), and a scoring client made on
+    first use (an asyncio gRPC channel belongs to the running loop). Every wrapper has one as
+    its ``reranking`` attribute; closing the wrapper closes its scoring client."""
 
     def __init__(
         self,
         reranker: str | Sequence[str] | RerankerClient | AsyncRerankerClient,
-        config: ProxyConfig | None = None,
+        config: ProxyConfig | None,
+        elasticsearch: bool,
     ) -> None:
+        self.elasticsearch = elasticsearch  # else OpenSearch: how filter_path treats empties
         self.config = config or ProxyConfig()
         self.stats = FailOpenStats(self.config.log_interval_s)
         self._at = reranker
@@ -111,6 +130,19 @@ class Reranking:
             self._async = AsyncRerankerClient(self._at)
         return self._async
 
+    def close_sync(self) -> None:
+        """Close the blocking scoring channel this made (a later search opens a new one); a
+        client the caller gave stays open: the caller owns it."""
+        if self._sync is not None and self._sync is not self._at:
+            self._sync.close()
+            self._sync = None
+
+    async def close_async(self) -> None:
+        """Close the asyncio scoring channel this made (as :meth:`close_sync`)."""
+        if self._async is not None and self._async is not self._at:
+            await self._async.close()
+            self._async = None
+
     def prepare(
         self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
     ) -> Prepared | None:
@@ -130,48 +162,81 @@ class Reranking:
             lines: Any = forward_pairs(items)
             if isinstance(body, (str, bytes)):  # opensearch-py hands the transport NDJSON text
                 lines = to_ndjson(lines).decode()
-            return Prepared(lines, dict(params or {}), items=items)
+            given = str_params(params).get("filter_path")
+            kept = {k: v for k, v in (params or {}).items() if k != "filter_path"}
+            trim = FilterPath.parse(given) if given else None
+            return Prepared(lines, kept, items=items, filter_path=trim)
         if body is not None and not isinstance(body, Mapping):
             return None
         plan = plan_search(target, str_params(params), body, self.config)
         if isinstance(plan, Skip):
             self.stats.count("skipped", plan.reason)
             return Prepared(plan.body if plan.stripped else body, dict(params or {}))
-        kept = {k: v for k, v in (params or {}).items() if k not in ("from", "size")}
+        kept = {k: v for k, v in (params or {}).items() if k not in NOT_FORWARDED}
         return Prepared(plan.body, kept, plan=plan)
 
-    def finish_sync(self, prepared: Prepared, answer: Any, millis: float) -> Any:
-        if prepared.plan is not None and is_search_response(answer):
-            return finish_sync(prepared.plan, answer, self.sync_client, self.stats, millis)[0]
+    def steps(self, prepared: Prepared, answer: Any, millis: float) -> list[Any]:
+        """One step per search of the engine's answer: a :class:`Scoring` to make, or what
+        needs no call (a :class:`Finished`, or an item's answer to hand back as it is)."""
+        if prepared.plan is not None:
+            if not is_search_response(answer):
+                return [answer]
+            return [start(prepared.plan, answer, self.stats, millis)]
+        responses = answer.get("responses") if isinstance(answer, Mapping) else None
+        return [
+            start(item.plan, r, self.stats, millis)
+            if isinstance(item.plan, SearchPlan) and is_search_response(r)
+            else r
+            for item, r in zip(prepared.items or [], responses or [], strict=False)
+        ]
+
+    def assemble(self, prepared: Prepared, answer: Any, done: Sequence[Any]) -> Any:
+        """The answer for the caller from the finished steps (``filter_path`` applied)."""
+        if prepared.plan is not None:
+            (one,) = done
+            return (
+                prepared.plan.trim(one.body, self.elasticsearch)
+                if isinstance(one, Finished)
+                else one
+            )
+        bodies = [d.body if isinstance(d, Finished) else d for d in done]
         if prepared.items is None or not isinstance(answer, Mapping):
             return answer
-        done = [
-            finish_sync(i.plan, r, self.sync_client, self.stats, millis)[0]
-            if isinstance(i.plan, SearchPlan) and is_search_response(r)
-            else r
-            for i, r in zip(prepared.items, answer.get("responses") or [], strict=False)
-        ]
-        return {**answer, "responses": place_responses(prepared.items, done)}
+        body = {**answer, "responses": place_responses(prepared.items, bodies)}
+        trim = prepared.filter_path
+        return trim.apply(body, self.elasticsearch) if trim else body
+
+    def finish_sync(self, prepared: Prepared, answer: Any, millis: float) -> Any:
+        steps = self.steps(prepared, answer, millis)
+        done = [score_sync(s, self.sync_client) if isinstance(s, Scoring) else s for s in steps]
+        return self.assemble(prepared, answer, done)
 
     async def finish_async(self, prepared: Prepared, answer: Any, millis: float) -> Any:
-        client = self.async_client
-        if prepared.plan is not None and is_search_response(answer):
-            return (await finish_async(prepared.plan, answer, client, self.stats, millis))[0]
-        if prepared.items is None or not isinstance(answer, Mapping):
-            return answer
+        steps = self.steps(prepared, answer, millis)
 
-        async def one(item: Item, response: Any) -> Any:
-            if isinstance(item.plan, SearchPlan) and is_search_response(response):
-                return (await finish_async(item.plan, response, client, self.stats, millis))[0]
-            return response
+        async def one(step: Any) -> Any:
+            return await score_async(step, self.async_client) if isinstance(step, Scoring) else step
 
-        pairs = zip(prepared.items, answer.get("responses") or [], strict=False)
-        done = await asyncio.gather(*(one(i, r) for i, r in pairs))
-        return {**answer, "responses": place_responses(prepared.items, done)}
+        done = await asyncio.gather(*(one(s) for s in steps))
+        return self.assemble(prepared, answer, done)
 
 
 def _ms(began: float) -> float:
     return (time.perf_counter() - began) * 1000
+
+
+def _prepare(
+    reranking: Reranking | None, method: str, path: str, named: dict[str, Any]
+) -> tuple[Reranking, Prepared] | None:
+    """The reranking and the prepared request, ``named``'s params and body rewritten; None to
+    send the request unchanged. The I/O-free half of the four ``perform_request`` shells."""
+    if reranking is None:
+        return None
+    prepared = reranking.prepare(method, path, named.get("params"), named.get("body"))
+    if prepared is None:
+        return None
+    named.update(params=prepared.params, body=prepared.body)
+    return reranking, prepared
 
 
 class RerankingElasticsearch(Elasticsearch):
@@ -186,7 +251,9 @@ class RerankingElasticsearch(Elasticsearch):
         **kwargs: Any,
     ) -> None:
         super().__init__(hosts, **kwargs)
-        self.reranking = Reranking(reranker, rerank_config) if reranker is not None else None
+        self.reranking = (
+            Reranking(reranker, rerank_config, elasticsearch=True) if reranker is not None else None
+        )
 
     def options(self, **kwargs: Any) -> Any:
         client = super().options(**kwargs)
@@ -197,16 +264,20 @@ class RerankingElasticsearch(Elasticsearch):
         return super().search(**_es_rerank(kwargs, rerank))
 
     def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
-        prepared = self.reranking and self.reranking.prepare(
-            method, path, kwargs.get("params"), kwargs.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = _prepare(self.reranking, method, path, kwargs)
+        if found is None:
             return super().perform_request(method, path, **kwargs)
+        reranking, prepared = found
         began = time.perf_counter()
-        kwargs.update(params=prepared.params, body=prepared.body)
         response = super().perform_request(method, path, **kwargs)
-        body = self.reranking.finish_sync(prepared, response.body, _ms(began))
+        body = reranking.finish_sync(prepared, response.body, _ms(began))
         return ObjectApiResponse(body=body, meta=response.meta)
+
+    def close(self) -> None:
+        """Close the connections to the engine and the scoring server."""
+        super().close()
+        if self.reranking is not None:
+            self.reranking.close_sync()
 
 
 class AsyncRerankingElasticsearch(AsyncElasticsearch):
@@ -221,7 +292,9 @@ class AsyncRerankingElasticsearch(AsyncElasticsearch):
         **kwargs: Any,
     ) -> None:
         super().__init__(hosts, **kwargs)
-        self.reranking = Reranking(reranker, rerank_config) if reranker is not None else None
+        self.reranking = (
+            Reranking(reranker, rerank_config, elasticsearch=True) if reranker is not None else None
+        )
 
     def options(self, **kwargs: Any) -> Any:
         client = super().options(**kwargs)
@@ -232,16 +305,20 @@ class AsyncRerankingElasticsearch(AsyncElasticsearch):
         return await super().search(**_es_rerank(kwargs, rerank))
 
     async def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
-        prepared = self.reranking and self.reranking.prepare(
-            method, path, kwargs.get("params"), kwargs.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = _prepare(self.reranking, method, path, kwargs)
+        if found is None:
             return await super().perform_request(method, path, **kwargs)
+        reranking, prepared = found
         began = time.perf_counter()
-        kwargs.update(params=prepared.params, body=prepared.body)
         response = await super().perform_request(method, path, **kwargs)
-        body = await self.reranking.finish_async(prepared, response.body, _ms(began))
+        body = await reranking.finish_async(prepared, response.body, _ms(began))
         return ObjectApiResponse(body=body, meta=response.meta)
+
+    async def close(self) -> None:
+        """Close the connections to the engine and the scoring server."""
+        await super().close()
+        if self.reranking is not None:
+            await self.reranking.close_async()
 
 
 _TRANSPORT_ARGS = ("params", "body", "timeout", "ignore", "headers")
@@ -259,15 +336,18 @@ class RerankingTransport(Transport):
 
     def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         named = _transport_kwargs(args, kwargs)
-        prepared = self.reranking and self.reranking.prepare(
-            method, url, named.get("params"), named.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = _prepare(self.reranking, method, url, named)
+        if found is None:
             return super().perform_request(method, url, **named)
+        reranking, prepared = found
         began = time.perf_counter()
-        named.update(params=prepared.params, body=prepared.body)
         answer = super().perform_request(method, url, **named)
-        return self.reranking.finish_sync(prepared, answer, _ms(began))
+        return reranking.finish_sync(prepared, answer, _ms(began))
+
+    def close(self) -> Any:
+        super().close()
+        if self.reranking is not None:
+            self.reranking.close_sync()
 
 
 class AsyncRerankingTransport(AsyncTransport):
@@ -277,15 +357,18 @@ class AsyncRerankingTransport(AsyncTransport):
 
     async def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         named = _transport_kwargs(args, kwargs)
-        prepared = self.reranking and self.reranking.prepare(
-            method, url, named.get("params"), named.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = _prepare(self.reranking, method, url, named)
+        if found is None:
             return await super().perform_request(method, url, **named)
+        reranking, prepared = found
         began = time.perf_counter()
-        named.update(params=prepared.params, body=prepared.body)
         answer = await super().perform_request(method, url, **named)
-        return await self.reranking.finish_async(prepared, answer, _ms(began))
+        return await reranking.finish_async(prepared, answer, _ms(began))
+
+    async def close(self) -> None:
+        await super().close()
+        if self.reranking is not None:
+            await self.reranking.close_async()
 
 
 class RerankingOpenSearch(OpenSearch):
@@ -301,7 +384,13 @@ class RerankingOpenSearch(OpenSearch):
     ) -> None:
         super().__init__(hosts, transport_class=RerankingTransport, **kwargs)
         if reranker is not None:
-            self.transport.reranking = Reranking(reranker, rerank_config)  # type: ignore[attr-defined]
+            reranking = Reranking(reranker, rerank_config, elasticsearch=False)
+            self.transport.reranking = reranking  # type: ignore[attr-defined]
+
+    @property
+    def reranking(self) -> Reranking | None:
+        """Config, counters and scoring client: where the Elasticsearch wrappers have it."""
+        return self.transport.reranking  # type: ignore[attr-defined]
 
     def search(self, *, rerank: Rerank = None, body: Any = None, **kwargs: Any) -> Any:
         return super().search(body=_with_rerank(body, rerank), **kwargs)
@@ -320,7 +409,13 @@ class AsyncRerankingOpenSearch(AsyncOpenSearch):
     ) -> None:
         super().__init__(hosts, transport_class=AsyncRerankingTransport, **kwargs)
         if reranker is not None:
-            self.transport.reranking = Reranking(reranker, rerank_config)  # type: ignore[attr-defined]
+            reranking = Reranking(reranker, rerank_config, elasticsearch=False)
+            self.transport.reranking = reranking  # type: ignore[attr-defined]
+
+    @property
+    def reranking(self) -> Reranking | None:
+        """Config, counters and scoring client: where the Elasticsearch wrappers have it."""
+        return self.transport.reranking  # type: ignore[attr-defined]
 
     async def search(self, *, rerank: Rerank = None, body: Any = None, **kwargs: Any) -> Any:
         return await super().search(body=_with_rerank(body, rerank), **kwargs)
