@@ -152,7 +152,9 @@ class EngineClient:
 
     async def search(self, index: str | None, body: dict[str, Any] | None, **params: Any) -> Any:
         """The client's ``search`` (``body`` None: URL parameters only, e.g. ``q``)."""
-        return (await self.search_with_headers(index, body, **params))[0]
+        if self.es8 is not None:
+            return dict((await self.es8.ok("search", index=index, body=body, **params))[0])
+        return self._body(await self.client.search(index=index, body=body, **params))
 
     async def search_with_headers(
         self, index: str | None, body: dict[str, Any] | None, **params: Any

@@ -18,6 +18,7 @@ from engines import ELASTICSEARCH_VERSIONS, OPENSEARCH_VERSIONS, RunningEngine, 
 from engines import free_port as unused_port
 from proxy_clients import OFF, WINDOW, EngineClient, index_corpus, proxy_config
 
+from connector.client import AsyncRerankerClient
 from connector.proxy.app import running_proxy
 from connector.proxy.config import ConfigError
 from connector.wrappers import (
@@ -49,7 +50,7 @@ def blocking(kind: str, url: str, reranker: str, **config: Any) -> Any:
     return cls(url, reranker=reranker, rerank_config=proxy_config(**config))
 
 
-def asyncio_client(kind: str, url: str, reranker: str, **config: Any) -> Any:
+def asyncio_client(kind: str, url: str, reranker: str | AsyncRerankerClient, **config: Any) -> Any:
     cls = AsyncRerankingElasticsearch if kind == "elasticsearch" else AsyncRerankingOpenSearch
     return cls(url, reranker=reranker, rerank_config=proxy_config(**config))
 
@@ -210,3 +211,8 @@ async def test_documented_use_counts_filters_and_closes(
         async_channel = client.reranking.async_client
     with pytest.raises(grpc.aio.UsageError, match="closed"):
         await async_channel.model_info(timeout=5)
+    async with AsyncRerankerClient(reranker) as own:  # a client the caller gave stays theirs
+        async with asyncio_client(corpus.kind, corpus.url, own) as client:
+            answer = body_of(await client.search(index="docs", body=body))
+            assert answer["ext"]["erank"]["status"] == "reranked"
+        assert (await own.model_info(timeout=60)).model
