@@ -10,168 +10,30 @@ shape, reranked exactly as the proxy does it: the request and response rewriting
 (:mod:`connector.proxy.search`, :mod:`connector.proxy.hits`, :mod:`connector.proxy.failopen`),
 hooked in where the client sends a request (elasticsearch-py's ``perform_request``,
 opensearch-py's transport), so every call path (``search``, ``msearch``, ``options()``) goes
-through it. A bad ``rerank``/``ext.erank`` raises :class:`~connector.proxy.config.ConfigError`.
+through it. Each hook is a thin shell around :mod:`connector.wrapping`, the I/O-free part. A
+bad ``rerank``/``ext.erank`` raises :class:`~connector.proxy.config.ConfigError`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from elastic_transport import ObjectApiResponse
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 from opensearchpy import AsyncOpenSearch, AsyncTransport, OpenSearch, Transport
 
-from connector.proxy.config import ConfigError, ProxyConfig, RerankOverrides
-from connector.proxy.failopen import FailOpenStats, finish_async, finish_sync, is_search_response
-from connector.proxy.msearch import (
-    Item,
-    forward_pairs,
-    parse_ndjson,
-    place_responses,
-    plan_items,
-    to_ndjson,
+from connector.proxy.config import ProxyConfig
+from connector.wrapping import (
+    Rerank,
+    Reranking,
+    es_rerank,
+    millis_since,
+    prepare_call,
+    with_rerank,
 )
-from connector.proxy.search import SearchPlan, Skip, plan_search, route, str_params
 from erank_contract.client import AsyncRerankerClient, RerankerClient
-
-Rerank = Mapping[str, Any] | RerankOverrides | None
-
-
-@dataclass
-class Prepared:
-    """A search or msearch rewritten for the engine, and what finishing it needs."""
-
-    body: Any
-    params: dict[str, Any]
-    plan: SearchPlan | None = None
-    items: list[Item] | None = None
-
-
-def _with_rerank(body: Any, rerank: Rerank) -> Any:
-    """``body`` with ``rerank`` as its ``ext.erank`` (the same parameter the proxy reads)."""
-    if rerank is None:
-        return body
-    options = (
-        rerank.model_dump(exclude_none=True) if isinstance(rerank, RerankOverrides) else rerank
-    )
-    body = dict(body or {})
-    body["ext"] = {**(body.get("ext") or {}), "erank": dict(options)}
-    return body
-
-
-def _es_rerank(kwargs: dict[str, Any], rerank: Rerank) -> dict[str, Any]:
-    """elasticsearch-py's ``search`` arguments with ``rerank`` as ``ext.erank``: in ``body``
-    when the caller gave one, else as the client's own ``ext=`` argument (mixing ``body`` with
-    ``knn=``, ``retriever=``, ``size=``... is deprecated by the client)."""
-    if rerank is None:
-        return kwargs
-    if kwargs.get("body") is not None:
-        return {**kwargs, "body": _with_rerank(kwargs["body"], rerank)}
-    return {**kwargs, "ext": _with_rerank({"ext": kwargs.get("ext")}, rerank)["ext"]}
-
-
-def _pairs(body: Any) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
-    if isinstance(body, (str, bytes)):
-        return parse_ndjson(body)
-    if isinstance(body, list) and len(body) % 2 == 0 and all(isinstance(x, dict) for x in body):
-        return list(zip(body[0::2], body[1::2], strict=True))
-    return None
-
-
-class Reranking:
-    """What a wrapped client needs: config, counters, and a scoring client made on first use
-    (an asyncio gRPC channel belongs to the running loop)."""
-
-    def __init__(
-        self,
-        reranker: str | Sequence[str] | RerankerClient | AsyncRerankerClient,
-        config: ProxyConfig | None = None,
-    ) -> None:
-        self.config = config or ProxyConfig()
-        self.stats = FailOpenStats(self.config.log_interval_s)
-        self._at = reranker
-        self._sync = reranker if isinstance(reranker, RerankerClient) else None
-        self._async = reranker if isinstance(reranker, AsyncRerankerClient) else None
-
-    @property
-    def sync_client(self) -> RerankerClient:
-        if self._sync is None:
-            assert isinstance(self._at, (str, list, tuple)), "an asyncio client was given"
-            self._sync = RerankerClient(self._at)
-        return self._sync
-
-    @property
-    def async_client(self) -> AsyncRerankerClient:
-        if self._async is None:
-            assert isinstance(self._at, (str, list, tuple)), "a blocking client was given"
-            self._async = AsyncRerankerClient(self._at)
-        return self._async
-
-    def prepare(
-        self, method: str, path: str, params: Mapping[str, Any] | None, body: Any
-    ) -> Prepared | None:
-        """The rewritten request, or None to send the original one unchanged."""
-        found = route(method, path)
-        if found is None:
-            return None
-        kind, target = found
-        if kind == "msearch":
-            pairs = _pairs(body)
-            if pairs is None:
-                return None
-            items = plan_items(target, pairs, self.config)
-            for item in items:
-                if isinstance(item.plan, ConfigError):
-                    raise item.plan
-            lines: Any = forward_pairs(items)
-            if isinstance(body, (str, bytes)):  # opensearch-py hands the transport NDJSON text
-                lines = to_ndjson(lines).decode()
-            return Prepared(lines, dict(params or {}), items=items)
-        if body is not None and not isinstance(body, Mapping):
-            return None
-        plan = plan_search(target, str_params(params), body, self.config)
-        if isinstance(plan, Skip):
-            self.stats.count("skipped", plan.reason)
-            return Prepared(plan.body if plan.stripped else body, dict(params or {}))
-        kept = {k: v for k, v in (params or {}).items() if k not in ("from", "size")}
-        return Prepared(plan.body, kept, plan=plan)
-
-    def finish_sync(self, prepared: Prepared, answer: Any, millis: float) -> Any:
-        if prepared.plan is not None and is_search_response(answer):
-            return finish_sync(prepared.plan, answer, self.sync_client, self.stats, millis)[0]
-        if prepared.items is None or not isinstance(answer, Mapping):
-            return answer
-        done = [
-            finish_sync(i.plan, r, self.sync_client, self.stats, millis)[0]
-            if isinstance(i.plan, SearchPlan) and is_search_response(r)
-            else r
-            for i, r in zip(prepared.items, answer.get("responses") or [], strict=False)
-        ]
-        return {**answer, "responses": place_responses(prepared.items, done)}
-
-    async def finish_async(self, prepared: Prepared, answer: Any, millis: float) -> Any:
-        client = self.async_client
-        if prepared.plan is not None and is_search_response(answer):
-            return (await finish_async(prepared.plan, answer, client, self.stats, millis))[0]
-        if prepared.items is None or not isinstance(answer, Mapping):
-            return answer
-
-        async def one(item: Item, response: Any) -> Any:
-            if isinstance(item.plan, SearchPlan) and is_search_response(response):
-                return (await finish_async(item.plan, response, client, self.stats, millis))[0]
-            return response
-
-        pairs = zip(prepared.items, answer.get("responses") or [], strict=False)
-        done = await asyncio.gather(*(one(i, r) for i, r in pairs))
-        return {**answer, "responses": place_responses(prepared.items, done)}
-
-
-def _ms(began: float) -> float:
-    return (time.perf_counter() - began) * 1000
 
 
 class RerankingElasticsearch(Elasticsearch):
@@ -186,7 +48,9 @@ class RerankingElasticsearch(Elasticsearch):
         **kwargs: Any,
     ) -> None:
         super().__init__(hosts, **kwargs)
-        self.reranking = Reranking(reranker, rerank_config) if reranker is not None else None
+        self.reranking = (
+            Reranking(reranker, rerank_config, elasticsearch=True) if reranker is not None else None
+        )
 
     def options(self, **kwargs: Any) -> Any:
         client = super().options(**kwargs)
@@ -194,19 +58,23 @@ class RerankingElasticsearch(Elasticsearch):
         return client
 
     def search(self, *, rerank: Rerank = None, **kwargs: Any) -> Any:
-        return super().search(**_es_rerank(kwargs, rerank))
+        return super().search(**es_rerank(kwargs, rerank))
 
     def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
-        prepared = self.reranking and self.reranking.prepare(
-            method, path, kwargs.get("params"), kwargs.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = prepare_call(self.reranking, method, path, kwargs)
+        if found is None:
             return super().perform_request(method, path, **kwargs)
+        reranking, prepared = found
         began = time.perf_counter()
-        kwargs.update(params=prepared.params, body=prepared.body)
         response = super().perform_request(method, path, **kwargs)
-        body = self.reranking.finish_sync(prepared, response.body, _ms(began))
+        body = reranking.finish_sync(prepared, response.body, millis_since(began))
         return ObjectApiResponse(body=body, meta=response.meta)
+
+    def close(self) -> None:
+        """Close the connections to the engine and the scoring server."""
+        super().close()
+        if self.reranking is not None:
+            self.reranking.close_sync()
 
 
 class AsyncRerankingElasticsearch(AsyncElasticsearch):
@@ -221,7 +89,9 @@ class AsyncRerankingElasticsearch(AsyncElasticsearch):
         **kwargs: Any,
     ) -> None:
         super().__init__(hosts, **kwargs)
-        self.reranking = Reranking(reranker, rerank_config) if reranker is not None else None
+        self.reranking = (
+            Reranking(reranker, rerank_config, elasticsearch=True) if reranker is not None else None
+        )
 
     def options(self, **kwargs: Any) -> Any:
         client = super().options(**kwargs)
@@ -229,19 +99,23 @@ class AsyncRerankingElasticsearch(AsyncElasticsearch):
         return client
 
     async def search(self, *, rerank: Rerank = None, **kwargs: Any) -> Any:
-        return await super().search(**_es_rerank(kwargs, rerank))
+        return await super().search(**es_rerank(kwargs, rerank))
 
     async def perform_request(self, method: str, path: str, **kwargs: Any) -> Any:
-        prepared = self.reranking and self.reranking.prepare(
-            method, path, kwargs.get("params"), kwargs.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = prepare_call(self.reranking, method, path, kwargs)
+        if found is None:
             return await super().perform_request(method, path, **kwargs)
+        reranking, prepared = found
         began = time.perf_counter()
-        kwargs.update(params=prepared.params, body=prepared.body)
         response = await super().perform_request(method, path, **kwargs)
-        body = await self.reranking.finish_async(prepared, response.body, _ms(began))
+        body = await reranking.finish_async(prepared, response.body, millis_since(began))
         return ObjectApiResponse(body=body, meta=response.meta)
+
+    async def close(self) -> None:
+        """Close the connections to the engine and the scoring server."""
+        await super().close()
+        if self.reranking is not None:
+            await self.reranking.close_async()
 
 
 _TRANSPORT_ARGS = ("params", "body", "timeout", "ignore", "headers")
@@ -259,15 +133,18 @@ class RerankingTransport(Transport):
 
     def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         named = _transport_kwargs(args, kwargs)
-        prepared = self.reranking and self.reranking.prepare(
-            method, url, named.get("params"), named.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = prepare_call(self.reranking, method, url, named)
+        if found is None:
             return super().perform_request(method, url, **named)
+        reranking, prepared = found
         began = time.perf_counter()
-        named.update(params=prepared.params, body=prepared.body)
         answer = super().perform_request(method, url, **named)
-        return self.reranking.finish_sync(prepared, answer, _ms(began))
+        return reranking.finish_sync(prepared, answer, millis_since(began))
+
+    def close(self) -> Any:
+        super().close()
+        if self.reranking is not None:
+            self.reranking.close_sync()
 
 
 class AsyncRerankingTransport(AsyncTransport):
@@ -277,15 +154,18 @@ class AsyncRerankingTransport(AsyncTransport):
 
     async def perform_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         named = _transport_kwargs(args, kwargs)
-        prepared = self.reranking and self.reranking.prepare(
-            method, url, named.get("params"), named.get("body")
-        )
-        if not prepared or self.reranking is None:
+        found = prepare_call(self.reranking, method, url, named)
+        if found is None:
             return await super().perform_request(method, url, **named)
+        reranking, prepared = found
         began = time.perf_counter()
-        named.update(params=prepared.params, body=prepared.body)
         answer = await super().perform_request(method, url, **named)
-        return await self.reranking.finish_async(prepared, answer, _ms(began))
+        return await reranking.finish_async(prepared, answer, millis_since(began))
+
+    async def close(self) -> None:
+        await super().close()
+        if self.reranking is not None:
+            await self.reranking.close_async()
 
 
 class RerankingOpenSearch(OpenSearch):
@@ -301,10 +181,16 @@ class RerankingOpenSearch(OpenSearch):
     ) -> None:
         super().__init__(hosts, transport_class=RerankingTransport, **kwargs)
         if reranker is not None:
-            self.transport.reranking = Reranking(reranker, rerank_config)  # type: ignore[attr-defined]
+            reranking = Reranking(reranker, rerank_config, elasticsearch=False)
+            self.transport.reranking = reranking  # type: ignore[attr-defined]
+
+    @property
+    def reranking(self) -> Reranking | None:
+        """Config, counters and scoring client: where the Elasticsearch wrappers have it."""
+        return self.transport.reranking  # type: ignore[attr-defined]
 
     def search(self, *, rerank: Rerank = None, body: Any = None, **kwargs: Any) -> Any:
-        return super().search(body=_with_rerank(body, rerank), **kwargs)
+        return super().search(body=with_rerank(body, rerank), **kwargs)
 
 
 class AsyncRerankingOpenSearch(AsyncOpenSearch):
@@ -320,7 +206,13 @@ class AsyncRerankingOpenSearch(AsyncOpenSearch):
     ) -> None:
         super().__init__(hosts, transport_class=AsyncRerankingTransport, **kwargs)
         if reranker is not None:
-            self.transport.reranking = Reranking(reranker, rerank_config)  # type: ignore[attr-defined]
+            reranking = Reranking(reranker, rerank_config, elasticsearch=False)
+            self.transport.reranking = reranking  # type: ignore[attr-defined]
+
+    @property
+    def reranking(self) -> Reranking | None:
+        """Config, counters and scoring client: where the Elasticsearch wrappers have it."""
+        return self.transport.reranking  # type: ignore[attr-defined]
 
     async def search(self, *, rerank: Rerank = None, body: Any = None, **kwargs: Any) -> Any:
-        return await super().search(body=_with_rerank(body, rerank), **kwargs)
+        return await super().search(body=with_rerank(body, rerank), **kwargs)

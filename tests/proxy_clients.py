@@ -7,17 +7,19 @@ for OpenSearch), directly or through the proxy.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch
 from engines import RunningEngine
+from es8_venv import es8_python
 from opensearchpy import AsyncOpenSearch, OpenSearch, TransportError
 
 from connector.proxy.config import IndexConfig, ProxyConfig
 
+ES8_SCRIPT = Path(__file__).with_name("es8_client.py")
 WINDOW = 12
 OFF = "docs-off"  # same documents, reranking turned off in the proxy config
 _FILLER = ["lazy", "dog", "rabbit", "grass", "search", "rank", "engine", "river", "stone"]
@@ -79,54 +81,58 @@ def proxy_config(log_interval_s: float = 10.0, budget_ms: int = 120_000) -> Prox
     )
 
 
-class Es8Http:
-    """What elasticsearch-py 8.x sends, for Elasticsearch 8 servers: the 9.x client in our
-    environment asks for ``compatible-with=9``, which 8.x refuses, and the 8.x client
-    (``elasticsearch8``) needs elastic-transport < 9, which cannot share an environment with
-    the 9.x client. Same headers, same product check, same gzip both ways."""
-
-    MEDIA = "application/vnd.elasticsearch+json; compatible-with=8"
-    NDJSON = "application/vnd.elasticsearch+x-ndjson; compatible-with=8"
+class Es8Client:
+    """The official elasticsearch-py 8.x client (blocking, urllib3), for Elasticsearch 8
+    servers: the 9.x client asks for ``compatible-with=9``, which 8.x refuses, and the 8.x
+    client cannot share this environment with the 9.x one, so it runs in its own venv
+    (:mod:`es8_venv`), in a subprocess (:mod:`es8_client`) that answers one call at a time."""
 
     def __init__(self, url: str, compress: bool) -> None:
         self.url, self.compress = url, compress
-        self.session = aiohttp.ClientSession()
+        self.process: asyncio.subprocess.Process | None = None
+        self.lock = asyncio.Lock()
+
+    async def call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        """``{"status", "headers", "body"}``, or ``{"status", "error"}`` for an ``ApiError``."""
+        async with self.lock:
+            if self.process is None:
+                python = await asyncio.to_thread(es8_python)
+                self.process = await asyncio.create_subprocess_exec(
+                    str(python), str(ES8_SCRIPT), self.url, "true" if self.compress else "false",
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+            assert self.process.stdin is not None and self.process.stdout is not None
+            line = json.dumps({"op": op, "kwargs": kwargs}) + "\n"
+            self.process.stdin.write(line.encode())
+            await self.process.stdin.drain()
+            answer = await self.process.stdout.readline()
+        if not answer:
+            raise AssertionError(f"the 8.x client died during {op}({kwargs})")
+        return dict(json.loads(answer))
+
+    async def ok(self, op: str, **kwargs: Any) -> tuple[Any, dict[str, str]]:
+        """The body and headers of a call that must succeed."""
+        answer = await self.call(op, **kwargs)
+        if "error" in answer:
+            raise AssertionError(f"{op}({kwargs}) -> {answer['status']}: {answer['error']}")
+        return answer["body"], answer["headers"]
 
     async def close(self) -> None:
-        await self.session.close()
-
-    async def call(
-        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None
-    ) -> tuple[int, dict[str, str], Any]:
-        headers = {"Accept": self.MEDIA}
-        data: bytes | None = None
-        if body is not None:
-            lines = body if isinstance(body, list) else [body]
-            data = "".join(json.dumps(line) + "\n" for line in lines).encode()
-            if not isinstance(body, list):
-                data = data.rstrip(b"\n")
-            headers["Content-Type"] = self.NDJSON if isinstance(body, list) else self.MEDIA
-            if self.compress:
-                data, headers["Content-Encoding"] = gzip.compress(data), "gzip"
-        headers["Accept-Encoding"] = "gzip" if self.compress else "identity"
-        async with self.session.request(
-            method, self.url + path, data=data, params=params, headers=headers
-        ) as response:
-            raw = await response.read()
-            hdrs = {k.lower(): v for k, v in response.headers.items()}
-            if 200 <= response.status < 300 and hdrs.get("x-elastic-product") != "Elasticsearch":
-                raise AssertionError(f"product check failed: {hdrs}")  # what 8.x raises on
-            return response.status, hdrs, json.loads(raw) if raw else None
+        if self.process is not None and self.process.stdin is not None:
+            self.process.stdin.close()
+            await self.process.wait()
 
 
 class EngineClient:
-    """The engine's official asyncio client at ``url`` (see :class:`Es8Http` for 8.x), plus a
-    plain aiohttp session for the response headers that opensearch-py does not expose."""
+    """The engine's official client at ``url`` (asyncio; for Elasticsearch 8 the 8.x client,
+    see :class:`Es8Client`), plus a plain aiohttp session for the response headers that
+    opensearch-py does not expose."""
 
     def __init__(self, kind: str, version: str, url: str, compress: bool) -> None:
         self.kind, self.version, self.url = kind, version, url
         self.client: Any = None
-        self.es8 = Es8Http(url, compress) if kind == "elasticsearch" and version[0] == "8" else None
+        es8 = kind == "elasticsearch" and version.startswith("8.")
+        self.es8 = Es8Client(url, compress) if es8 else None
         if kind == "elasticsearch" and self.es8 is None:
             self.client = AsyncElasticsearch(url, http_compress=compress, request_timeout=300)
         elif kind == "opensearch":
@@ -144,30 +150,24 @@ class EngineClient:
     def _body(answer: Any) -> dict[str, Any]:
         return dict(answer.body) if hasattr(answer, "body") else dict(answer)
 
-    async def _es8(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        assert self.es8 is not None
-        status, headers, answer = await self.es8.call(method, path, body, params or None)
-        if status >= 300:
-            raise AssertionError(f"{method} {path} -> {status}: {answer}")
-        return answer, headers
-
-    async def search(self, index: str | None, body: dict[str, Any], **params: Any) -> Any:
+    async def search(self, index: str | None, body: dict[str, Any] | None, **params: Any) -> Any:
+        """The client's ``search`` (``body`` None: URL parameters only, e.g. ``q``)."""
         if self.es8 is not None:
-            return (await self.search_with_headers(index, body, **params))[0]
+            return dict((await self.es8.ok("search", index=index, body=body, **params))[0])
         return self._body(await self.client.search(index=index, body=body, **params))
 
     async def search_with_headers(
-        self, index: str | None, body: dict[str, Any], **params: Any
+        self, index: str | None, body: dict[str, Any] | None, **params: Any
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """The client's answer and the HTTP headers (lower-case names) of the response."""
-        path = f"/{index}/_search" if index else "/_search"
         if self.es8 is not None:
-            answer, headers = await self._es8("POST", path, body, **params)
-            return answer, headers
+            answer, headers = await self.es8.ok("search", index=index, body=body, **params)
+            return dict(answer), headers
         if self.kind == "elasticsearch":
             found = await self.client.search(index=index, body=body, **params)
             return dict(found.body), {k.lower(): v for k, v in found.meta.headers.items()}
         result = self._body(await self.client.search(index=index, body=body, **params))
+        path = f"/{index}/_search" if index else "/_search"
         async with self.http.post(
             self.url + path, json=body, params=params, headers={"Accept-Encoding": "gzip"}
         ) as raw:
@@ -178,7 +178,7 @@ class EngineClient:
         """The same search with the client's blocking flavour (urllib3 for elasticsearch-py),
         run in a thread so the event loop (and the scoring server on it) keeps running."""
         if self.es8 is not None:
-            return dict(await self.search(index, body))  # no 8.x client here: see Es8Http
+            return dict(await self.search(index, body))  # the 8.x client is the blocking one
         if self.kind == "elasticsearch":
             client: Any = Elasticsearch(self.url, http_compress=True, request_timeout=300)
         else:
@@ -191,8 +191,9 @@ class EngineClient:
     async def search_error(self, index: str, body: dict[str, Any]) -> tuple[int, Any]:
         """(HTTP status, error body) of a search the client must raise on."""
         if self.es8 is not None:
-            status, _, answer = await self.es8.call("POST", f"/{index}/_search", body)
-            return status, answer
+            answer = await self.es8.call("search", index=index, body=body)
+            assert "error" in answer, "the search did not fail"
+            return int(answer["status"]), answer["error"]
         try:
             await self.client.search(index=index, body=body)
         except ApiError as exc:
@@ -201,14 +202,14 @@ class EngineClient:
             return int(exc.status_code), exc.info
         raise AssertionError("the search did not fail")
 
-    async def msearch(self, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    async def msearch(self, lines: list[dict[str, Any]], **params: Any) -> dict[str, Any]:
         if self.es8 is not None:
-            return dict((await self._es8("POST", "/_msearch", lines))[0])
-        return self._body(await self.client.msearch(body=lines))
+            return dict((await self.es8.ok("msearch", searches=lines, **params))[0])
+        return self._body(await self.client.msearch(body=lines, **params))
 
     async def open_pit(self, index: str) -> str:
         if self.es8 is not None:
-            answer, _ = await self._es8("POST", f"/{index}/_pit", keep_alive="1m")
+            answer, _ = await self.es8.ok("open_point_in_time", index=index, keep_alive="1m")
             return str(answer["id"])
         if self.kind == "elasticsearch":
             answer = await self.client.open_point_in_time(index=index, keep_alive="1m")
@@ -218,17 +219,15 @@ class EngineClient:
 
     async def count(self, index: str) -> int:
         if self.es8 is not None:
-            return int((await self._es8("GET", f"/{index}/_count"))[0]["count"])
+            return int((await self.es8.ok("count", index=index))[0]["count"])
         return int((await self.client.count(index=index))["count"])
 
     async def exists(self, index: str) -> bool:
         if self.es8 is not None:
-            assert self.es8 is not None
-            status, _, _ = await self.es8.call("HEAD", f"/{index}")
-            return status == 200
+            return bool((await self.es8.ok("indices.exists", index=index))[0])
         return bool(await self.client.indices.exists(index=index))
 
     async def get(self, index: str, doc_id: str) -> dict[str, Any]:
         if self.es8 is not None:
-            return dict((await self._es8("GET", f"/{index}/_doc/{doc_id}"))[0])
+            return dict((await self.es8.ok("get", index=index, id=doc_id))[0])
         return self._body(await self.client.get(index=index, id=doc_id))

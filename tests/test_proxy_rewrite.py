@@ -119,12 +119,24 @@ def test_reranked_page_is_cut_from_a_permutation_of_the_window(
     assert page == everything[page_from : page_from + size]
     assert sorted(everything[: len(window_ids)]) == sorted(window_ids)  # a permutation
     assert out["hits"]["total"] == answer["hits"]["total"]
+    reranked = [h["_score"] for h in out["hits"]["hits"] if h["_id"] in window_ids]
+    lowest = min(
+        (r.hybrid_score if fused else r.rank_score for r in ranking(order, fused).results),
+        default=0.0,
+    )
     for hit in out["hits"]["hits"]:
-        info = hit.get("fields", {}).get("_erank")
-        assert (info is not None) == (hit["_id"] in window_ids)
-        if info:
-            assert info[0]["relevance_score"] == hit["_score"]
-            assert info[0]["bm25_score"] == 100.0 - info[0]["bm25_rank"] + 1
+        info = hit["fields"]["_erank"][0]
+        assert info["bm25_score"] == 100.0 - info["bm25_rank"] + 1
+        if hit["_id"] in window_ids:
+            assert info["relevance_score"] == hit["_score"] and "below_window" not in info
+        else:  # below the window: under every reranked hit, min - 1 - k, BM25 order kept
+            assert info["below_window"] is True and set(info) == {
+                "bm25_score",
+                "bm25_rank",
+                "below_window",
+            }
+            assert hit["_score"] == lowest - 1 - (info["bm25_rank"] - len(window_ids) - 1)
+            assert all(hit["_score"] < score for score in reranked)
     if order:
         top = max(len(order) / 10 if fused else float(len(order)), 0)
         assert out["hits"]["max_score"] == top
@@ -246,7 +258,6 @@ def test_request_rewriting_round_trips(
         ({"query": QUERY, "size": 0}, {}, "size_zero"),
         ({"suggest": {"s": {"text": "x", "term": {"field": "t"}}}}, {}, "no_query_text"),
         ({"query": {"term": {"tag": "a"}}}, {}, "no_query_text"),
-        ({"query": QUERY}, {"filter_path": "hits.hits._id"}, "filter_path"),
         ({"query": QUERY, "from": 60}, {}, "past_window"),
     ],
 )

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import grpc
 import pytest
 import pytest_asyncio
 from engines import ELASTICSEARCH_VERSIONS, OPENSEARCH_VERSIONS, RunningEngine, engines_fixture
@@ -26,6 +27,7 @@ from connector.wrappers import (
     RerankingOpenSearch,
 )
 from erank.server import ScoringServer
+from erank_contract.client import AsyncRerankerClient
 
 pytestmark = pytest.mark.engine
 engine = engines_fixture(
@@ -48,7 +50,7 @@ def blocking(kind: str, url: str, reranker: str, **config: Any) -> Any:
     return cls(url, reranker=reranker, rerank_config=proxy_config(**config))
 
 
-def asyncio_client(kind: str, url: str, reranker: str, **config: Any) -> Any:
+def asyncio_client(kind: str, url: str, reranker: str | AsyncRerankerClient, **config: Any) -> Any:
     cls = AsyncRerankingElasticsearch if kind == "elasticsearch" else AsyncRerankingOpenSearch
     return cls(url, reranker=reranker, rerank_config=proxy_config(**config))
 
@@ -159,3 +161,58 @@ async def test_wrapper_fails_open_without_a_scoring_server(
     assert answer["ext"]["erank"]["status"] == "failed"
     assert answer["ext"]["erank"]["error"]["type"] in ("connection_error", "timeout")
     assert WINDOW > 4
+
+
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
+@pytest.mark.parametrize("rerank", ["window=5", 5, ["window", 5]])
+async def test_a_rerank_that_is_not_a_mapping_is_a_config_error(kind: str, rerank: Any) -> None:
+    """Raised before any request (no engine or scoring server is reached), by both flavours."""
+    nowhere = f"127.0.0.1:{unused_port()}"
+    client = asyncio_client(kind, f"http://{nowhere}", nowhere)
+    try:
+        with pytest.raises(ConfigError, match=r"\[rerank\] must be a mapping"):
+            await client.search(index="docs", body={"query": QUERY}, rerank=rerank)
+    finally:
+        await client.close()
+    blocking_client = blocking(kind, f"http://{nowhere}", nowhere)
+    with blocking_client, pytest.raises(ConfigError, match=r"\[rerank\] must be a mapping"):
+        blocking_client.search(index="docs", body={"query": QUERY}, rerank=rerank)
+
+
+async def test_documented_use_counts_filters_and_closes(
+    corpus: RunningEngine, tiny_server: ScoringServer
+) -> None:
+    """docs/PROXY.md's wrapper examples, both flavours: ``search(body=..., rerank=...)``,
+    ``filter_path`` applied after reranking, the counters at ``client.reranking.stats`` for
+    either engine, and leaving ``with`` / ``async with`` closes the scoring channel too."""
+    reranker = f"127.0.0.1:{tiny_server.port}"
+    body = {"query": QUERY, "size": 3}
+
+    def blocking_use() -> tuple[Any, Any, Any, dict[str, Any]]:
+        with blocking(corpus.kind, corpus.url, reranker) as client:
+            answer = client.search(index="docs", body=body, rerank={"window": 5})
+            trimmed = client.search(
+                index="docs", body=body, rerank={"window": 5}, filter_path="hits.hits._id"
+            )
+            channel = client.reranking.sync_client
+            return body_of(answer), body_of(trimmed), channel, client.reranking.stats.as_json()
+
+    answer, trimmed, channel, stats = await asyncio.to_thread(blocking_use)
+    assert answer["ext"]["erank"]["status"] == "reranked" and answer["ext"]["erank"]["window"] == 5
+    assert trimmed == {"hits": {"hits": [{"_id": i} for i in ids(answer)]}}
+    assert stats["outcomes"] == {"reranked": 2}
+    with pytest.raises(ValueError, match="closed"):
+        channel.model_info(timeout=5)
+
+    async with asyncio_client(corpus.kind, corpus.url, reranker) as client:
+        answer = body_of(await client.search(index="docs", body=body, rerank={"window": 5}))
+        assert answer["ext"]["erank"]["status"] == "reranked"
+        assert client.reranking.stats.as_json()["outcomes"] == {"reranked": 1}
+        async_channel = client.reranking.async_client
+    with pytest.raises(grpc.aio.UsageError, match="closed"):
+        await async_channel.model_info(timeout=5)
+    async with AsyncRerankerClient(reranker) as own:  # a client the caller gave stays theirs
+        async with asyncio_client(corpus.kind, corpus.url, own) as client:
+            answer = body_of(await client.search(index="docs", body=body))
+            assert answer["ext"]["erank"]["status"] == "reranked"
+        assert (await own.model_info(timeout=60)).model

@@ -41,8 +41,18 @@ from connector.proxy.failopen import (
     finish_async,
     is_search_response,
 )
+from connector.proxy.filterpath import FilterPath
 from connector.proxy.hits import Timings
-from connector.proxy.http import BODY_HEADERS, HOP_BY_HOP, Upstream, decode_body, dumps, json_body
+from connector.proxy.http import (
+    BODY_HEADERS,
+    HOP_BY_HOP,
+    NOT_ADDED,
+    Upstream,
+    body_type,
+    decode_body,
+    dumps,
+    json_body,
+)
 from connector.proxy.msearch import Item, forward_pairs, parse_ndjson, place_responses, plan_items
 from connector.proxy.msearch import to_ndjson as ndjson
 from connector.proxy.search import SearchPlan, Skip, error_json, plan_search, route
@@ -50,6 +60,7 @@ from erank_contract.client import AsyncRerankerClient
 
 log = logging.getLogger("erank.proxy")
 STATS_PATH = "/_erank/stats"
+ELASTIC_PRODUCT = "X-Elastic-Product"  # Elasticsearch sends it with every answer
 
 
 class Proxy:
@@ -119,7 +130,7 @@ class Proxy:
         return headers
 
     def _remember(self, headers: Mapping[str, str]) -> None:
-        self.product = headers.get("X-Elastic-Product", self.product)
+        self.product = headers.get(ELASTIC_PRODUCT, self.product)
 
     async def stream(
         self,
@@ -136,7 +147,7 @@ class Proxy:
         try:
             async with self.session.request(
                 request.method, self._url(request), headers=headers, data=data,
-                allow_redirects=False,
+                allow_redirects=False, skip_auto_headers=NOT_ADDED,
             ) as upstream:  # fmt: skip
                 self._remember(upstream.headers)
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -161,7 +172,7 @@ class Proxy:
         began = time.perf_counter()
         async with self.session.request(
             request.method, self._url(request, params), headers=headers, data=body,
-            allow_redirects=False,
+            allow_redirects=False, skip_auto_headers=NOT_ADDED,
         ) as upstream:  # fmt: skip
             raw = await upstream.read()
             millis = (time.perf_counter() - began) * 1000
@@ -226,18 +237,16 @@ class Proxy:
             if not plan.stripped:
                 return await self.stream(request, raw, extra=extra)
             return await self.stream(request, dumps(plan.body), rewritten=True, extra=extra)
-        content_type = request.headers.get(hdrs.CONTENT_TYPE, "application/json")
         try:
-            upstream = await self.fetch(request, plan.params, dumps(plan.body), content_type)
+            upstream = await self.fetch(request, plan.params, dumps(plan.body), body_type(request))
         except ClientError as exc:
             return self.error(request, f"upstream unreachable: {exc}", 502, "connect_exception")
         if not is_search_response(upstream.json):
             return self.reply(request, upstream, None, None)  # an error: the engine's own
-        answer, outcome = await finish_async(
-            plan, upstream.json, self.reranker, self.stats, upstream.millis
-        )
-        timings = Timings(upstream.millis, answer["ext"]["erank"].get("rerank_ms", 0.0))
-        return self.reply(request, upstream, answer, outcome, timings)
+        done = await finish_async(plan, upstream.json, self.reranker, self.stats, upstream.millis)
+        timings = Timings(upstream.millis, done.rerank_ms)
+        body = plan.trim(done.body, elasticsearch=ELASTIC_PRODUCT in upstream.headers)
+        return self.reply(request, upstream, body, done.outcome, timings)
 
     async def msearch(self, request: web.Request, target: str | None) -> web.StreamResponse:
         """One ``_msearch``: every item planned and reranked on its own, one engine call."""
@@ -256,12 +265,13 @@ class Proxy:
                 self.stats.count("skipped", item.plan.reason)  # type: ignore[union-attr]
             return await self.stream(request, raw, extra={STATUS_HEADER: "skipped"})
         lines = forward_pairs(items)
-        content_type = request.headers.get(hdrs.CONTENT_TYPE, "application/x-ndjson")
+        content_type = body_type(request, ndjson=True)
         if not lines:
             only_errors = {"took": 0, "responses": place_responses(items, [])}
             return web.json_response(only_errors, headers={STATUS_HEADER: "skipped"})
+        params = {k: v for k, v in request.query.items() if k != "filter_path"}
         try:
-            upstream = await self.fetch(request, dict(request.query), ndjson(lines), content_type)
+            upstream = await self.fetch(request, params, ndjson(lines), content_type)
         except ClientError as exc:
             return self.error(request, f"upstream unreachable: {exc}", 502, "connect_exception")
         responses = upstream.json.get("responses") if isinstance(upstream.json, dict) else None
@@ -270,6 +280,9 @@ class Proxy:
         sent = [i for i in items if not isinstance(i.plan, ConfigError)]
         finished, outcome = await self._finish_items(sent, responses, upstream.millis)
         body = {**upstream.json, "responses": place_responses(items, finished)}
+        if "filter_path" in request.query:  # read whole to rerank; filtered as the engine would
+            trim = FilterPath.parse(request.query["filter_path"])
+            body = trim.apply(body, elasticsearch=ELASTIC_PRODUCT in upstream.headers)
         return self.reply(request, upstream, body, outcome, Timings(upstream.millis))
 
     async def _finish_items(
@@ -279,9 +292,10 @@ class Proxy:
 
         async def finish(item: Item, response: Any) -> tuple[Any, Outcome]:
             if isinstance(item.plan, SearchPlan) and is_search_response(response):
-                return await finish_async(
+                done = await finish_async(
                     item.plan, response, self.reranker, self.stats, first_stage_ms
                 )
+                return done.body, done.outcome
             if isinstance(item.plan, Skip):
                 self.stats.count("skipped", item.plan.reason)
             return response, "skipped"

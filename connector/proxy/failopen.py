@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import grpc
@@ -31,6 +32,7 @@ from connector.proxy.hits import (
 )
 from connector.proxy.search import SearchPlan
 from erank_contract.client import AsyncRerankerClient, RerankerClient
+from erank_contract.v1 import reranker_pb2 as pb
 
 log = logging.getLogger("erank.proxy")
 
@@ -104,22 +106,85 @@ class FailOpenStats:
             }
 
 
-def _no_hits(plan: SearchPlan, response: Mapping[str, Any], timings: Timings) -> dict[str, Any]:
-    body = failed_open_body(plan, response, "", "", timings)
+@dataclass(frozen=True)
+class Finished:
+    """A search's answer for the user, what happened, and how long the scoring call took."""
+
+    body: dict[str, Any]
+    outcome: Outcome
+    rerank_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """A planned search whose scoring call is to be made: ``request`` goes to the scoring
+    server, then :meth:`succeeded` or :meth:`failed` finishes it. The I/O-free part of
+    finishing, shared by the asyncio and blocking shells (:func:`score_async`,
+    :func:`score_sync`) so that they differ only in how they wait for the call."""
+
+    plan: SearchPlan
+    response: Mapping[str, Any]
+    request: pb.RerankRequest
+    missing: list[bool]
+    stats: FailOpenStats
+    first_stage_ms: float
+    began: float = field(default_factory=time.perf_counter)
+
+    @property
+    def budget_s(self) -> float:
+        return self.plan.config.budget_s
+
+    def _timings(self) -> Timings:
+        return Timings(self.first_stage_ms, (time.perf_counter() - self.began) * 1000)
+
+    def succeeded(self, answer: pb.RerankResponse) -> Finished:
+        """The reranked page; fails open if the answer is not a ranking of the hits sent."""
+        timings = self._timings()
+        try:
+            body = reranked_body(self.plan, self.response, answer, self.missing, timings)
+        except Exception as exc:  # a malformed answer: fail open like a failed call
+            return self.failed(exc)
+        self.stats.count("reranked")
+        return Finished(body, "reranked", timings.rerank_ms)
+
+    def failed(self, exc: BaseException) -> Finished:
+        """The engine's own page, marked failed open; counted and (rate-limited) logged."""
+        timings = self._timings()
+        error_type, reason = classify_error(exc)
+        self.stats.failed(error_type, reason)
+        body = failed_open_body(self.plan, self.response, error_type, reason, timings)
+        return Finished(body, "failed-open", timings.rerank_ms)
+
+
+def start(
+    plan: SearchPlan, response: Mapping[str, Any], stats: FailOpenStats, first_stage_ms: float
+) -> Scoring | Finished:
+    """The scoring call a search's answer needs, or the finished answer when it has no hits."""
+    request, missing = rerank_request(plan, response)
+    if request.documents:
+        return Scoring(plan, response, request, missing, stats, first_stage_ms)
+    stats.count("skipped", "no_hits")
+    body = failed_open_body(plan, response, "", "", Timings(first_stage_ms))
     body["ext"]["erank"] = {"status": "skipped", "reason": "no_hits", "window": plan.window}
-    return body
+    return Finished(body, "skipped")
 
 
-def _fail(
-    plan: SearchPlan,
-    response: Mapping[str, Any],
-    exc: BaseException,
-    timings: Timings,
-    stats: FailOpenStats,
-) -> tuple[dict[str, Any], Outcome]:
-    error_type, reason = classify_error(exc)
-    stats.failed(error_type, reason)
-    return failed_open_body(plan, response, error_type, reason, timings), "failed-open"
+async def score_async(step: Scoring, client: AsyncRerankerClient) -> Finished:
+    """Make the scoring call of ``step`` (asyncio) and finish it; fail open on any error."""
+    try:
+        answer = await client.rerank(step.request, timeout=step.budget_s)
+    except Exception as exc:  # any failure of the call: fail open
+        return step.failed(exc)
+    return step.succeeded(answer)
+
+
+def score_sync(step: Scoring, client: RerankerClient) -> Finished:
+    """Blocking shell of :func:`score_async` (for the blocking client wrappers)."""
+    try:
+        answer = client.rerank(step.request, timeout=step.budget_s)
+    except Exception as exc:  # any failure of the call: fail open
+        return step.failed(exc)
+    return step.succeeded(answer)
 
 
 async def finish_async(
@@ -128,46 +193,10 @@ async def finish_async(
     client: AsyncRerankerClient,
     stats: FailOpenStats,
     first_stage_ms: float,
-) -> tuple[dict[str, Any], Outcome]:
+) -> Finished:
     """Rerank the window of an engine response and cut the page; fail open on any error."""
-    request, missing = rerank_request(plan, response)
-    if not request.documents:
-        stats.count("skipped", "no_hits")
-        return _no_hits(plan, response, Timings(first_stage_ms)), "skipped"
-    began = time.perf_counter()
-    try:
-        answer = await client.rerank(request, timeout=plan.config.budget_s)
-        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
-        body = reranked_body(plan, response, answer, missing, timings)
-    except Exception as exc:  # any failure of the call or of its answer: fail open
-        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
-        return _fail(plan, response, exc, timings, stats)
-    stats.count("reranked")
-    return body, "reranked"
-
-
-def finish_sync(
-    plan: SearchPlan,
-    response: Mapping[str, Any],
-    client: RerankerClient,
-    stats: FailOpenStats,
-    first_stage_ms: float,
-) -> tuple[dict[str, Any], Outcome]:
-    """Blocking twin of :func:`finish_async` (for the blocking client wrappers)."""
-    request, missing = rerank_request(plan, response)
-    if not request.documents:
-        stats.count("skipped", "no_hits")
-        return _no_hits(plan, response, Timings(first_stage_ms)), "skipped"
-    began = time.perf_counter()
-    try:
-        answer = client.rerank(request, timeout=plan.config.budget_s)
-        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
-        body = reranked_body(plan, response, answer, missing, timings)
-    except Exception as exc:  # any failure of the call or of its answer: fail open
-        timings = Timings(first_stage_ms, (time.perf_counter() - began) * 1000)
-        return _fail(plan, response, exc, timings, stats)
-    stats.count("reranked")
-    return body, "reranked"
+    step = start(plan, response, stats, first_stage_ms)
+    return step if isinstance(step, Finished) else await score_async(step, client)
 
 
 def is_search_response(response: object) -> bool:

@@ -6,9 +6,12 @@ same as the OpenSearch ``erank`` processor of this repository) holds ``bm25_scor
 ``answer``, ``answer_probability``, ``status``, ``reasoning`` (the model's text before its answer,
 only when the search asked: ``explain``), ``passage`` (with ``long_documents: best_passage``)
 and, when none of the configured fields had a value, ``text_missing: true`` (that hit was scored
-on empty text; it is never dropped). Hits past the window keep their BM25 ``_score`` and get no
-``_erank``. The response's ``ext.erank`` says what happened, which fusion method made the scores
-and how long the first stage and the rerank took.
+on empty text; it is never dropped). Hits below the window (a page reaching past it) keep their
+BM25 order but score below every reranked hit, as the OpenSearch processor scores them
+(:func:`below_window_score`), so a page is always in ``_score`` order; their ``_erank`` holds
+``bm25_score``, ``bm25_rank`` and ``below_window: true``. The response's ``ext.erank`` says
+what happened, which fusion method made the scores and how long the first stage and the rerank
+took.
 
 Fusion is the scoring server's: the hits' ``_score`` go out as ``first_stage_score`` and the
 server's ``hybrid_score`` (or ``rank_score`` when it did not fuse) comes back as the new score.
@@ -17,6 +20,7 @@ server's ``hybrid_score`` (or ``rank_score`` when it did not fuse) comes back as
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,6 +174,23 @@ def _erank_info(
     return info
 
 
+def below_window_score(lowest_reranked: float, distance: int) -> float:
+    """The ``_score`` of the hit ``distance`` places (0-based) below the rank window:
+    ``lowest_reranked - 1 - distance``, strictly below every reranked hit even where floats
+    cannot step by one (the rule of the Java processor's ``Reorder.belowWindowScore``)."""
+    score = lowest_reranked - 1.0 - distance
+    return score if score < lowest_reranked else math.nextafter(lowest_reranked, -math.inf)
+
+
+def _below_window(hits: list[dict[str, Any]], window: int, lowest: float) -> None:
+    for distance, hit in enumerate(hits):
+        info: dict[str, Any] = {"bm25_rank": window + distance + 1, "below_window": True}
+        if isinstance(hit.get("_score"), (int, float)):
+            info = {"bm25_score": hit["_score"], **info}
+        hit["_score"] = below_window_score(lowest, distance)
+        hit["fields"] = {**(hit.get("fields") or {}), HIT_FIELD: [info]}
+
+
 def _page(plan: SearchPlan, hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
     page = hits[plan.page_from : plan.page_from + plan.page_size]
     for hit in page:
@@ -198,9 +219,11 @@ def reranked_body(
         hit["_score"] = score
         hit["fields"] = {**(hit.get("fields") or {}), HIT_FIELD: [info]}
         reordered.append(hit)
-    everything = reordered + hits[len(order) :]
+    below = hits[len(order) :]
     if reordered:
         body["hits"]["max_score"] = max(h["_score"] for h in reordered)
+        _below_window(below, len(order), min(h["_score"] for h in reordered))
+    everything = reordered + below
     body["hits"]["hits"] = _page(plan, everything)
     status = {
         "status": "reranked",

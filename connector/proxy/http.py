@@ -20,6 +20,11 @@ HOP_BY_HOP = frozenset(
     )
 )  # fmt: skip
 BODY_HEADERS = frozenset(("content-length", "content-encoding"))
+# Headers aiohttp adds to a request that lacks them: a proxy adds none (an engine asked with
+# Accept-Encoding compresses its answer, which a client that never asked could not read; a
+# bodiless search must not become an application/octet-stream one).
+NOT_ADDED = (hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
+_COMPATIBLE = "vnd.elasticsearch+"
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,21 @@ def json_body(request: web.Request, raw: bytes) -> tuple[bool, Any]:
         return True, json.loads(data)
     except ValueError:
         return False, None
+
+
+def body_type(request: web.Request, ndjson: bool = False) -> str:
+    """The Content-Type of a body the proxy writes for the client's request: the client's own;
+    for a request that had no body, the JSON (or NDJSON) flavour of what it accepts.
+    Elasticsearch refuses a body whose type is not of the same compatibility version as the
+    ``Accept`` header (elasticsearch-py sends ``compatible-with=8`` with a bodiless
+    ``search(q=...)``), so a plain ``application/json`` will not do there."""
+    given = request.headers.get(hdrs.CONTENT_TYPE)
+    if given:
+        return given
+    accept = request.headers.get(hdrs.ACCEPT, "").split(",")[0].strip()
+    if _COMPATIBLE in accept:
+        return accept.replace("+json", "+x-ndjson") if ndjson else accept
+    return "application/x-ndjson" if ndjson else "application/json"
 
 
 def dumps(body: Any) -> bytes:

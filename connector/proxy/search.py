@@ -5,6 +5,9 @@ parameters and the parsed body, and get back a :class:`SearchPlan` (rerank: forw
 ``params``, then finish with :mod:`connector.proxy.hits`), a :class:`Skip` (forward the search as
 it is, less ``ext.erank``), or a :class:`ConfigError` (answer HTTP 400).
 
+``filter_path`` does not stop a rerank: the engine is asked for its whole answer and the
+reranked one is filtered as the engine would have (:mod:`connector.proxy.filterpath`).
+
 Rank window apart from the page: a search for ``from``/``size`` with ``from < window`` is sent
 as ``from=0, size=max(window, from + size)``, so every page of a query is cut from one reranked
 order (no overlap, no skip across pages). Pages wholly past the window are the engine's own.
@@ -21,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 from connector.proxy.config import ConfigError, IndexConfig, ProxyConfig, parse_overrides
+from connector.proxy.filterpath import FilterPath
 
 DEFAULT_SIZE = 10
 SEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_search/?$")
@@ -35,8 +39,10 @@ _PASS_KEYS = {
     "rescore": "rescore",
     "slice": "scroll",
 }
-_PASS_PARAMS = {"scroll": "scroll", "sort": "sort", "filter_path": "filter_path",
-                "source": "source_param", "search_after": "search_after"}  # fmt: skip
+_PASS_PARAMS = {"scroll": "scroll", "sort": "sort", "source": "source_param",
+                "search_after": "search_after"}  # fmt: skip
+# URL parameters the proxy applies itself after reranking instead of the engine.
+NOT_FORWARDED = ("from", "size", "filter_path")
 _TEXT_QUERIES = (
     "match",
     "match_phrase",
@@ -71,10 +77,15 @@ class SearchPlan:
     page_size: int
     config: IndexConfig
     added_fields: tuple[str, ...] = field(default=())  # asked for by us, stripped from hits
+    filter_path: FilterPath | None = None  # the search's own, applied to the reranked answer
 
     @property
     def window(self) -> int:
         return self.config.window
+
+    def trim(self, answer: dict[str, Any], elasticsearch: bool) -> dict[str, Any]:
+        """The finished answer as the engine would have filtered it (``filter_path``)."""
+        return self.filter_path.apply(answer, elasticsearch) if self.filter_path else answer
 
 
 def route(method: str, path: str) -> tuple[Literal["search", "msearch"], str | None] | None:
@@ -330,12 +341,13 @@ def plan_search(
             forward["fields"] = [*(forward.get("fields") or []), *added]
     return SearchPlan(
         body=forward,
-        params={k: v for k, v in params.items() if k not in ("from", "size")},
+        params={k: v for k, v in params.items() if k not in NOT_FORWARDED},
         query_text=text,
         page_from=page_from,
         page_size=page_size,
         config=settings,
         added_fields=added,
+        filter_path=FilterPath.parse(params["filter_path"]) if "filter_path" in params else None,
     )
 
 
@@ -370,6 +382,7 @@ def error_json(reason: str, status: int = 400) -> dict[str, Any]:
 
 
 __all__ = [
+    "NOT_FORWARDED",
     "ConfigError",
     "SearchPlan",
     "Skip",
