@@ -9,8 +9,13 @@ ranking quality.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +25,7 @@ from erank.checkpoints import (
     Script,
     TinyConfig,
     build_scripted_checkpoint,
+    cache_root,
     qwen3_script,
 )
 from erank.server import running_server
@@ -66,6 +72,40 @@ DEMO_QUERIES = [
         ],
     ),
 ]
+
+
+def engine_log() -> Path:
+    """Where ``erank demo`` keeps the engine's own output (overwritten by each run)."""
+    return cache_root() / "logs" / "demo-engine.log"
+
+
+@contextlib.contextmanager
+def engine_output_to(log: Path) -> Iterator[TextIO]:
+    """Yield a stream on the terminal's stdout; send everything else written to file
+    descriptors 1 and 2 to ``log``.
+
+    vLLM logs to stdout and its engine processes (which inherit the descriptors) print warnings,
+    C++ notices and progress bars straight to them: ~20 lines a newcomer should not have to read
+    past to find the table. They stay in the log for when something goes wrong; the descriptors are
+    restored before any exception leaves, so a traceback still reaches the terminal.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(1), "w", buffering=1)
+    with log.open("wb") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+    try:
+        yield terminal
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, original in zip((1, 2), saved, strict=True):
+            os.dup2(original, fd)
+            os.close(original)
+        terminal.close()
 
 
 def demo_model(tokenizer: str = "tiny") -> str:

