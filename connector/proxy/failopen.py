@@ -119,8 +119,8 @@ class Finished:
 class Scoring:
     """A planned search whose scoring call is to be made: ``request`` goes to the scoring
     server, then :meth:`succeeded` or :meth:`failed` finishes it. The I/O-free part of
-    finishing, shared by the asyncio and blocking shells (:func:`finish_async`,
-    :func:`finish_sync`) so that they differ only in how they wait for the call."""
+    finishing, shared by the asyncio and blocking shells (:func:`score_async`,
+    :func:`score_sync`) so that they differ only in how they wait for the call."""
 
     plan: SearchPlan
     response: Mapping[str, Any]
