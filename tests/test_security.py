@@ -1,0 +1,215 @@
+"""TLS, mutual TLS and the bearer token on a real scoring server (tiny model, real vLLM engine).
+
+Certificates are real X.509 ones made per module (tests/certs.py). One server with mutual TLS
+and a token runs on the session's engine: the right certificate and token pass; a wrong or
+missing token is ``UNAUTHENTICATED``; no client certificate, one from another CA, a plaintext
+client, or a client trusting another CA cannot connect (``UNAVAILABLE``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+import pytest_asyncio
+from certs import Certs, make_certs
+from conftest import engine_settings
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydantic import ValidationError
+
+from connector.client import AsyncRerankerClient, RerankerClient
+from connector.rest import create_app, serving
+from connector.security import ClientSecurity
+from erank.server import ScoringServer, running_server
+from erank.settings import ServerSettings, load_settings
+from erank.v1 import reranker_pb2 as pb
+
+pytestmark = pytest.mark.engine
+
+TOKEN = "s3cret-token-for-tests"
+REQUEST = pb.RerankRequest(
+    query="I am happy",
+    documents=[pb.Document(id="a", text="excited"), pb.Document(id="b", text="sad")],
+)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest_asyncio.fixture(scope="module")
+async def secure_server(tiny_server: ScoringServer, certs: Certs) -> AsyncIterator[ScoringServer]:
+    """Mutual TLS (clients need a certificate of the test CA) and a bearer token."""
+    settings = engine_settings(
+        tiny_server.settings.model,
+        tls_cert=certs.server.cert,
+        tls_key=certs.server.key,
+        tls_client_ca=certs.ca,
+        token=TOKEN,
+    )
+    async with running_server(settings, tiny_server.backend) as server:
+        yield server
+
+
+def good(certs: Certs, **changes: object) -> ClientSecurity:
+    """The client settings that pass, with ``changes``."""
+    fields: dict[str, object] = dict(
+        tls_ca=certs.ca, tls_cert=certs.client.cert, tls_key=certs.client.key, token=TOKEN
+    )
+    fields.update(changes)
+    return ClientSecurity.model_validate(fields)
+
+
+async def test_right_certificate_and_token_pass(secure_server: ScoringServer, certs: Certs) -> None:
+    address = f"127.0.0.1:{secure_server.port}"
+    async with AsyncRerankerClient(address, timeout=60, security=good(certs)) as client:
+        response = await client.rerank(REQUEST)
+        assert sorted(r.id for r in response.results) == ["a", "b"]
+        events = [e async for e in client.stub.RerankStream(REQUEST, timeout=60)]
+        assert events
+    # the blocking client, with the token from a file and the name checked as "localhost"
+    token_file = certs.ca.parent / "token"
+    token_file.write_text(TOKEN + "\n")
+    security = good(certs, token=None, token_file=token_file, tls_server_name="localhost")
+    with RerankerClient(address, timeout=60, security=security) as blocking:
+        assert blocking.model_info().model
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token", TOKEN + "x", ""])
+async def test_missing_or_wrong_token_is_unauthenticated(
+    secure_server: ScoringServer, certs: Certs, token: str | None
+) -> None:
+    address = f"127.0.0.1:{secure_server.port}"
+    security = good(certs, token=token or None)
+    async with AsyncRerankerClient(address, timeout=30, security=security) as client:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await client.rerank(REQUEST)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert TOKEN not in (refused.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as streamed:
+            async for _ in client.stub.RerankStream(REQUEST, timeout=30):
+                pass
+        assert streamed.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await client.model_info()
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # health checks stay open: probes carry no token
+        health = health_pb2_grpc.HealthStub(client.channel)
+        answer = await health.Check(health_pb2.HealthCheckRequest(service="erank.v1.Reranker"))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _refused_connections(certs: Certs) -> dict[str, ClientSecurity]:
+    return {
+        "no client certificate": good(certs, tls_cert=None, tls_key=None),
+        "client certificate of another CA": good(
+            certs, tls_cert=certs.rogue_client.cert, tls_key=certs.rogue_client.key
+        ),
+        "client trusts another CA": good(certs, tls_ca=certs.rogue_ca),
+        "plaintext": ClientSecurity(token=TOKEN),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no client certificate",
+        "client certificate of another CA",
+        "client trusts another CA",
+        "plaintext",
+    ],
+)
+async def test_wrong_or_missing_certificate_cannot_connect(
+    secure_server: ScoringServer, certs: Certs, case: str
+) -> None:
+    security = _refused_connections(certs)[case]
+    address = f"127.0.0.1:{secure_server.port}"
+    async with AsyncRerankerClient(address, timeout=10, security=security) as client:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await client.rerank(REQUEST)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+
+
+async def test_rest_front_reaches_a_protected_server(
+    secure_server: ScoringServer, certs: Certs
+) -> None:
+    address = f"127.0.0.1:{secure_server.port}"
+    async with (
+        serving(create_app(address, timeout=60, security=good(certs))) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        assert (await http.get("/health")).json() == {"status": "SERVING"}
+        answer = await http.post("/v1/rerank", json={"query": "q", "documents": ["x", "y"]})
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["results"]) == 2
+    # without the token, the front answers the scoring server's refusal, not a 500
+    no_token = good(certs, token=None)
+    async with (
+        serving(create_app(address, timeout=60, security=no_token)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        refused = await http.post("/v1/rerank", json={"query": "q", "documents": ["x"]})
+    assert refused.status_code == 502
+    assert "UNAUTHENTICATED" in refused.text or "bearer" in refused.text
+
+
+async def test_token_from_a_file_and_never_logged(
+    tiny_server: ScoringServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"{TOKEN}\n")
+    settings = engine_settings(tiny_server.settings.model, token_file=token_file)
+    caplog.set_level(logging.DEBUG)
+    async with running_server(settings, tiny_server.backend) as server:
+        address = f"127.0.0.1:{server.port}"
+        async with AsyncRerankerClient(address, security=ClientSecurity(token=TOKEN)) as client:
+            assert (await client.rerank(REQUEST)).results
+        async with AsyncRerankerClient(address, security=ClientSecurity(token="no")) as client:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await client.rerank(REQUEST)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "plaintext, bearer token required" in caplog.text
+    assert TOKEN not in caplog.text
+    with_token = engine_settings(tiny_server.settings.model, token=TOKEN)
+    assert TOKEN not in repr(with_token) and TOKEN not in str(with_token.model_dump())
+    assert TOKEN not in repr(ClientSecurity(token=TOKEN))
+
+
+def test_token_and_tls_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ERANK_TOKEN", TOKEN)
+    monkeypatch.setenv("ERANK_TLS_CERT", str(tmp_path / "c.pem"))
+    monkeypatch.setenv("ERANK_TLS_KEY", str(tmp_path / "k.pem"))
+    settings = load_settings()
+    assert settings.token is not None and settings.token.get_secret_value() == TOKEN
+    assert settings.tls_cert == tmp_path / "c.pem"
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"tls_cert": "c.pem"}, "tls_cert and tls_key"),
+        ({"tls_key": "k.pem"}, "tls_cert and tls_key"),
+        ({"tls_client_ca": "ca.pem"}, "tls_client_ca"),
+        ({"token": "t", "token_file": "f"}, "token or token_file"),
+        ({"token": "  "}, "token is empty"),
+    ],
+)
+def test_half_a_security_setup_is_refused(fields: dict[str, str], named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        ServerSettings(**fields)  # type: ignore[arg-type]
+
+
+def test_unreadable_certificate_names_the_field(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    settings = ServerSettings(tls_cert=missing, tls_key=missing, port=0)
+    with pytest.raises(ValueError, match="tls_key: cannot read"):
+        ScoringServer(settings)
+    with pytest.raises(ValueError, match="tls_ca: cannot read"):
+        ClientSecurity(tls_ca=missing).credentials()
