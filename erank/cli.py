@@ -48,6 +48,58 @@ def _instruction(instruction: str | None, preset: str | None) -> str | None:
     return PRESETS[preset]
 
 
+# How `rest` and `proxy` reach a protected scoring server (connector/security.py)
+RerankerCa = Annotated[
+    Path | None, typer.Option(help="PEM CA of the scoring server's TLS certificate")
+]
+RerankerCert = Annotated[
+    Path | None, typer.Option(help="PEM client certificate for mutual TLS (with --reranker-key)")
+]
+RerankerKey = Annotated[Path | None, typer.Option(help="PEM private key of --reranker-cert")]
+RerankerTls = Annotated[
+    bool,
+    typer.Option("--reranker-tls", help="TLS with the system's CAs (implied by --reranker-ca)"),
+]
+RerankerServerName = Annotated[
+    str | None, typer.Option(help="name to check the scoring server's certificate against")
+]
+RerankerTokenFile = Annotated[
+    Path | None,
+    typer.Option(help="file holding the scoring server's bearer token (or ERANK_RERANKER_TOKEN)"),
+]
+
+
+def _client_security(
+    tls: bool,
+    ca: Path | None,
+    cert: Path | None,
+    key: Path | None,
+    server_name: str | None,
+    token_file: Path | None,
+) -> Any:
+    """The ``ClientSecurity`` of the ``--reranker-*`` flags; the token from
+    ``ERANK_RERANKER_TOKEN`` when no file is given (never a flag: ``ps`` would show it)."""
+    from pydantic import ValidationError
+
+    from connector.security import ClientSecurity
+
+    token = None if token_file else os.environ.get("ERANK_RERANKER_TOKEN") or None
+    try:
+        return ClientSecurity.model_validate(
+            dict(
+                tls=tls,
+                tls_ca=ca,
+                tls_cert=cert,
+                tls_key=key,
+                tls_server_name=server_name,
+                token=token,
+                token_file=token_file,
+            )
+        )
+    except ValidationError as err:
+        raise typer.BadParameter(err.errors()[0]["msg"].removeprefix("Value error, ")) from err
+
+
 class DemoTokenizer(str, enum.Enum):
     tiny = "tiny"
     qwen3 = "qwen3"
@@ -112,6 +164,18 @@ def serve(
     metrics_port: Annotated[
         int | None, typer.Option(help="serve Prometheus /metrics on this port [off]")
     ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="address of /metrics; 0.0.0.0 opens it [127.0.0.1]")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: TLS only")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="PEM CA clients' certificates must chain to (mutual TLS)")
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="file holding the bearer token calls must carry (or ERANK_TOKEN)"),
+    ] = None,
 ) -> None:
     """Serve erank.v1.Reranker over gRPC (health + reflection included).
 
@@ -145,6 +209,11 @@ def serve(
         score_cache_bytes=score_cache_bytes,
         score_cache_ttl_s=score_cache_ttl,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        token_file=token_file,
     )
     asyncio.run(serve_forever(settings))
 
@@ -196,6 +265,12 @@ def rest(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
     timeout: Annotated[float, typer.Option(help="deadline of each scoring call, seconds")] = 30.0,
+    reranker_tls: RerankerTls = False,
+    reranker_ca: RerankerCa = None,
+    reranker_cert: RerankerCert = None,
+    reranker_key: RerankerKey = None,
+    reranker_server_name: RerankerServerName = None,
+    reranker_token_file: RerankerTokenFile = None,
 ) -> None:
     """Serve the REST front (POST /v1/rerank in Cohere's shape, GET /health) over gRPC.
 
@@ -203,7 +278,15 @@ def rest(
     """
     from connector.rest import run
 
-    run(reranker, host=host, port=port, timeout=timeout)
+    security = _client_security(
+        reranker_tls,
+        reranker_ca,
+        reranker_cert,
+        reranker_key,
+        reranker_server_name,
+        reranker_token_file,
+    )
+    run(reranker, host=host, port=port, timeout=timeout, security=security)
 
 
 @contextlib.contextmanager
@@ -229,6 +312,14 @@ OpenSearchUrl = Annotated[
 ]
 Pipeline = Annotated[str, typer.Option(help="search pipeline name")]
 Insecure = Annotated[bool, typer.Option("--insecure", help="do not verify TLS certificates")]
+RestToken = Annotated[
+    str | None,
+    typer.Option(
+        envvar="ERANK_REST_TOKEN",
+        show_envvar=True,
+        help="the REST front's bearer token, stored by the cluster as a secret",
+    ),
+]
 
 
 @opensearch_app.command("install")
@@ -251,6 +342,7 @@ def opensearch_install(
         bool, typer.Option(help="set ignore_failure on the processor")
     ] = False,
     insecure: Insecure = False,
+    token: RestToken = None,
 ) -> None:
     """Create (or update) the pipeline; running it again with the same options changes nothing."""
     from opensearch_plugin.install import connect, install
@@ -266,6 +358,7 @@ def opensearch_install(
         instruction=_instruction(instruction, instruction_preset),
         timeout_s=timeout,
         ignore_failure=ignore_failure,
+        token=token,
     )
     with _cluster_errors():
         result = install(connect(opensearch, verify_certs=not insecure), options)
@@ -315,6 +408,7 @@ def elasticsearch_install(
     field: Annotated[str, typer.Option(help="field for the printed example")] = "text",
     api_key: Annotated[str | None, typer.Option(help="Elasticsearch API key")] = None,
     insecure: Insecure = False,
+    token: RestToken = None,
 ) -> None:
     """Create a `rerank` inference endpoint (service `custom`) calling the REST front, and print
     a `text_similarity_reranker` search that uses it."""
@@ -328,6 +422,7 @@ def elasticsearch_install(
             inference_id=inference_id,
             instruction=_instruction(instruction, instruction_preset),
             timeout_s=timeout,
+            token=token,
         )
     console.print_json(data=answer)
     console.print("Search with it (POST /<index>/_search):")

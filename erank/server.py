@@ -91,9 +91,8 @@ class ScoringServer:
         await self._set_health(False)
         await self.server.start()
         if self.settings.metrics_port is not None:
-            host = self.settings.metrics_host
-            self.metrics = MetricsServer(host, self.settings.metrics_port)
-            log.info("Prometheus metrics on %s:%d", host, self.metrics.port)
+            self.metrics = MetricsServer(self.settings.metrics_host, self.settings.metrics_port)
+            log.info("Prometheus metrics on %s:%d", self.metrics.host, self.metrics.port)
         log.info(
             "listening on %s:%d (%s); loading %s",
             self.settings.host,
