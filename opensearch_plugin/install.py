@@ -63,6 +63,12 @@ def read_record(client: OpenSearch, pipeline: str) -> tuple[dict[str, Any] | Non
 
 def install(client: OpenSearch, options: InstallOptions) -> InstallResult:
     """Create or update the pipeline (and, in ml-commons mode, its connector and model)."""
+    if options.token and options.mode == "native":
+        raise InstallError(
+            "--token is for --mode ml-commons; the native processor reads the REST front's token"
+            " from the OpenSearch keystore (`bin/opensearch-keystore add erank.token`), never"
+            " from pipeline JSON"
+        )
     stored, old = read_record(client, options.pipeline)
     if stored is not None and old is None:
         raise InstallError(
