@@ -16,6 +16,15 @@ import typer
 from rich.console import Console
 
 from connector.evaluation.command import eval_command
+from connector.security_options import (
+    RerankerCa,
+    RerankerCert,
+    RerankerKey,
+    RerankerServerName,
+    RerankerTls,
+    RerankerTokenFile,
+    client_security,
+)
 
 app = typer.Typer(
     help="ERank reranking for search engines.",
@@ -46,58 +55,6 @@ def _instruction(instruction: str | None, preset: str | None) -> str | None:
         known = ", ".join(PRESETS)
         raise typer.BadParameter(f"unknown preset {preset[:40]!r}; known: {known}")
     return PRESETS[preset]
-
-
-# How `rest` and `proxy` reach a protected scoring server (connector/security.py)
-RerankerCa = Annotated[
-    Path | None, typer.Option(help="PEM CA of the scoring server's TLS certificate")
-]
-RerankerCert = Annotated[
-    Path | None, typer.Option(help="PEM client certificate for mutual TLS (with --reranker-key)")
-]
-RerankerKey = Annotated[Path | None, typer.Option(help="PEM private key of --reranker-cert")]
-RerankerTls = Annotated[
-    bool,
-    typer.Option("--reranker-tls", help="TLS with the system's CAs (implied by --reranker-ca)"),
-]
-RerankerServerName = Annotated[
-    str | None, typer.Option(help="name to check the scoring server's certificate against")
-]
-RerankerTokenFile = Annotated[
-    Path | None,
-    typer.Option(help="file holding the scoring server's bearer token (or ERANK_RERANKER_TOKEN)"),
-]
-
-
-def _client_security(
-    tls: bool,
-    ca: Path | None,
-    cert: Path | None,
-    key: Path | None,
-    server_name: str | None,
-    token_file: Path | None,
-) -> Any:
-    """The ``ClientSecurity`` of the ``--reranker-*`` flags; the token from
-    ``ERANK_RERANKER_TOKEN`` when no file is given (never a flag: ``ps`` would show it)."""
-    from pydantic import ValidationError
-
-    from connector.security import ClientSecurity
-
-    token = None if token_file else os.environ.get("ERANK_RERANKER_TOKEN") or None
-    try:
-        return ClientSecurity.model_validate(
-            dict(
-                tls=tls,
-                tls_ca=ca,
-                tls_cert=cert,
-                tls_key=key,
-                tls_server_name=server_name,
-                token=token,
-                token_file=token_file,
-            )
-        )
-    except ValidationError as err:
-        raise typer.BadParameter(err.errors()[0]["msg"].removeprefix("Value error, ")) from err
 
 
 class DemoTokenizer(str, enum.Enum):
@@ -278,7 +235,7 @@ def rest(
     """
     from connector.rest import run
 
-    security = _client_security(
+    security = client_security(
         reranker_tls,
         reranker_ca,
         reranker_cert,

@@ -9,6 +9,7 @@ client, or a client trusting another CA cannot connect (``UNAVAILABLE``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator
@@ -18,14 +19,22 @@ import grpc
 import httpx
 import pytest
 import pytest_asyncio
+import typer
 from certs import Certs, make_certs
 from conftest import engine_settings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from connector.client import AsyncRerankerClient, RerankerClient
+from connector.proxy.app import Proxy
+from connector.proxy.config import ConfigError, parse_config
 from connector.rest import create_app, serving
 from connector.security import ClientSecurity
+from connector.security_options import client_security
+from connector.wrappers import Reranking
+from erank.cli import app
 from erank.server import ScoringServer, running_server
 from erank.settings import ServerSettings, load_settings
 from erank.v1 import reranker_pb2 as pb
@@ -108,6 +117,12 @@ async def test_missing_or_wrong_token_is_unauthenticated(
         health = health_pb2_grpc.HealthStub(client.channel)
         answer = await health.Check(health_pb2.HealthCheckRequest(service="erank.v1.Reranker"))
         assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        # and so does reflection (grpcurl list)
+        reflection = reflection_pb2_grpc.ServerReflectionStub(client.channel)
+        ask = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for listed in reflection.ServerReflectionInfo(iter([ask])):
+            names = {s.name for s in listed.list_services_response.service}
+            assert "erank.v1.Reranker" in names
 
 
 def _refused_connections(certs: Certs) -> dict[str, ClientSecurity]:
@@ -258,3 +273,58 @@ async def test_metrics_stay_on_loopback_unless_told(
         if outside is not None:  # a machine without a network has nothing more to show
             expected = None if bound == "127.0.0.1" else 200
             assert await _metrics_answer(outside, server.metrics.port) == expected
+
+
+async def test_proxy_and_wrappers_use_their_scoring_server_section(
+    secure_server: ScoringServer, certs: Certs
+) -> None:
+    """`scoring_server:` in the proxy's (and the wrappers') config reaches a protected server."""
+    section = good(certs).model_dump(exclude_none=True)
+    section["token"] = TOKEN  # a SecretStr dumps masked; the file holds the plain text
+    config = parse_config({"scoring_server": section})
+    address = f"127.0.0.1:{secure_server.port}"
+    proxy = Proxy("http://127.0.0.1:9", address, config)
+    try:
+        assert (await proxy.reranker.rerank(REQUEST)).results
+    finally:
+        await proxy.close()
+    reranking = Reranking(address, config)
+    try:
+        assert (await reranking.async_client.rerank(REQUEST)).results
+    finally:
+        await reranking.async_client.close()
+    with pytest.raises(ConfigError, match="tls_cert and tls_key"):
+        parse_config({"scoring_server": {"tls_cert": str(certs.client.cert)}})
+
+
+def test_rest_flags_build_theclient_security(monkeypatch: pytest.MonkeyPatch, certs: Certs) -> None:
+    monkeypatch.setenv("ERANK_RERANKER_TOKEN", TOKEN)
+    security = client_security(False, certs.ca, certs.client.cert, certs.client.key, None, None)
+    assert security.uses_tls and security.bearer_token() == TOKEN
+    with pytest.raises(typer.BadParameter, match="tls_cert and tls_key"):
+        client_security(False, None, certs.client.cert, None, None, None)
+
+
+async def test_eval_reaches_a_protected_server(
+    secure_server: ScoringServer, certs: Certs, tmp_path: Path
+) -> None:
+    """`erank eval --reranker-*`: the right flags score; without the token, a one-line refusal."""
+    data = Path(__file__).parent / "data" / "eval"
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    base = ["eval", str(data), "--run", str(data / "bm25.run"), "--depth", "3"]
+    base += ["--sweep-points", "0", "--reranker", f"127.0.0.1:{secure_server.port}"]
+    base += ["--reranker-ca", str(certs.ca), "--reranker-cert", str(certs.client.cert)]
+    base += ["--reranker-key", str(certs.client.key), "--timeout", "300"]
+    scored = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        [*base, "--output", str(tmp_path / "ok"), "--reranker-token-file", str(token_file)],
+    )
+    assert scored.exit_code == 0, scored.output
+    assert json.loads((tmp_path / "ok" / "eval.json").read_text())["systems"]
+    refused = await asyncio.to_thread(
+        CliRunner().invoke, app, [*base, "--output", str(tmp_path / "no")]
+    )
+    assert refused.exit_code == 1
+    assert "UNAUTHENTICATED" in refused.stderr and "Traceback" not in refused.output
