@@ -23,6 +23,7 @@ which 2.19.6's integ-test-zip lacks: the distribution with it is the one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,6 +37,7 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+from aiohttp import ClientSession, web
 from engines import (
     OPENSEARCH_VERSIONS,
     RunningEngine,
@@ -95,6 +97,8 @@ VECTOR_PLUGINS = ("opensearch-knn", "neural-search")
 VECTORS = "vectors"
 QUERY_VECTOR = [1.0, 0.0, 0.0]
 T = TypeVar("T")
+# the REST front's bearer token, in the nodes' keystore (docs/OPENSEARCH.md)
+KEYSTORE_TOKEN = "keystore-token-" + "k" * 16
 
 
 def plugin_zip(version: str) -> Path:
@@ -145,7 +149,9 @@ def opensearch(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
         if version in VECTOR_VERSIONS:
             plugins += [fetch_plugin(name, version) for name in VECTOR_PLUGINS]
             patch.setenv("ERANK_ENGINES_CACHE", str(cache_with_painless(version)))
-        engine = start_engine("opensearch", version, plugins=plugins)
+        engine = start_engine(
+            "opensearch", version, plugins=plugins, keystore={"erank.token": KEYSTORE_TOKEN}
+        )
     with engine:
         yield engine
 
@@ -572,3 +578,52 @@ async def test_hybrid_search_is_reranked_after_normalization(
     assert all(0.0 <= h["_score"] <= 1.0 for h in first_stage), first_stage
     answer = await search(vector_client, body, with_erank, VECTORS)
     await assert_reranked_as_the_server_scores(answer, first_stage, QUERY, tiny_client)
+
+
+@contextlib.asynccontextmanager
+async def header_recording_relay(target: str, seen: list[str | None]) -> AsyncIterator[str]:
+    """A real HTTP hop in front of the REST front that records each call's ``Authorization``
+    header and passes the call on unchanged (what the REST front itself does with the token is
+    the REST front's tests' business)."""
+
+    async def relay(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        async with (
+            ClientSession() as session,
+            session.post(
+                target + request.path,
+                data=await request.read(),
+                headers={"Content-Type": "application/json"},
+            ) as answer,
+        ):
+            body = await answer.read()
+        return web.Response(status=answer.status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/rerank", relay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_keystore_token_goes_with_every_call(client: OpenSearch, rest_url: str) -> None:
+    """`erank.token` in the node's keystore (not in the pipeline) is sent as a bearer token."""
+    seen: list[str | None] = []
+    async with header_recording_relay(rest_url, seen) as relay_url:
+        options = InstallOptions(
+            endpoint=relay_url, pipeline="erank_token", fields=FIELDS, window=5
+        )
+        await blocking(install, client, options)
+        try:
+            answer = await search(client, search_body(5), options.pipeline)
+            stored = await blocking(client.search_pipeline.get, id=options.pipeline)
+        finally:
+            await blocking(uninstall, client, options.pipeline)
+    assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
+    assert seen == [f"Bearer {KEYSTORE_TOKEN}"]
+    assert KEYSTORE_TOKEN not in json.dumps(stored)
