@@ -132,6 +132,7 @@ def _refused_connections(certs: Certs) -> dict[str, ClientSecurity]:
             certs, tls_cert=certs.rogue_client.cert, tls_key=certs.rogue_client.key
         ),
         "client trusts another CA": good(certs, tls_ca=certs.rogue_ca),
+        "client trusts the system's CAs only": good(certs, tls_ca=None, tls=True),
         "plaintext": ClientSecurity(token=TOKEN),
     }
 
@@ -142,6 +143,7 @@ def _refused_connections(certs: Certs) -> dict[str, ClientSecurity]:
         "no client certificate",
         "client certificate of another CA",
         "client trusts another CA",
+        "client trusts the system's CAs only",
         "plaintext",
     ],
 )
