@@ -58,6 +58,7 @@ from starlette.routing import Route
 
 from connector.results import optional_parts, status_name
 from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
+from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import (
     FUSION_USED,
@@ -278,15 +279,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, "http_error", f"{request.method} {path}: {exc.detail}")
 
 
-def create_app(reranker: str | Sequence[str], timeout: float = DEFAULT_TIMEOUT_S) -> Starlette:
-    """The ASGI app for the scoring server(s) at ``reranker`` (``host:port``, or several).
+def create_app(
+    reranker: str | Sequence[str],
+    timeout: float = DEFAULT_TIMEOUT_S,
+    security: ClientSecurity | None = None,
+) -> Starlette:
+    """The ASGI app for the scoring server(s) at ``reranker`` (``host:port``, or several),
+    reached with ``security`` (TLS, client certificate, token; :mod:`erank_contract.security`).
 
     The gRPC channel is opened in the app's lifespan, i.e. on the event loop that serves it.
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with AsyncRerankerClient(reranker, timeout=timeout) as client:
+        async with AsyncRerankerClient(reranker, timeout=timeout, security=security) as client:
             app.state.client = client
             yield
 
@@ -322,7 +328,12 @@ async def serving(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Asy
 
 
 def run(
-    reranker: str, host: str = "127.0.0.1", port: int = 8080, timeout: float = DEFAULT_TIMEOUT_S
+    reranker: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    security: ClientSecurity | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (what ``erank rest`` does)."""
-    uvicorn.run(create_app(reranker, timeout), host=host, port=port, log_level="info")
+    app = create_app(reranker, timeout, security)
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -112,14 +112,14 @@ class Reranking:
     def sync_client(self) -> RerankerClient:
         if self._sync is None:
             assert isinstance(self._at, (str, list, tuple)), "an asyncio client was given"
-            self._sync = RerankerClient(self._at)
+            self._sync = RerankerClient(self._at, security=self.config.scoring_server)
         return self._sync
 
     @property
     def async_client(self) -> AsyncRerankerClient:
         if self._async is None:
             assert isinstance(self._at, (str, list, tuple)), "a blocking client was given"
-            self._async = AsyncRerankerClient(self._at)
+            self._async = AsyncRerankerClient(self._at, security=self.config.scoring_server)
         return self._async
 
     def close_sync(self) -> None:

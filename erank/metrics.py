@@ -31,6 +31,7 @@ class MetricsServer:
     def __init__(self, host: str, port: int) -> None:
         self._server: Any
         self._server, self._thread = start_http_server(port, addr=host)
+        self.host = str(self._server.server_address[0])
         self.port = int(self._server.server_port)
 
     def stop(self) -> None:

@@ -4,7 +4,9 @@ The gRPC port opens first, with ``grpc.health.v1`` reporting NOT_SERVING, so pro
 answer while the model loads; it turns SERVING only after the engine has loaded *and* answered a
 warm-up request. Reflection is on, so ``grpcurl -plaintext HOST:PORT list`` works out of the box.
 With ``metrics_port`` set, Prometheus metrics (erank/metrics.py) are served at
-``http://HOST:METRICS_PORT/metrics``. How it stops (drain, grace, engine death): erank/lifecycle.py.
+``http://METRICS_HOST:METRICS_PORT/metrics``, loopback unless ``metrics_host`` says otherwise
+(they tell load and cache contents to whoever can reach them). TLS, mutual TLS and the bearer
+token: erank/security.py. How it stops (drain, grace, engine death): erank/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from erank.backends import Backend, create_backend
 from erank.metrics import MetricsServer
 from erank.model_source import ModelUnavailable, check_model
 from erank.scorer import Scorer
+from erank.security import BearerTokenInterceptor, read_token, server_credentials
 from erank.service import RerankerService
 from erank.settings import ServerSettings
 from erank.wire import add_reranker_service
@@ -44,18 +47,29 @@ class ScoringServer:
         self.settings = settings
         self.service = RerankerService(Admission.from_settings(settings))
         self.health = health.aio.HealthServicer()
+        token = read_token(
+            settings.token.get_secret_value() if settings.token else None, settings.token_file
+        )
         self.server = grpc.aio.server(
+            interceptors=[BearerTokenInterceptor(token)] if token else None,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
-            ]
+            ],
         )
         add_reranker_service(self.service, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        self.port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        credentials = server_credentials(
+            settings.tls_cert, settings.tls_key, settings.tls_client_ca
+        )
+        if credentials is None:
+            self.port = self.server.add_insecure_port(address)
+        else:
+            self.port = self.server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.host}:{settings.port}")
         self._owned: Backend | None = None
@@ -78,10 +92,14 @@ class ScoringServer:
         await self._set_health(False)
         await self.server.start()
         if self.settings.metrics_port is not None:
-            self.metrics = MetricsServer(self.settings.host, self.settings.metrics_port)
-            log.info("Prometheus metrics on %s:%d", self.settings.host, self.metrics.port)
+            self.metrics = MetricsServer(self.settings.metrics_host, self.settings.metrics_port)
+            log.info("Prometheus metrics on %s:%d", self.metrics.host, self.metrics.port)
         log.info(
-            "listening on %s:%d; loading %s", self.settings.host, self.port, self.settings.model
+            "listening on %s:%d (%s); loading %s",
+            self.settings.host,
+            self.port,
+            _protection(self.settings),
+            self.settings.model,
         )
         if backend is None:
             # Engine start takes seconds to minutes: keep the loop free to answer health checks.
@@ -128,6 +146,15 @@ class ScoringServer:
         if self._owned is not None:
             self._owned.shutdown()
             self._owned = None
+
+
+def _protection(settings: ServerSettings) -> str:
+    """How the port is protected, for the start-up log line (never the token itself)."""
+    tls = "plaintext"
+    if settings.tls_cert is not None:
+        tls = "mutual TLS" if settings.tls_client_ca is not None else "TLS"
+    token = settings.token is not None or settings.token_file is not None
+    return f"{tls}, {'bearer token required' if token else 'no token'}"
 
 
 @contextlib.asynccontextmanager

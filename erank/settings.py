@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -81,10 +81,34 @@ class ServerSettings(BaseSettings):
     port: int = Field(50051, ge=0, le=65535)
     max_message_bytes: int = Field(DEFAULT_MAX_MESSAGE_BYTES, ge=1024, description="gRPC, each way")
     metrics_port: int | None = Field(
-        None, ge=0, le=65535, description="serve Prometheus /metrics on this port (host as gRPC)"
+        None, ge=0, le=65535, description="serve Prometheus /metrics on this port"
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="address of /metrics: loopback unless told otherwise"
+    )
+    # security (erank/security.py): TLS, mutual TLS, bearer token
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain): TLS-only port")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA; clients must present a certificate it signed (mutual TLS)"
+    )
+    token: SecretStr | None = Field(None, description="bearer token every Reranker call carries")
+    token_file: Path | None = Field(None, description="file whose first line is the token")
 
     config_file: Path | None = Field(None, exclude=True, description="YAML file with these keys")
+
+    @model_validator(mode="after")
+    def _security_pairs(self) -> ServerSettings:
+        """Half a TLS setup would silently serve plaintext: refuse it, naming the fields."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca (mutual TLS) needs tls_cert and tls_key")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give token or token_file, not both")
+        if self.token is not None and not self.token.get_secret_value().strip():
+            raise ValueError("token is empty; leave it unset to accept calls without one")
+        return self
 
     @classmethod
     def settings_customise_sources(

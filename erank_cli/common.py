@@ -20,6 +20,14 @@ Preset = Annotated[
     typer.Option(help="one of the paper's instructions by name (docs/SCORING.md), e.g. beir"),
 ]
 Insecure = Annotated[bool, typer.Option("--insecure", help="do not verify TLS certificates")]
+RestToken = Annotated[
+    str | None,
+    typer.Option(
+        envvar="ERANK_REST_TOKEN",
+        show_envvar=True,
+        help="the REST front's bearer token, stored by the cluster as a secret",
+    ),
+]
 Reranker = Annotated[
     str, typer.Option(help="scoring server(s): host:port, or several comma-separated")
 ]

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from erank_cli.common import Insecure, Preset, cluster_errors, resolve_instruction, time_value
+from erank_cli.common import (
+    Insecure,
+    Preset,
+    RestToken,
+    cluster_errors,
+    resolve_instruction,
+    time_value,
+)
 
 elasticsearch_app = typer.Typer(help="Install ERank as an Elasticsearch inference endpoint.")
 
@@ -28,6 +35,7 @@ def elasticsearch_install(
     field: Annotated[str, typer.Option(help="field for the printed example")] = "text",
     api_key: Annotated[str | None, typer.Option(help="Elasticsearch API key")] = None,
     insecure: Insecure = False,
+    token: RestToken = None,
 ) -> None:
     """Create a `rerank` inference endpoint (service `custom`) calling the REST front, and print
     a `text_similarity_reranker` search that uses it."""
@@ -41,6 +49,7 @@ def elasticsearch_install(
             inference_id=inference_id,
             instruction=resolve_instruction(instruction, instruction_preset),
             timeout_ms=timeout,
+            token=token,
         )
     console.print_json(data=answer)
     console.print("Search with it (POST /<index>/_search):")

@@ -7,7 +7,14 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 
-from erank_cli.common import Insecure, Preset, cluster_errors, resolve_instruction, time_value
+from erank_cli.common import (
+    Insecure,
+    Preset,
+    RestToken,
+    cluster_errors,
+    resolve_instruction,
+    time_value,
+)
 
 opensearch_app = typer.Typer(help="Install ERank as an OpenSearch search pipeline.")
 OpenSearchUrl = Annotated[
@@ -41,6 +48,7 @@ def opensearch_install(
         bool, typer.Option(help="set ignore_failure on the processor")
     ] = False,
     insecure: Insecure = False,
+    token: RestToken = None,
 ) -> None:
     """Create (or update) the pipeline; running it again with the same options changes nothing."""
     from opensearch_plugin.install import connect, install
@@ -56,6 +64,7 @@ def opensearch_install(
         instruction=resolve_instruction(instruction, instruction_preset),
         timeout_ms=timeout,
         ignore_failure=ignore_failure,
+        token=token,
     )
     with cluster_errors():
         result = install(connect(opensearch, verify_certs=not insecure), options)

@@ -6,6 +6,15 @@ from typing import Annotated
 
 import typer
 
+from connector.security_options import (
+    RerankerCa,
+    RerankerCert,
+    RerankerKey,
+    RerankerServerName,
+    RerankerTls,
+    RerankerTokenFile,
+    client_security,
+)
 from erank_cli.common import Reranker
 
 
@@ -14,6 +23,12 @@ def rest(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
     timeout: Annotated[float, typer.Option(help="deadline of each scoring call, seconds")] = 30.0,
+    reranker_tls: RerankerTls = False,
+    reranker_ca: RerankerCa = None,
+    reranker_cert: RerankerCert = None,
+    reranker_key: RerankerKey = None,
+    reranker_server_name: RerankerServerName = None,
+    reranker_token_file: RerankerTokenFile = None,
 ) -> None:
     """Serve the REST front (POST /v1/rerank in Cohere's shape, GET /health) over gRPC.
 
@@ -21,4 +36,12 @@ def rest(
     """
     from connector.rest import run
 
-    run(reranker, host=host, port=port, timeout=timeout)
+    security = client_security(
+        reranker_tls,
+        reranker_ca,
+        reranker_cert,
+        reranker_key,
+        reranker_server_name,
+        reranker_token_file,
+    )
+    run(reranker, host=host, port=port, timeout=timeout, security=security)

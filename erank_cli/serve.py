@@ -12,6 +12,7 @@ import enum
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -83,6 +84,18 @@ def serve(
     metrics_port: Annotated[
         int | None, typer.Option(help="serve Prometheus /metrics on this port [off]")
     ] = None,
+    metrics_host: Annotated[
+        str | None, typer.Option(help="address of /metrics; 0.0.0.0 opens it [127.0.0.1]")
+    ] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: TLS only")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
+    tls_client_ca: Annotated[
+        Path | None, typer.Option(help="PEM CA clients' certificates must chain to (mutual TLS)")
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="file holding the bearer token calls must carry (or ERANK_TOKEN)"),
+    ] = None,
 ) -> None:
     """Serve erank.v1.Reranker over gRPC (health + reflection included).
 
@@ -117,6 +130,11 @@ def serve(
         score_cache_bytes=score_cache_bytes,
         score_cache_ttl_s=score_cache_ttl,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        token_file=token_file,
     )
     asyncio.run(serve_forever(settings))
 

@@ -3,7 +3,8 @@
 One channel per client, reused for every call. Each call has a deadline. gRPC's own retry policy
 retries ``UNAVAILABLE`` only, and gRPC commits to an attempt once the server has answered, so a
 call is retried only when no scoring server saw it. Several addresses are balanced with gRPC's
-``round_robin`` policy: scale out by adding scoring servers. Imports neither torch nor vLLM.
+``round_robin`` policy: scale out by adding scoring servers. ``security=`` adds TLS, a client
+certificate and a bearer token (:mod:`erank_contract.security`). Imports neither torch nor vLLM.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import grpc
-
+from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
 from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES
@@ -70,10 +70,11 @@ class AsyncRerankerClient:
         addresses: str | Sequence[str],
         timeout: float = DEFAULT_TIMEOUT_S,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        security: ClientSecurity | None = None,
     ) -> None:
         self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(
-            target_for(addresses), options=_options(max_message_bytes)
+        self.channel = (security or ClientSecurity()).aio_channel(
+            target_for(addresses), _options(max_message_bytes)
         )
         self.stub = pb_grpc.RerankerStub(self.channel)
 
@@ -109,10 +110,11 @@ class RerankerClient:
         addresses: str | Sequence[str],
         timeout: float = DEFAULT_TIMEOUT_S,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        security: ClientSecurity | None = None,
     ) -> None:
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(
-            target_for(addresses), options=_options(max_message_bytes)
+        self.channel = (security or ClientSecurity()).channel(
+            target_for(addresses), _options(max_message_bytes)
         )
         self.stub = pb_grpc.RerankerStub(self.channel)
 

@@ -9,6 +9,11 @@ template is ``resources/elasticsearch-rerank-endpoint.v1.json``. When the endpoi
 Elasticsearch makes one validation call (query ``"test query"``, input ``["how big"]``), which
 the REST front answers like any other.
 
+With a token (the REST front's bearer token), it goes into ``service_settings.secret_parameters``
+(Elasticsearch stores it encrypted and never shows it back) and the header
+``Authorization: Bearer ${token}`` refers to it. Since a stored secret cannot be compared,
+install with a token always replaces the endpoint (so a changed token takes effect).
+
 The endpoint is then used by the ``text_similarity_reranker`` retriever (see
 :func:`retriever_example`) or ES|QL ``RERANK``. Plain HTTP through ``httpx`` rather than
 elasticsearch-py: one client major works only with one server major, this works with 8.x and 9.x.
@@ -39,14 +44,20 @@ def connect(
     return httpx.Client(base_url=url, verify=verify_certs, headers=headers, timeout=timeout)
 
 
-def endpoint_body(endpoint: str, instruction: str | None = None) -> dict[str, Any]:
+def endpoint_body(
+    endpoint: str, instruction: str | None = None, token: str | None = None
+) -> dict[str, Any]:
     """The ``PUT _inference/rerank/<id>`` body for the REST front at ``endpoint``."""
-    return dict(
-        render(
-            "elasticsearch-rerank-endpoint",
-            {"rerank_url": endpoint.rstrip("/") + "/v1/rerank", "instruction": instruction or ""},
-        )
-    )
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer ${token}"  # Elasticsearch's substitution, not ours
+    values = {
+        "rerank_url": endpoint.rstrip("/") + "/v1/rerank",
+        "instruction": instruction or "",
+        "headers": headers,
+        "secret_parameters": {"token": token} if token else None,
+    }
+    return dict(render("elasticsearch-rerank-endpoint", values))
 
 
 def retriever_example(
@@ -63,15 +74,16 @@ def install(
     inference_id: str = "erank",
     instruction: str | None = None,
     timeout_ms: int = 30_000,
+    token: str | None = None,
 ) -> dict[str, Any]:
-    """Create the endpoint; unchanged if it already exists with the same settings, replaced
-    (deleted and created again) if it exists with others."""
-    body = endpoint_body(endpoint, instruction)
+    """Create the endpoint; unchanged if it already exists with the same settings (and no
+    token is given), replaced (deleted and created again) otherwise."""
+    body = endpoint_body(endpoint, instruction, token)
     path = f"/_inference/rerank/{inference_id}"
     action: Literal["created", "updated", "unchanged"] = "created"
     existing = client.get(path)
     if existing.status_code == 200:
-        if _same(existing.json()["endpoints"][0], body):
+        if token is None and _same(existing.json()["endpoints"][0], body):
             return {"action": "unchanged", "inference_id": inference_id}
         _check(client.delete(path), "DELETE", path)
         action = "updated"

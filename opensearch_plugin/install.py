@@ -74,6 +74,12 @@ def install(client: OpenSearch, options: InstallOptions) -> InstallResult:
             "--timeout: an ml-commons connector's read_timeout is whole seconds, got"
             f" {format_time_value(options.timeout_ms)}"
         )
+    if options.token and options.mode == "native":
+        raise InstallError(
+            "--token is for --mode ml-commons; the native processor reads the REST front's token"
+            " from the OpenSearch keystore (`bin/opensearch-keystore add erank.token`), never"
+            " from pipeline JSON"
+        )
     stored, old = read_record(client, options.pipeline)
     if stored is not None and old is None:
         raise InstallError(

@@ -44,6 +44,7 @@ def create_objects(
                 # substituted raw into the request body, so it carries its own JSON quoting
                 "instruction_json": json.dumps(options.instruction or ""),
                 "timeout_s": options.timeout_ms // 1000,
+                **_token_values(options.token),
             },
         )
         record.connector_id = ml.create_connector(body=connector)["connector_id"]
@@ -66,6 +67,19 @@ def create_objects(
         remove_objects(client, record, keep_group=group_id is not None)
         raise
     return record
+
+
+def _token_values(token: str | None) -> dict[str, Any]:
+    """Connector credential and headers: ml-commons encrypts the credential and fills
+    ``${credential.token}`` when it calls; without a token, a placeholder credential (ml-commons
+    requires one) and no ``Authorization`` header."""
+    headers = {"Content-Type": "application/json"}
+    if token is None:
+        credential = {"note": "ml-commons requires a credential; the REST front takes none"}
+    else:
+        credential = {"token": token}
+        headers["Authorization"] = "Bearer ${credential.token}"  # ml-commons' substitution
+    return {"credential": credential, "headers": headers}
 
 
 def _wait_task(client: OpenSearch, task_id: str) -> str:

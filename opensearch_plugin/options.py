@@ -56,13 +56,17 @@ class InstallOptions:
     instruction: str | None = None
     timeout_ms: int = 10_000  # of each scoring call (ml-commons: whole seconds only)
     ignore_failure: bool = False
+    # the REST front's bearer token (ml-commons only: the native processor reads it from the
+    # OpenSearch keystore); ml-commons keeps it encrypted in the connector's credential
+    token: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def rerank_url(self) -> str:
         return self.endpoint.rstrip("/") + "/v1/rerank"
 
     def fingerprint(self) -> str:
-        """Changes whenever anything sent to the cluster would change."""
+        """Changes whenever anything sent to the cluster would change (a new token included:
+        only this 64-bit digest of all options is stored, never the token)."""
         options = json.dumps(dataclasses.asdict(self), sort_keys=True)
         return hashlib.sha256(f"{TEMPLATE_VERSION}:{options}".encode()).hexdigest()[:16]
 

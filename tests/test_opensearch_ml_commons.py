@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -287,3 +288,36 @@ async def test_install_twice_is_once_update_and_uninstall_restore(
     # model that was there before; no task may be about a model install created
     new_tasks = [client.plugins.ml.get_task(task_id=t) for t in after["tasks"] - before["tasks"]]
     assert all(task["model_id"] in before["models"] for task in new_tasks), new_tasks
+
+
+@pytest.mark.filterwarnings("ignore:this request accesses system indices")
+async def test_token_goes_to_the_connector_credential_not_to_json(
+    client: OpenSearch, rest_url: str
+) -> None:
+    """`--token`: ml-commons keeps it (encrypted) in the connector's credential and sends
+    `Authorization: Bearer ${credential.token}`; neither the connector nor the pipeline shows it."""
+    token = "ml-commons-token-" + "x" * 16
+    options = InstallOptions(
+        endpoint=rest_url, pipeline="erank_token", mode="ml-commons", timeout_s=120, token=token
+    )
+    result = await blocking(install, client, options)
+    try:
+        connector = await blocking(
+            client.transport.perform_request,
+            "GET",
+            f"/_plugins/_ml/connectors/{result.record.connector_id}",
+        )
+        headers = connector["actions"][0]["headers"]
+        assert headers["Authorization"] == "Bearer ${credential.token}"
+        pipeline = await blocking(client.search_pipeline.get, id=options.pipeline)
+        assert token not in json.dumps(connector) and token not in json.dumps(pipeline)
+        # the model still answers through the connector (the REST front here takes any token)
+        prediction = await blocking(
+            client.plugins.ml.predict,
+            algorithm_name="text_similarity",
+            model_id=result.record.model_id,
+            body={"query_text": QUERY, "text_docs": ["a", "b"]},
+        )
+        assert len(similarities(prediction)) == 2
+    finally:
+        await blocking(uninstall, client, options.pipeline)

@@ -17,6 +17,7 @@ First stages other than BM25 (`knn`, `hybrid`) are in `test_opensearch_vectors`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,6 +31,7 @@ from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
+from aiohttp import ClientSession, web
 from conftest import engine_settings
 from engines import (
     OPENSEARCH_VERSIONS,
@@ -77,6 +79,8 @@ CORPUS = {
     )
 }
 T = TypeVar("T")
+# the REST front's bearer token, in the nodes' keystore (docs/OPENSEARCH.md)
+KEYSTORE_TOKEN = "keystore-token-" + "k" * 16
 
 
 def plugin_zip(version: str) -> Path:
@@ -122,7 +126,10 @@ async def blocking(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 @pytest.fixture(scope="module", params=OPENSEARCH_VERSIONS, ids=lambda v: f"opensearch-{v}")
 def opensearch(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
     version: str = request.param
-    with start_engine("opensearch", version, plugins=[plugin_zip(version)]) as engine:
+    keystore = {"erank.token": KEYSTORE_TOKEN}
+    with start_engine(
+        "opensearch", version, plugins=[plugin_zip(version)], keystore=keystore
+    ) as engine:
         yield engine
 
 
@@ -621,3 +628,52 @@ async def test_the_best_passage_of_a_long_document_is_found_and_reported(
     cut = await search(client, cats_body(), cats, "cats")
     truncated = next(erank_of(h) for h in cut["hits"]["hits"] if h["_id"] == "long")
     assert truncated["status"] == "no_answer" and "passage" not in truncated
+
+
+@contextlib.asynccontextmanager
+async def header_recording_relay(target: str, seen: list[str | None]) -> AsyncIterator[str]:
+    """A real HTTP hop in front of the REST front that records each call's ``Authorization``
+    header and passes the call on unchanged (what the REST front itself does with the token is
+    the REST front's tests' business)."""
+
+    async def relay(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        async with (
+            ClientSession() as session,
+            session.post(
+                target + request.path,
+                data=await request.read(),
+                headers={"Content-Type": "application/json"},
+            ) as answer,
+        ):
+            body = await answer.read()
+        return web.Response(status=answer.status, body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/rerank", relay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_keystore_token_goes_with_every_call(client: OpenSearch, rest_url: str) -> None:
+    """`erank.token` in the node's keystore (not in the pipeline) is sent as a bearer token."""
+    seen: list[str | None] = []
+    async with header_recording_relay(rest_url, seen) as relay_url:
+        options = InstallOptions(
+            endpoint=relay_url, pipeline="erank_token", fields=FIELDS, window=5
+        )
+        await blocking(install, client, options)
+        try:
+            answer = await search(client, search_body(5), options.pipeline)
+            stored = await blocking(client.search_pipeline.get, id=options.pipeline)
+        finally:
+            await blocking(uninstall, client, options.pipeline)
+    assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
+    assert seen == [f"Bearer {KEYSTORE_TOKEN}"]
+    assert KEYSTORE_TOKEN not in json.dumps(stored)

@@ -14,6 +14,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from connector.security_options import (
+    RerankerCa,
+    RerankerCert,
+    RerankerKey,
+    RerankerServerName,
+    RerankerTls,
+    RerankerTokenFile,
+    client_security,
+)
+
 
 def eval_command(
     collection: Annotated[
@@ -59,6 +69,12 @@ def eval_command(
     relevance_level: Annotated[
         int, typer.Option(help="lowest judgement counted relevant by RR and R (TREC DL: 2)")
     ] = 1,
+    reranker_tls: RerankerTls = False,
+    reranker_ca: RerankerCa = None,
+    reranker_cert: RerankerCert = None,
+    reranker_key: RerankerKey = None,
+    reranker_server_name: RerankerServerName = None,
+    reranker_token_file: RerankerTokenFile = None,
 ) -> None:
     """Measure ERank on a BEIR-format collection: first stage, ERank alone and hybrid fusion
     (nDCG@10, RR@10, R@100 by ir-measures), plus an alpha sweep; writes eval.json and a plot."""
@@ -83,6 +99,14 @@ def eval_command(
             rebuild_index=rebuild_index,
             depth=depth,
             reranker=reranker,
+            security=client_security(
+                reranker_tls,
+                reranker_ca,
+                reranker_cert,
+                reranker_key,
+                reranker_server_name,
+                reranker_token_file,
+            ),
             rerank=RerankOptions(
                 instruction=instruction,
                 instruction_preset=instruction_preset,

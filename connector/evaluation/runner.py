@@ -22,6 +22,7 @@ from connector.evaluation.metrics import evaluate, measures
 from connector.evaluation.rerank import RerankOptions, Responses, rerank_all, usage
 from connector.evaluation.runs import erank_run, first_stage_run, hybrid_run
 from erank_contract.client import AsyncRerankerClient
+from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
 
 
@@ -49,6 +50,7 @@ class EvalConfig:
     rebuild_index: bool = False
     depth: int = 100
     reranker: str = "127.0.0.1:50051"
+    security: ClientSecurity = field(default_factory=ClientSecurity)  # TLS, token
     rerank: RerankOptions = field(default_factory=RerankOptions)
     relevance_level: int = 1
 
@@ -106,7 +108,9 @@ async def run_eval(config: EvalConfig, console: Console) -> dict[str, Any]:
     and return the JSON document."""
     collection = load_collection(config.collection, config.split)
     options = config.rerank
-    async with AsyncRerankerClient(config.reranker, timeout=options.timeout) as client:
+    async with AsyncRerankerClient(
+        config.reranker, timeout=options.timeout, security=config.security
+    ) as client:
         # Ask the server first: a refusal should come before a long indexing run, not after.
         info = await client.model_info()
         if config.depth > info.max_documents:

@@ -98,7 +98,8 @@ class Proxy:
         """The gRPC client, made on first use: a grpc.aio channel belongs to the running loop."""
         if self._reranker is None:
             assert not isinstance(self._reranker_at, AsyncRerankerClient)
-            self._reranker = AsyncRerankerClient(self._reranker_at)
+            security = self.config.scoring_server
+            self._reranker = AsyncRerankerClient(self._reranker_at, security=security)
         return self._reranker
 
     async def close(self) -> None:

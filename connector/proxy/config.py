@@ -22,6 +22,11 @@ Example ``proxy.yaml``::
         explain: true        # every reranked hit carries the model's reasoning
       audit-*:
         enabled: false       # searches on these indices pass through untouched
+    scoring_server:          # how to reach a protected scoring server (erank_contract/security.py)
+      tls_ca: /etc/erank/ca.pem        # TLS: the CA of the server's certificate
+      tls_cert: /etc/erank/proxy.pem   # mutual TLS: this client's certificate and key
+      tls_key: /etc/erank/proxy.key
+      token_file: /etc/erank/token     # bearer token (or `token:`, kept out of files better)
 
 The same keys (but ``truncate_length``; plus ``query_text``) can be given per search in the
 body's ``"ext": {"erank": {...}}``; the proxy strips that before forwarding, because neither
@@ -40,6 +45,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from erank_contract.instructions import PRESETS
+from erank_contract.security import ClientSecurity
 from erank_contract.vocabulary import FusionName, LongDocumentsName
 
 DEFAULT_WINDOW = 50
@@ -171,7 +177,8 @@ class RerankOverrides(BaseModel):
 
 
 class ProxyConfig(BaseModel):
-    """The whole file: a default plus per-index entries, and the fail-open log interval."""
+    """The whole file: a default plus per-index entries, the fail-open log interval, and how to
+    reach the scoring server."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -179,6 +186,9 @@ class ProxyConfig(BaseModel):
     indices: dict[str, IndexConfig] = Field(default_factory=dict)
     log_interval_s: float = Field(
         default=10.0, gt=0, description="at most one fail-open warning per"
+    )
+    scoring_server: ClientSecurity = Field(
+        default_factory=ClientSecurity, description="TLS and token towards the scoring server"
     )
 
     def for_name(self, name: str) -> IndexConfig:

@@ -193,6 +193,34 @@ def _install_plugins(
             )
 
 
+def _fill_keystore(
+    kind: EngineKind, home: Path, keystore: Mapping[str, str], env: Mapping[str, str]
+) -> None:
+    """``config/<kind>.keystore`` holding ``keystore``'s secure settings (values via stdin, as
+    an operator would add them: never on a command line)."""
+    if not keystore:
+        return
+    tool = str(home / "bin" / f"{kind}-keystore")
+    steps = [([tool, "create"], "")]
+    steps += [([tool, "add", "--stdin", name], value) for name, value in keystore.items()]
+    for command, stdin in steps:
+        done = subprocess.run(
+            command,
+            cwd=home,
+            env=dict(env),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise EngineError(
+                f"`{' '.join(command[:2])}` failed (exit {done.returncode}):\n"
+                + _tail(done.stdout + done.stderr, 40)
+            )
+
+
 class _Prepared(NamedTuple):
     home: Path
     java: Path
@@ -210,6 +238,7 @@ def _prepare_instance(
     settings: Mapping[str, SettingValue],
     heap: str,
     instance: Path,
+    keystore: Mapping[str, str],
 ) -> _Prepared:
     """Fill the empty ``instance`` directory so that ``home/bin/<kind>`` can start there."""
     home = instance / "home"
@@ -225,6 +254,7 @@ def _prepare_instance(
         (home / sub).symlink_to(instance / sub, target_is_directory=True)
     env = _child_env(kind, java, instance)
     _install_plugins(kind, home, plugins, env)
+    _fill_keystore(kind, home, keystore, env)
     http_port, transport_port = _free_ports(2)
     _write_config(kind, home, instance, http_port, transport_port, heap, settings)
     _drop_missing_modules(home, java)

@@ -17,6 +17,7 @@ from .java import find_java
 from .maven import fetch
 from .process import _RUNNING, _RUNNING_LOCK, RunningEngine, _terminate, http_request
 from .versions import (
+    _NO_SECRETS,
     _NO_SETTINGS,
     DEFAULT_HEAP,
     DEFAULT_START_TIMEOUT,
@@ -65,14 +66,16 @@ def start_engine(
     heap: str = DEFAULT_HEAP,
     timeout: float = DEFAULT_START_TIMEOUT,
     java_home: Path | None = None,
+    keystore: Mapping[str, str] = _NO_SECRETS,
 ) -> RunningEngine:
     """Start a fresh single-node ``kind`` ``version`` on free loopback ports and wait until
-    ``/_cluster/health`` is yellow or green.
+        ``/_cluster/health`` is yellow or green.
 
-    ``plugins``: zips to install first (see :func:`fetch_plugin`). ``settings``: extra
-    ``opensearch.yml``/``elasticsearch.yml`` entries, overriding the defaults (single-node,
-    loopback, Elasticsearch security off). ``java_home`` overrides :func:`find_java`. Raises
-    :class:`EngineError` with the tail of the engine's log when it does not come up.
+        ``plugins``: zips to install first (see :func:`fetch_plugin`). ``settings``: extra
+        ``opensearch.yml``/``elasticsearch.yml`` entries, overriding the defaults (single-node,
+        loopback, Elasticsearch security off). ``keystore``: secure settings added to the node's
+    keystore before it starts. ``java_home`` overrides :func:`find_java`. Raises
+        :class:`EngineError` with the tail of the engine's log when it does not come up.
     """
     source = fetch(kind, version)
     java = Path(java_home) if java_home is not None else find_java(kind, version)
@@ -81,7 +84,7 @@ def start_engine(
     for attempt in range(1, attempts + 1):
         try:
             return _start_once(
-                kind, version, source, java, run_as, plugins, settings, heap, timeout
+                kind, version, source, java, run_as, plugins, settings, heap, timeout, keystore
             )
         except _PortTaken:
             if attempt == attempts:
@@ -122,12 +125,15 @@ def _start_once(
     settings: Mapping[str, SettingValue],
     heap: str,
     timeout: float,
+    keystore: Mapping[str, str],
 ) -> RunningEngine:
     instance = Path(tempfile.mkdtemp(prefix=f"erank-{kind}-{version}-"))
     process: subprocess.Popen[bytes] | None = None
     engine: RunningEngine | None = None
     try:
-        ready = _prepare_instance(kind, source, java, run_as, plugins, settings, heap, instance)
+        ready = _prepare_instance(
+            kind, source, java, run_as, plugins, settings, heap, instance, keystore
+        )
         console_log = instance / "logs" / "console.log"
         process = _launch(kind, ready.home, ready.env, run_as, console_log)
         engine = RunningEngine(

@@ -40,6 +40,7 @@ DEFAULT_START_TIMEOUT = 180.0
 MAVEN_TIMEOUT = 1800.0
 
 _NO_SETTINGS: Mapping[str, SettingValue] = MappingProxyType({})
+_NO_SECRETS: Mapping[str, str] = MappingProxyType({})
 _VERSION_RE = re.compile(r"^\d+\.\d+\.\d+(?:\.\d+)?(?:-[A-Za-z0-9.]+)?$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _JAVA_VERSION_RE = re.compile(r'^JAVA_VERSION="([^"]+)"', re.MULTILINE)

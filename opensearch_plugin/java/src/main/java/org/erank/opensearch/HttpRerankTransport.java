@@ -16,19 +16,26 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executor;
+import java.util.function.Supplier;
 
 /**
  * {@link RerankTransport} on the JDK's {@link HttpClient} (no extra dependency): {@code sendAsync} never blocks a
  * search thread. HTTP/1.1 only, no redirects. The client and every send run inside {@code doPrivileged}, so only
- * this plugin's {@code plugin-security.policy} grants count (2.x security manager, 3.x agent).
+ * this plugin's {@code plugin-security.policy} grants count (2.x security manager, 3.x agent). A non-empty token
+ * goes out as {@code Authorization: Bearer <token>}, read per call so a keystore reload takes effect at once.
  */
 @SuppressWarnings("removal")
 final class HttpRerankTransport implements RerankTransport {
 
     private final HttpClient client;
+    private final Supplier<String> token;
 
-    /** @param executor runs the client's asynchronous work and completions (OpenSearch's generic pool) */
-    HttpRerankTransport(Executor executor) {
+    /**
+     * @param executor runs the client's asynchronous work and completions (OpenSearch's generic pool)
+     * @param token the REST front's bearer token now ("" or null: none)
+     */
+    HttpRerankTransport(Executor executor, Supplier<String> token) {
+        this.token = token;
         this.client = AccessController.doPrivileged((PrivilegedAction<HttpClient>) () -> {
             HttpClient.Builder builder = HttpClient.newBuilder()
                 .version(HttpClient.Version.HTTP_1_1)
@@ -44,12 +51,16 @@ final class HttpRerankTransport implements RerankTransport {
     public void post(URI uri, String jsonBody, Duration timeout, ActionListener<Reply> listener) {
         final CompletableFuture<HttpResponse<String>> future;
         try {
-            HttpRequest request = HttpRequest.newBuilder(uri)
+            HttpRequest.Builder builder = HttpRequest.newBuilder(uri)
                 .timeout(timeout)
                 .header("Content-Type", "application/json")
                 .header("Accept", "application/json")
-                .POST(HttpRequest.BodyPublishers.ofString(jsonBody, StandardCharsets.UTF_8))
-                .build();
+                .POST(HttpRequest.BodyPublishers.ofString(jsonBody, StandardCharsets.UTF_8));
+            String bearer = token.get();
+            if (bearer != null && !bearer.isEmpty()) {
+                builder.header("Authorization", "Bearer " + bearer);
+            }
+            HttpRequest request = builder.build();
             future = AccessController.doPrivileged(
                 (PrivilegedAction<CompletableFuture<HttpResponse<String>>>) () -> client.sendAsync(
                     request,

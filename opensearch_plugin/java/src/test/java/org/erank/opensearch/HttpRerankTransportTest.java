@@ -20,6 +20,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
 
 /** The real JDK client against a loopback {@link HttpServer}. */
@@ -28,6 +29,7 @@ public class HttpRerankTransportTest {
     private HttpServer server;
     private final AtomicReference<String> lastBody = new AtomicReference<>();
     private final AtomicReference<String> lastContentType = new AtomicReference<>();
+    private final AtomicReference<String> lastAuthorization = new AtomicReference<>();
     private final CountDownLatch release = new CountDownLatch(1);
 
     @Before
@@ -36,6 +38,7 @@ public class HttpRerankTransportTest {
         server.createContext("/v1/rerank", exchange -> {
             lastBody.set(new String(exchange.getRequestBody().readAllBytes(), StandardCharsets.UTF_8));
             lastContentType.set(exchange.getRequestHeaders().getFirst("Content-Type"));
+            lastAuthorization.set(exchange.getRequestHeaders().getFirst("Authorization"));
             byte[] body = "{\"results\":[{\"index\":0,\"relevance_score\":0.5}]}".getBytes(StandardCharsets.UTF_8);
             exchange.sendResponseHeaders(200, body.length);
             try (OutputStream os = exchange.getResponseBody()) {
@@ -73,7 +76,11 @@ public class HttpRerankTransportTest {
     }
 
     private static Object call(URI uri, Duration timeout) throws Exception {
-        HttpRerankTransport transport = new HttpRerankTransport(null);
+        return call(uri, timeout, "");
+    }
+
+    private static Object call(URI uri, Duration timeout, String token) throws Exception {
+        HttpRerankTransport transport = new HttpRerankTransport(null, () -> token);
         CompletableFuture<Object> result = new CompletableFuture<>();
         transport.post(uri, "{\"query\":\"q\",\"documents\":[\"d\"]}", timeout, ActionListener.wrap(result::complete, result::complete));
         return result.get(20, TimeUnit.SECONDS);
@@ -88,6 +95,14 @@ public class HttpRerankTransportTest {
         assertEquals(0.5, RerankCodec.decodeResponse(reply.status(), reply.body(), 1).results().get(0).relevanceScore(), 0.0);
         assertEquals("{\"query\":\"q\",\"documents\":[\"d\"]}", lastBody.get());
         assertEquals("application/json", lastContentType.get());
+        assertNull("no token, no Authorization header", lastAuthorization.get());
+    }
+
+    @Test
+    public void sendsTheBearerToken() throws Exception {
+        Object result = call(uri(""), Duration.ofSeconds(5), "s3cret");
+        assertEquals(200, ((RerankTransport.Reply) result).status());
+        assertEquals("Bearer s3cret", lastAuthorization.get());
     }
 
     @Test

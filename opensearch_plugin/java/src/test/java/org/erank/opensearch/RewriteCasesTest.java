@@ -41,7 +41,7 @@ public class RewriteCasesTest {
     private static final int DEFAULT_HITS = 14;
 
     private static final NamedXContentRegistry REGISTRY = new NamedXContentRegistry(
-        new SearchModule(Settings.EMPTY, Arrays.asList(new ErankPlugin(), new RawQuery.Plugin())).getNamedXContents()
+        new SearchModule(Settings.EMPTY, Arrays.asList(new ErankPlugin(Settings.EMPTY), new RawQuery.Plugin())).getNamedXContents()
     );
 
     @Test
