@@ -450,12 +450,14 @@ async def pipeline_variant(client: OpenSearch, base: str, name: str, **options: 
 
 
 def zscored(values: list[float]) -> list[float]:
+    """Population z-scores, all 0 when the values do not spread (the paper's normalization)."""
     mean = sum(values) / len(values)
     spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
     return [0.0 if spread == 0 else (v - mean) / spread for v in values]
 
 
 def min_maxed(values: list[float]) -> list[float]:
+    """Elasticsearch's linear-retriever normalization: all 1 when the spread is under 1e-6."""
     low, high = min(values), max(values)
     return [1.0 if high - low < 1e-6 else (v - low) / (high - low) for v in values]
 
