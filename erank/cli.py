@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from connector.evaluation.command import eval_command
+from erank.bench.command import bench_app
 
 app = typer.Typer(
     help="ERank reranking for search engines.",
@@ -363,6 +364,7 @@ def proxy(
 
 
 app.command("eval")(eval_command)
+app.add_typer(bench_app, name="bench")
 
 
 if __name__ == "__main__":
