@@ -34,8 +34,9 @@ async def test_bench_server_writes_json_plot_and_ratios(
         assert server["requests"] == max(level["concurrency"], 2 // level["docs"])
         assert 0 < server["first_result_p50_ms"] <= server["p50_ms"] <= server["p99_ms"]
         assert level["ratio_docs_per_s"] > 0 and level["ratio_p50"] > 0
+        assert server["cpu_ms_per_doc"] > 0 and raw["cpu_ms_per_doc"] > 0
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "docs/s ÷ raw" in str(server_table(result).columns[-2].header)
+    assert "docs/s ÷ raw" in str(server_table(result).columns[-3].header)
 
 
 def test_bench_server_refuses_bad_lists() -> None:

@@ -26,6 +26,20 @@ WORDS += ["engine", "score", "answer", "model", "index", "stone", "river"]
 
 
 @dataclass(frozen=True)
+class Pass:
+    """One pass over a level's requests: wall seconds, this process's CPU seconds, the calls.
+
+    The CPU time is every thread of this process (gRPC server and client, the scorer, vLLM's
+    output handling) but not the engine core's: what the front end spent, which a busy shared
+    machine slows but does not inflate the way it inflates wall time.
+    """
+
+    wall_s: float
+    cpu_s: float
+    calls: list[Call]
+
+
+@dataclass(frozen=True)
 class Call:
     """One finished request: seconds to the first result and to the whole answer."""
 
@@ -63,8 +77,8 @@ def make_requests(
 
 async def _drive(
     items: Sequence[Any], concurrency: int, one: Callable[[Any], Awaitable[Call]]
-) -> tuple[float, list[Call]]:
-    """Run ``one`` over ``items``, ``concurrency`` at a time; wall seconds and the calls."""
+) -> Pass:
+    """Run ``one`` over ``items``, ``concurrency`` at a time."""
     queue: asyncio.Queue[Any] = asyncio.Queue()
     for item in items:
         queue.put_nowait(item)
@@ -74,14 +88,14 @@ async def _drive(
         while not queue.empty():
             calls.append(await one(queue.get_nowait()))
 
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - began, calls
+    return Pass(time.perf_counter() - began, time.process_time() - cpu, calls)
 
 
 async def server_pass(
     channel: grpc.aio.Channel, requests: Sequence[pb.RerankRequest], concurrency: int
-) -> tuple[float, list[Call]]:
+) -> Pass:
     """Every request through ``RerankStream`` on ``channel``."""
     stub = pb_grpc.RerankerStub(channel)
 
@@ -103,7 +117,7 @@ async def server_pass(
 
 async def raw_pass(
     engine: Any, params: Any, prompts: Sequence[list[list[int]]], concurrency: int
-) -> tuple[float, list[Call]]:
+) -> Pass:
     """Every request's prompts straight into ``AsyncLLM.generate``, all at once per request."""
     from vllm.inputs import TokensPrompt
 
@@ -128,8 +142,9 @@ async def raw_pass(
     return await _drive(prompts, concurrency, one)
 
 
-def summary(wall_s: float, calls: Sequence[Call]) -> dict[str, float]:
-    """docs/s, generated tokens/s and latency percentiles (ms) of one pass."""
+def summary(p: Pass) -> dict[str, float]:
+    """docs/s, generated tokens/s, latency percentiles (ms), front-end CPU ms per document."""
+    wall_s, calls = p.wall_s, p.calls
     totals = sorted(c.total_s for c in calls)
     firsts = sorted(c.first_s for c in calls)
     return {
@@ -142,6 +157,7 @@ def summary(wall_s: float, calls: Sequence[Call]) -> dict[str, float]:
         "p95_ms": 1000 * _percentile(totals, 95),
         "p99_ms": 1000 * _percentile(totals, 99),
         "first_result_p50_ms": 1000 * _percentile(firsts, 50),
+        "cpu_ms_per_doc": 1000 * p.cpu_s / sum(c.docs for c in calls),
     }
 
 

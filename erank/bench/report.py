@@ -13,6 +13,7 @@ def server_table(result: dict[str, Any]) -> Table:
     table = Table(title=f"erank bench server: {result['server']['model']}")
     columns = ["docs", "conc.", "server docs/s", "server tok/s", "p50 ms", "p95 ms", "p99 ms"]
     columns += ["1st result ms", "raw docs/s", "raw p50 ms", "docs/s ÷ raw", "p50 ÷ raw"]
+    columns += ["CPU ms/doc server − raw"]
     for col in columns:
         table.add_column(col, justify="right")
     for level in result["levels"]:
@@ -21,10 +22,11 @@ def server_table(result: dict[str, Any]) -> Table:
         row += [f"{s['generated_tokens_per_s']:.0f}"]
         row += [f"{s[k]:.0f}" for k in ("p50_ms", "p95_ms", "p99_ms", "first_result_p50_ms")]
         if raw is None:
-            row += ["-"] * 4
+            row += ["-"] * 5
         else:
             row += [f"{raw['docs_per_s']:.1f}", f"{raw['p50_ms']:.0f}"]
             row += [f"{level['ratio_docs_per_s']:.3f}", f"{level['ratio_p50']:.3f}"]
+            row += [f"{level['server_extra_cpu_ms_per_doc']:.2f}"]
         table.add_row(*row)
     return table
 

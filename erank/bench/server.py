@@ -166,10 +166,10 @@ async def measure(
                 for path in order:
                     if path == "server":
                         passes["server"].append(
-                            summary(*await server_pass(channel, requests, concurrency))
+                            summary(await server_pass(channel, requests, concurrency))
                         )
                     elif raw is not None:
-                        passes["raw"].append(summary(*await raw.run(requests, concurrency)))
+                        passes["raw"].append(summary(await raw.run(requests, concurrency)))
             level["server"] = _merge(passes["server"])
             if raw is not None:
                 level["raw"] = _merge(passes["raw"])
@@ -177,6 +177,9 @@ async def measure(
                     level["server"]["docs_per_s"] / level["raw"]["docs_per_s"]
                 )
                 level["ratio_p50"] = level["server"]["p50_ms"] / level["raw"]["p50_ms"]
+                level["server_extra_cpu_ms_per_doc"] = (
+                    level["server"]["cpu_ms_per_doc"] - level["raw"]["cpu_ms_per_doc"]
+                )
             levels.append(level)
     return levels
 
