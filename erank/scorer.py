@@ -82,6 +82,7 @@ class Scorer:
         )
         self._digits: list[int] | None = None
         self._think_close = _single_token(backend.tokenizer, THINK_CLOSE)
+        self._piece_of: dict[int, str] = {}
 
     def model_info(self) -> pb.ModelInfo:
         s = self.settings
@@ -294,9 +295,16 @@ class Scorer:
         return parse_answer(pieces, logprobs[start:], generation.hit_token_limit)
 
     def _pieces(self, ids: list[int]) -> list[str]:
-        return list(
-            self.backend.tokenizer.batch_decode([[t] for t in ids], skip_special_tokens=False)
-        )
+        """Each token's text on its own, decoded once per token id and kept (at most the
+        vocabulary): a tokenizer call per generation cost more than the parse itself."""
+        pieces = self._piece_of
+        new = list({t for t in ids if t not in pieces})
+        if new:
+            decoded = self.backend.tokenizer.batch_decode(
+                [[t] for t in new], skip_special_tokens=False
+            )
+            pieces.update(zip(new, decoded, strict=True))
+        return [pieces[t] for t in ids]
 
     def _check_lengths(self, lengths: list[int], owners: list[int]) -> None:
         """Every prompt (``owners[j]``: its document) must leave room for the generation."""

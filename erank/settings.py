@@ -42,6 +42,9 @@ class ServerSettings(BaseSettings):
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
     enforce_eager: bool = False
     block_size: int | None = Field(None, ge=1, description="KV block size; 32 on CPU if unset")
+    load_format: Literal["auto", "dummy"] = Field(
+        "auto", description="vLLM weight loading; dummy: random weights, no download (benchmarks)"
+    )
     # generation and prompt
     max_new_tokens: int = Field(
         4096, ge=1, description="cap on generated tokens per document (the reference's)"

@@ -12,6 +12,7 @@ import typer
 
 from connector.evaluation.command import eval_command
 from erank_cli import elasticsearch, opensearch, proxy, rest, serve
+from erank_cli.bench.command import bench_app
 
 app = typer.Typer(
     help="ERank reranking for search engines.",
@@ -25,3 +26,4 @@ app.add_typer(opensearch.opensearch_app, name="opensearch")
 app.add_typer(elasticsearch.elasticsearch_app, name="elasticsearch")
 app.command()(proxy.proxy)
 app.command("eval")(eval_command)
+app.add_typer(bench_app, name="bench")

@@ -319,3 +319,29 @@ async def test_other_requests_stream_through(
     async with proxied.http.get(proxied.url + "/_erank/stats") as raw:
         stats = await raw.json()
     assert stats["outcomes"]["reranked"] > 0 and stats["skipped"]["sort"] > 0
+
+
+async def test_bench_proxy_end_to_end(corpus: RunningEngine, tiny_server: ScoringServer) -> None:
+    """``erank bench proxy``'s measurement on this engine (few searches: the machinery, in
+    seconds): direct vs proxy with reranking off and on, medians and ratios, isolated rates."""
+    from erank_cli.bench.proxy import ProxyBench, run
+    from erank_cli.bench.report import proxy_table
+
+    bench = ProxyBench(
+        engine_url=corpus.url,
+        reranker=f"127.0.0.1:{tiny_server.port}",
+        documents=50,
+        searches=6,
+        warmup=2,
+        window=2,
+        isolated_seconds=0.2,
+    )
+    result = await run(bench)
+    for name in ("rerank_off", "rerank_on"):
+        live = result["live"][name]
+        assert live["direct"]["median_ms"] > 0 and live["proxy"]["median_ms"] > 0
+        assert live["ratio_median"] == live["proxy"]["median_ms"] / live["direct"]["median_ms"]
+    assert result["live"]["rerank_on"]["proxy_statuses"] == {"reranked": 6}
+    assert "reranked" not in result["live"]["rerank_off"]["proxy_statuses"]
+    assert result["isolated"]["rewrite_hits_per_cpu_s"] > 1000
+    assert "proxy rewrite" in str(proxy_table(result).columns[0]._cells)

@@ -24,7 +24,6 @@ from certs import Certs, make_certs
 from conftest import engine_settings
 from connector.client import AsyncRerankerClient, RerankerClient
 from erank.cli import app
-from erank.v1 import reranker_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pydantic import ValidationError
@@ -38,6 +37,7 @@ from connector.wrappers import Reranking
 from erank.server import ScoringServer, running_server
 from erank.settings import ServerSettings, load_settings
 from erank_contract.security import ClientSecurity
+from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
 

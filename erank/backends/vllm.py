@@ -67,6 +67,7 @@ class VllmBackend:
             "max_model_len": settings.max_model_len,
             "max_num_seqs": settings.max_num_seqs,
             "reasoning_config": _reasoning_config(),
+            "load_format": None if settings.load_format == "auto" else settings.load_format,
         }
         args = AsyncEngineArgs(
             model=settings.model,
@@ -100,10 +101,14 @@ class VllmBackend:
             extra = {"logprob_token_ids": list(s.watch_token_ids)}
         if s.thinking_budget is not None:
             extra["thinking_token_budget"] = s.thinking_budget
+        # detokenize=False: the scorer decodes only the answer's tokens itself; vLLM would
+        # otherwise turn every generated token (and each logprob's token) into text on this
+        # process's event loop, the largest cost the profile found there (bench/RESULTS.md).
         return SamplingParams(
             temperature=0.0,
             max_tokens=s.max_new_tokens,
             output_kind=RequestOutputKind.FINAL_ONLY,
+            detokenize=False,
             **extra,
         )
 

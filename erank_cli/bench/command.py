@@ -1,0 +1,116 @@
+"""The ``erank bench`` commands (registered in ``erank/cli.py``).
+
+Only typer at import time: ``erank --help`` must not load vLLM, matplotlib or the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+bench_app = typer.Typer(help="Benchmarks: the scoring server against raw vLLM, the proxy.")
+
+
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{name}: comma-separated integers, got {text[:40]!r}") from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"{name}: one or more integers ≥ 1, got {text[:40]!r}")
+    return values
+
+
+@bench_app.command("server")
+def server_command(
+    docs: Annotated[str, typer.Option(help="documents per request, comma-separated")] = "10,100",
+    doc_tokens: Annotated[int, typer.Option(help="tokens per document")] = 80,
+    concurrency: Annotated[
+        str, typer.Option(help="concurrent requests, comma-separated")
+    ] = "1,2,4,8,16,32,64",
+    output_tokens: Annotated[
+        int, typer.Option(help="generated tokens per document (the scripted model's length)")
+    ] = 64,
+    min_docs: Annotated[int, typer.Option(help="documents per level and pass, at least")] = 200,
+    rounds: Annotated[int, typer.Option(help="server/raw alternations per level")] = 2,
+    model: Annotated[
+        str | None, typer.Option(help="model path or id [a tiny scripted checkpoint]")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="HOST:PORT of a running server (no raw comparison)")
+    ] = None,
+    enforce_eager: Annotated[bool, typer.Option(help="skip graph compilation")] = False,
+    dtype: Annotated[str, typer.Option(help="engine dtype")] = "float32",
+    out: Annotated[Path, typer.Option(help="folder for server.json and server.png")] = Path(
+        "bench/out"
+    ),
+) -> None:
+    """Load over gRPC (RerankStream) at each size and concurrency; raw AsyncLLM on the identical
+    prompts in the same run; docs/s, tokens/s, p50/p95/p99, first result, server ÷ raw."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from erank_cli.bench.report import server_table
+    from erank_cli.bench.server import ServerBench, run, write
+
+    if doc_tokens < 1 or output_tokens < 1 or min_docs < 1 or rounds < 1:
+        raise typer.BadParameter("doc-tokens, output-tokens, min-docs and rounds must be ≥ 1")
+    bench = ServerBench(
+        docs=_ints(docs, "docs"),
+        doc_tokens=doc_tokens,
+        concurrency=_ints(concurrency, "concurrency"),
+        output_tokens=output_tokens,
+        min_docs=min_docs,
+        rounds=rounds,
+        model=model,
+        target=target,
+        enforce_eager=enforce_eager,
+        dtype=dtype,
+    )
+    result = asyncio.run(run(bench))
+    console = Console()
+    console.print(server_table(result))
+    json_path, png_path = write(result, out)
+    console.print(f"wrote {json_path} and {png_path}")
+
+
+@bench_app.command("proxy")
+def proxy_command(
+    engine_url: Annotated[
+        str, typer.Option(help="OpenSearch/Elasticsearch URL; an index is created there")
+    ],
+    reranker: Annotated[
+        str | None,
+        typer.Option(help="scoring server HOST:PORT for the reranking-on comparison [skipped]"),
+    ] = None,
+    index: Annotated[str, typer.Option(help="index to (re)create for the searches")] = (
+        "erank-bench"
+    ),
+    searches: Annotated[int, typer.Option(help="searches per target and comparison")] = 200,
+    window: Annotated[int, typer.Option(help="hits reranked per search (reranking on)")] = 10,
+    out: Annotated[Path, typer.Option(help="folder for proxy.json")] = Path("bench/out"),
+) -> None:
+    """Searches direct vs through the proxy (reranking off; on with --reranker): medians and
+    ratio; the proxy's rewrite and the fusion in isolation, hits per CPU-second."""
+    import json
+
+    from erank_cli.bench.proxy import ProxyBench, run
+    from erank_cli.bench.report import proxy_table
+
+    if searches < 1 or window < 1:
+        raise typer.BadParameter("searches and window must be ≥ 1")
+    bench = ProxyBench(
+        engine_url=engine_url.rstrip("/"),
+        reranker=reranker,
+        index=index,
+        searches=searches,
+        window=window,
+    )
+    result = asyncio.run(run(bench))
+    Console().print(proxy_table(result))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "proxy.json").write_text(json.dumps(result, indent=2))
+    Console().print(f"wrote {out / 'proxy.json'}")
