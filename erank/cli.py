@@ -196,14 +196,25 @@ def rest(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
     timeout: Annotated[float, typer.Option(help="deadline of each scoring call, seconds")] = 30.0,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ERANK_REST_TOKEN",
+            show_default=False,
+            help="require 'Authorization: Bearer <token>' on every route but /health "
+            "(prefer the environment variable: a flag shows in the process list)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the REST front (POST /v1/rerank in Cohere's shape, GET /health) over gRPC.
+    """Serve the REST front (POST /v1/rerank and /v2/rerank in Cohere's shapes, POST /rerank in
+    TEI's, GET /health) over gRPC.
 
-    What OpenSearch (our processor or ml-commons) and Elasticsearch's inference API call.
+    What OpenSearch (our processor or ml-commons), Elasticsearch's inference API, and Cohere's
+    and TEI's clients call.
     """
     from connector.rest import run
 
-    run(reranker, host=host, port=port, timeout=timeout)
+    run(reranker, host=host, port=port, timeout=timeout, token=token)
 
 
 @contextlib.contextmanager
