@@ -1,15 +1,16 @@
 """The REST front called by the real client libraries of the APIs it answers, behind a token.
 
-Cohere's SDK (v1 ``AsyncClient`` → ``POST /v1/rerank``, v2 ``AsyncClientV2`` → ``POST
-/v2/rerank``) and Haystack's ``HuggingFaceTEIRanker`` (TEI's ``POST /rerank``) talk to a front
-that requires a bearer token, in front of the tiny scoring server on the vLLM CPU engine. Each
-client sends its token the way it does to the real service (``Authorization: Bearer``). Scores
+Cohere's SDK (v1 ``AsyncClient`` → ``POST /v1/rerank``, v2 ``ClientV2`` / ``AsyncClientV2`` →
+``POST /v2/rerank``) and Haystack's ``HuggingFaceTEIRanker`` (TEI's ``POST /rerank``) talk to a
+front that requires a bearer token, in front of the tiny scoring server on the vLLM CPU engine.
+Each client sends its token the way it does to the real service (``Authorization: Bearer``). Scores
 of the random model mean nothing: the tests check that each client reads exactly what the gRPC
 server answers for the same texts, and that refusals reach the client in the front's error JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -67,8 +68,12 @@ async def test_cohere_v1_client(url: str, tiny_client: AsyncRerankerClient) -> N
 
 
 async def test_cohere_v2_client(url: str, tiny_client: AsyncRerankerClient) -> None:
-    co = cohere.AsyncClientV2(api_key=TOKEN, base_url=url, timeout=120)
-    answer = await co.rerank(model="erank", query=QUERY, documents=DOCUMENTS, top_n=3)
+    """The blocking ``ClientV2`` (the README's example), on a thread: the front serves on this
+    test's event loop."""
+    co = cohere.ClientV2(api_key=TOKEN, base_url=url, timeout=120)
+    answer = await asyncio.to_thread(
+        co.rerank, model="erank", query=QUERY, documents=DOCUMENTS, top_n=3
+    )
     grpc_answer = await expected(tiny_client, top_n=3)
     assert [(r.index, r.relevance_score) for r in answer.results] == [
         (r.index, r.rank_score) for r in grpc_answer.results
