@@ -29,10 +29,21 @@ def rest(
     reranker_key: RerankerKey = None,
     reranker_server_name: RerankerServerName = None,
     reranker_token_file: RerankerTokenFile = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ERANK_REST_TOKEN",
+            show_default=False,
+            help="require 'Authorization: Bearer <token>' on every route but /health "
+            "(prefer the environment variable: a flag shows in the process list)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the REST front (POST /v1/rerank in Cohere's shape, GET /health) over gRPC.
+    """Serve the REST front (POST /v1/rerank and /v2/rerank in Cohere's shapes, POST /rerank in
+    TEI's, GET /health) over gRPC.
 
-    What OpenSearch (our processor or ml-commons) and Elasticsearch's inference API call.
+    What OpenSearch (our processor or ml-commons), Elasticsearch's inference API, and Cohere's
+    and TEI's clients call.
     """
     from connector.rest import run
 
@@ -44,4 +55,4 @@ def rest(
         reranker_server_name,
         reranker_token_file,
     )
-    run(reranker, host=host, port=port, timeout=timeout, security=security)
+    run(reranker, host=host, port=port, timeout=timeout, token=token, security=security)

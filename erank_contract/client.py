@@ -10,7 +10,10 @@ certificate and a bearer token (:mod:`erank_contract.security`). Imports neither
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2
 
 from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
@@ -18,6 +21,10 @@ from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
 from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES
 
 DEFAULT_TIMEOUT_S = 30.0
+# What the scoring server's health service reports SERVING for once its model answered warm-up.
+RERANKER_SERVICE = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+HEALTH_TIMEOUT_S = 5.0
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _SERVICE_CONFIG = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
@@ -77,6 +84,11 @@ class AsyncRerankerClient:
             target_for(addresses), _options(max_message_bytes)
         )
         self.stub = pb_grpc.RerankerStub(self.channel)
+        self._health_check = self.channel.unary_unary(
+            _HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
 
     async def rerank(
         self, request: pb.RerankRequest, timeout: float | None = None
@@ -86,11 +98,31 @@ class AsyncRerankerClient:
         )
         return response
 
+    def stream(
+        self, request: pb.RerankRequest, timeout: float | None = None
+    ) -> grpc.aio.UnaryStreamCall[pb.RerankRequest, pb.RerankEvent]:
+        """``RerankStream``: iterate it (``async for``) for one event per document, then the
+        whole response; ``cancel()`` stops the engine work still running for it."""
+        call: grpc.aio.UnaryStreamCall[pb.RerankRequest, pb.RerankEvent]
+        call = self.stub.RerankStream(request, timeout=timeout or self.timeout)
+        return call
+
     async def model_info(self, timeout: float | None = None) -> pb.ModelInfo:
         info: pb.ModelInfo = await self.stub.GetModelInfo(
             pb.GetModelInfoRequest(), timeout=timeout or self.timeout
         )
         return info
+
+    async def health(
+        self, service: str = RERANKER_SERVICE, timeout: float = HEALTH_TIMEOUT_S
+    ) -> int:
+        """``grpc.health.v1`` status of ``service`` (``""``: the whole server); SERVING only
+        once the model has loaded and answered its warm-up request. A server that does not
+        answer raises ``grpc.aio.AioRpcError``."""
+        answer: health_pb2.HealthCheckResponse = await self._health_check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        )
+        return answer.status
 
     async def close(self) -> None:
         await self.channel.close()
@@ -117,16 +149,37 @@ class RerankerClient:
             target_for(addresses), _options(max_message_bytes)
         )
         self.stub = pb_grpc.RerankerStub(self.channel)
+        self._health_check = self.channel.unary_unary(
+            _HEALTH_CHECK,
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
 
     def rerank(self, request: pb.RerankRequest, timeout: float | None = None) -> pb.RerankResponse:
         response: pb.RerankResponse = self.stub.Rerank(request, timeout=timeout or self.timeout)
         return response
+
+    def stream(
+        self, request: pb.RerankRequest, timeout: float | None = None
+    ) -> Iterator[pb.RerankEvent]:
+        """``RerankStream``: one event per document as it is scored, then the whole response."""
+        events: Iterator[pb.RerankEvent] = self.stub.RerankStream(
+            request, timeout=timeout or self.timeout
+        )
+        return events
 
     def model_info(self, timeout: float | None = None) -> pb.ModelInfo:
         info: pb.ModelInfo = self.stub.GetModelInfo(
             pb.GetModelInfoRequest(), timeout=timeout or self.timeout
         )
         return info
+
+    def health(self, service: str = RERANKER_SERVICE, timeout: float = HEALTH_TIMEOUT_S) -> int:
+        """Blocking ``AsyncRerankerClient.health``; raises ``grpc.RpcError`` when unanswered."""
+        answer: health_pb2.HealthCheckResponse = self._health_check(
+            health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        )
+        return answer.status
 
     def close(self) -> None:
         self.channel.close()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from erank.cli import app
 from typer.testing import CliRunner
 
 from erank.server import ScoringServer
+from erank_cli.app import app
 from erank_cli.bench.report import server_table
 from erank_cli.bench.server import ServerBench, run, write
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from erank_contract.client import AsyncRerankerClient
+from erank_contract.client import AsyncRerankerClient, RerankerClient
 from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
@@ -109,9 +109,8 @@ def erank_serve(model: Path, port: int, **settings: str) -> Iterator[subprocess.
 def health(port: int, timeout: float = 2) -> int | str:
     """The server's health status, or the gRPC code name when it does not answer."""
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout).status)
+        with RerankerClient(f"127.0.0.1:{port}") as client:
+            return client.health("", timeout=timeout)
     except grpc.RpcError as err:
         return str(err.code().name)
 

@@ -1,9 +1,9 @@
-"""The REST front (connector/rest.py) in front of a real scoring server on the vLLM CPU engine.
+"""The REST front (connector/rest/) in front of a real scoring server on the vLLM CPU engine.
 
-uvicorn serves the app on a free loopback port as a task of the session's event loop; httpx
-calls it. Scores of the tiny random model mean nothing: the tests check the contract (Cohere's
-shape as ml-commons and Elasticsearch read it, floats as floats, fusion, top_n, errors naming
-fields) and that the scores are exactly what the gRPC server returns for the same texts.
+aiohttp serves the app on a free loopback port on the session's event loop; httpx calls it.
+Scores of the tiny random model mean nothing: the tests check the contract (Cohere's shape as
+ml-commons and Elasticsearch read it, floats as floats, fusion, top_n, errors naming fields) and
+that the scores are exactly what the gRPC server returns for the same texts.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -347,13 +348,27 @@ async def test_not_json_is_a_parse_exception(http: httpx.AsyncClient) -> None:
     assert answer.json()["error"]["type"] == "parse_exception"
 
 
-async def test_unknown_path_is_a_json_404(http: httpx.AsyncClient) -> None:
-    answer = await http.get("/v2/rerank")
-    assert answer.status_code == 404
-    assert answer.json() == {
-        "error": {"type": "http_error", "reason": "GET '/v2/rerank': Not Found"},
+async def test_unknown_path_and_method_are_json_errors(http: httpx.AsyncClient) -> None:
+    unknown = await http.get("/v3/rerank")
+    wrong_method = await http.get("/v2/rerank")
+    long_path = await http.get("/" + "x" * 5000)
+    assert unknown.status_code == 404
+    assert unknown.json() == {
+        "error": {"type": "http_error", "reason": "GET '/v3/rerank': Not Found"},
         "status": 404,
     }
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert wrong_method.json()["error"]["reason"] == "GET '/v2/rerank': Method Not Allowed"
+    assert long_path.status_code == 404  # the path is quoted by its first characters only
+    assert len(long_path.json()["error"]["reason"]) < 200
+
+
+async def test_body_over_the_limit_is_413() -> None:
+    app = create_app(f"127.0.0.1:{free_port()}", timeout=10, max_body_bytes=1000)
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
+        answer = await http.post("/v1/rerank", json={"query": QUERY, "documents": ["a" * 2000]})
+    assert answer.status_code == 413
+    assert answer.json()["error"]["reason"].endswith("the limit is 1000 bytes")
 
 
 async def test_health_serving(http: httpx.AsyncClient) -> None:
@@ -385,26 +400,41 @@ async def test_deadline_is_504(tiny_server: ScoringServer) -> None:
     assert answer.json()["error"]["type"] == "timeout"
 
 
-async def test_erank_rest_command(tiny_server: ScoringServer) -> None:
-    """`erank rest` as a user runs it: a process serving /health and /v1/rerank."""
-    port = free_port()
+async def test_erank_rest_command_with_token(tiny_server: ScoringServer) -> None:
+    """`erank rest` as a user runs it, its token from ERANK_REST_TOKEN: /health open, the
+    rerank routes only with the token, one log line per request, the token never logged."""
+    port, token = free_port(), f"tok-{uuid.uuid4().hex}"
     command = [sys.executable, "-m", "erank_cli", "rest", f"--port={port}"]
     command += [f"--reranker=127.0.0.1:{tiny_server.port}", "--timeout=120"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    environment = os.environ | {"ERANK_REST_TOKEN": token}
+    process = subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    body = {"query": QUERY, "documents": DOCUMENTS}
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
-            for _ in range(300):
+            for _ in range(600):
                 with contextlib.suppress(httpx.TransportError):
                     if (await http.get("/health")).status_code == 200:
                         break
-                assert process.poll() is None, process.communicate()[1].decode()
+                assert process.poll() is None, process.communicate()[0]
                 await asyncio.sleep(0.1)
-            answer = await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
-        assert answer.status_code == 200, answer.text
-        assert len(answer.json()["results"]) == len(DOCUMENTS)
+            answer = await http.post(
+                "/v1/rerank", json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+            missing = await http.post("/v1/rerank", json=body)
+            wrong = await http.post(
+                "/v1/rerank", json=body, headers={"Authorization": f"Bearer {token[:-1]}"}
+            )
     finally:
         process.terminate()
-        process.wait(30)
+        log, _ = process.communicate(timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["results"]) == len(DOCUMENTS)
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.json()["error"]["type"] == "security_exception"
+    assert '"POST /v1/rerank HTTP/1.1" 401' in log and "bearer token required" in log
+    assert token not in log and token[:-1] not in log
 
 
 def _two_requests_on_one_connection(url: str, first: dict[str, Any]) -> list[tuple[int, Any]]:
@@ -431,6 +461,16 @@ def _two_requests_on_one_connection(url: str, first: dict[str, Any]) -> list[tup
     [
         ({"top_n": 2**40}, "top_n", "less than or equal to 4294967295"),
         ({"top_n": -1}, "top_n", "greater than or equal to 1"),
+        (
+            {"fusion": "rrf", "rank_constant": 2**32},
+            "rank_constant",
+            "less than or equal to 4294967295",
+        ),
+        (
+            {"long_documents": "best_passage", "passage_overlap": 2**40},
+            "passage_overlap",
+            "less than or equal to 4294967295",
+        ),
     ],
 )
 async def test_out_of_range_integer_is_400_and_keeps_the_connection(

@@ -20,12 +20,12 @@ import grpc
 import numpy as np
 import pytest
 from conftest import engine_settings
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from safetensors.numpy import load_file
 
 from erank.backends.base import load_tokenizer
 from erank.server import ScoringServer, running_server
-from erank_contract.client import AsyncRerankerClient
+from erank_contract.client import AsyncRerankerClient, RerankerClient
 from erank_contract.v1 import reranker_pb2 as pb
 
 pytestmark = pytest.mark.engine
@@ -120,9 +120,8 @@ async def test_cut_off_generation_has_no_answer_and_scores_zero(
 
 def _health(port: int) -> int | None:
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status)
+        with RerankerClient(f"127.0.0.1:{port}") as client:
+            return client.health("", timeout=2)
     except grpc.RpcError:
         return None
 

@@ -22,8 +22,6 @@ import pytest_asyncio
 import typer
 from certs import Certs, make_certs
 from conftest import engine_settings
-from connector.client import AsyncRerankerClient, RerankerClient
-from erank.cli import app
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pydantic import ValidationError
@@ -36,6 +34,8 @@ from connector.security_options import client_security
 from connector.wrappers import Reranking
 from erank.server import ScoringServer, running_server
 from erank.settings import ServerSettings, load_settings
+from erank_cli.app import app
+from erank_contract.client import AsyncRerankerClient, RerankerClient
 from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
 

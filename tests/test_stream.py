@@ -38,7 +38,7 @@ async def test_events_arrive_before_the_last_document_finishes(
     async with AsyncRerankerClient(f"127.0.0.1:{branch_server.port}", timeout=120) as client:
         events: list[pb.RerankEvent] = []
         running_at_first_event = None
-        async for event in client.stub.RerankStream(two_docs("stream me"), timeout=120):
+        async for event in client.stream(two_docs("stream me"), timeout=120):
             if not events:
                 running_at_first_event = backend.running_requests()
             events.append(event)
@@ -65,7 +65,7 @@ async def test_cached_documents_come_first(branch_server: ScoringServer) -> None
     async with AsyncRerankerClient(f"127.0.0.1:{branch_server.port}", timeout=120) as client:
         request = two_docs("half cached")
         await client.rerank(pb.RerankRequest(query="half cached", documents=[request.documents[0]]))
-        events = [e async for e in client.stub.RerankStream(request, timeout=120)]
+        events = [e async for e in client.stream(request, timeout=120)]
     assert [(e.result.id, e.result.cached) for e in events[:2]] == [
         ("slow", True),
         ("fast", False),
@@ -84,7 +84,7 @@ async def test_cancelling_the_stream_aborts_the_engine_requests(
         pb.Document(id=f"slow-{i}", text=f"{i}{LONG_DOCUMENT}") for i in range(6)
     )
     async with AsyncRerankerClient(f"127.0.0.1:{branch_server.port}", timeout=120) as client:
-        call = client.stub.RerankStream(request, timeout=120)
+        call = client.stream(request, timeout=120)
         event = await call.read()
         assert isinstance(event, pb.RerankEvent) and event.result.id == "fast"
         assert backend.running_requests() > 0
@@ -102,7 +102,7 @@ async def test_bad_request_on_the_stream_is_invalid_argument(
 ) -> None:
     async with AsyncRerankerClient(f"127.0.0.1:{branch_server.port}") as client:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            async for _ in client.stub.RerankStream(pb.RerankRequest(query="q"), timeout=30):
+            async for _ in client.stream(pb.RerankRequest(query="q"), timeout=30):
                 pass
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "documents: " in (err.value.details() or "")

@@ -1,0 +1,204 @@
+"""The REST front's aiohttp application: routes, bearer token, JSON errors, serving.
+
+aiohttp is the one asyncio HTTP stack of the connector (the proxy and the Elasticsearch client
+use it too). The gRPC client is opened in the app's cleanup context, i.e. on the event loop that
+serves it, and closed with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import grpc
+from aiohttp import hdrs, web
+from grpc_health.v1 import health_pb2
+from pydantic import ValidationError
+
+from connector.rest.cohere import RerankBody, RerankBodyV2, rerank_json, rerank_v2_json
+from connector.rest.errors import error_response, grpc_error, json_response, validation_error
+from connector.rest.tei import TeiBody, rerank_tei_json
+from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
+from erank_contract.security import ClientSecurity
+from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES, preview
+
+log = logging.getLogger("erank.rest")
+
+CLIENT = web.AppKey("client", AsyncRerankerClient)
+TOKEN = web.AppKey("token", bytes)
+MAX_BODY = web.AppKey("max_body_bytes", int)
+HEALTH_PATH = "/health"  # open without the token: load balancers and probes send none
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Body(Protocol):
+    def to_proto(self) -> pb.RerankRequest: ...
+
+    @staticmethod
+    def rest_field(grpc_field: str) -> str: ...
+
+
+async def _score(request: web.Request, body: _Body) -> pb.RerankResponse | web.Response:
+    """The gRPC answer for ``body``, or the error response for its failure."""
+    try:
+        return await request.app[CLIENT].rerank(body.to_proto())
+    except grpc.aio.AioRpcError as err:
+        return grpc_error(err, body.rest_field)
+
+
+async def rerank_v1(request: web.Request) -> web.Response:
+    """``POST /v1/rerank``."""
+    try:
+        body = RerankBody.model_validate_json(await request.read())
+    except ValidationError as err:
+        return validation_error(err)
+    answer = await _score(request, body)
+    if isinstance(answer, web.Response):
+        return answer
+    return json_response(rerank_json(answer, body.documents if body.return_documents else None))
+
+
+async def rerank_v2(request: web.Request) -> web.Response:
+    """``POST /v2/rerank``."""
+    try:
+        body = RerankBodyV2.model_validate_json(await request.read())
+    except ValidationError as err:
+        return validation_error(err)
+    answer = await _score(request, body)
+    return answer if isinstance(answer, web.Response) else json_response(rerank_v2_json(answer))
+
+
+async def rerank_tei(request: web.Request) -> web.Response:
+    """``POST /rerank``."""
+    try:
+        body = TeiBody.model_validate_json(await request.read())
+    except ValidationError as err:
+        return validation_error(err)
+    answer = await _score(request, body)
+    if isinstance(answer, web.Response):
+        return answer
+    return json_response(rerank_tei_json(answer, body))
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /health``: 200 only while the scoring server's gRPC health says SERVING, so a load
+    balancer or an engine's validation call never reaches a loading or dead server."""
+    try:
+        status = await request.app[CLIENT].health()
+    except grpc.aio.AioRpcError as err:
+        return error_response(
+            503, "unavailable", f"scoring server: {err.code().name}: {err.details()}"
+        )
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    return json_response({"status": name}, 200 if status == _SERVING else 503)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own refusals (unknown path, wrong method, body too large) in the front's
+    error JSON; the path is quoted through ``preview``, never whole."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = f"{request.method} {preview(request.path)}: {exc.reason}"
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            reason += f"; the limit is {request.app[MAX_BODY]} bytes"
+        allow = {k: v for k, v in exc.headers.items() if k == hdrs.ALLOW}
+        return error_response(exc.status, "http_error", reason, headers=allow)
+
+
+@web.middleware
+async def _bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a token configured, every route but ``/health`` needs ``Authorization: Bearer
+    <token>``; compared in constant time so timing tells nothing about it."""
+    token = request.app.get(TOKEN)
+    if token is None or request.path == HEALTH_PATH:
+        return await handler(request)
+    scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() == "bearer" and hmac.compare_digest(presented, token):
+        return await handler(request)
+    return error_response(
+        401,
+        "security_exception",
+        "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'",
+        headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="erank"'},
+    )
+
+
+def create_app(
+    reranker: str | Sequence[str],
+    timeout: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    security: ClientSecurity | None = None,
+) -> web.Application:
+    """The app for the scoring server(s) at ``reranker`` (``host:port``, or several), reached
+    with ``security`` (TLS, client certificate, token; :mod:`erank_contract.security`).
+
+    ``token`` (none or empty: no authentication) guards every route but ``/health``. A body
+    over ``max_body_bytes`` (default: the gRPC message limit) is a 413.
+    """
+    app = web.Application(middlewares=[_json_errors, _bearer_token], client_max_size=max_body_bytes)
+    app[MAX_BODY] = max_body_bytes
+    if token:
+        app[TOKEN] = token.encode()
+
+    async def grpc_client(app: web.Application) -> AsyncIterator[None]:
+        async with AsyncRerankerClient(reranker, timeout=timeout, security=security) as client:
+            app[CLIENT] = client
+            yield
+
+    app.cleanup_ctx.append(grpc_client)
+    app.router.add_post("/v1/rerank", rerank_v1)
+    app.router.add_post("/v2/rerank", rerank_v2)
+    app.router.add_post("/rerank", rerank_tei)
+    app.router.add_get(HEALTH_PATH, health)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``app`` on the running loop; yields its base URL (``port=0``: a free port). The
+    server and the app's gRPC client close on exit."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        await runner.cleanup()
+
+
+def run(
+    reranker: str,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    token: str | None = None,
+    security: ClientSecurity | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM (what ``erank rest`` does); logs one line per request
+    (aiohttp's access log: address, request line, status, size; never a header)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log.info(
+        "erank rest on http://%s:%d -> scoring server %s (bearer token %s)",
+        host,
+        port,
+        reranker,
+        "required" if token else "off",
+    )
+    printer: Callable[..., Any] = log.info
+    app = create_app(reranker, timeout, token, security=security)
+    web.run_app(app, host=host, port=port, print=printer)
