@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -60,13 +61,25 @@ def target_for(addresses: str | Sequence[str]) -> str:
     return f"{scheme}:{','.join(addresses)}"
 
 
-def _options(max_message_bytes: int) -> list[tuple[str, object]]:
-    return [
+def _channel_args(
+    addresses: str | Sequence[str], max_message_bytes: int
+) -> tuple[str, list[tuple[str, object]]]:
+    """(target, options) of a channel: both clients connect alike and differ only in I/O."""
+    return target_for(addresses), [
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
+
+
+def _health_check(channel: grpc.Channel | grpc.aio.Channel) -> Any:
+    """``grpc.health.v1.Health/Check`` on ``channel`` (the scoring server's own health)."""
+    return channel.unary_unary(
+        _HEALTH_CHECK,
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
 
 
 class AsyncRerankerClient:
@@ -81,14 +94,10 @@ class AsyncRerankerClient:
     ) -> None:
         self.timeout = timeout
         self.channel = (security or ClientSecurity()).aio_channel(
-            target_for(addresses), _options(max_message_bytes)
+            *_channel_args(addresses, max_message_bytes)
         )
         self.stub = pb_grpc.RerankerStub(self.channel)
-        self._health_check = self.channel.unary_unary(
-            _HEALTH_CHECK,
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        self._health_check = _health_check(self.channel)
 
     async def rerank(
         self, request: pb.RerankRequest, timeout: float | None = None
@@ -146,14 +155,10 @@ class RerankerClient:
     ) -> None:
         self.timeout = timeout
         self.channel = (security or ClientSecurity()).channel(
-            target_for(addresses), _options(max_message_bytes)
+            *_channel_args(addresses, max_message_bytes)
         )
         self.stub = pb_grpc.RerankerStub(self.channel)
-        self._health_check = self.channel.unary_unary(
-            _HEALTH_CHECK,
-            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
-            response_deserializer=health_pb2.HealthCheckResponse.FromString,
-        )
+        self._health_check = _health_check(self.channel)
 
     def rerank(self, request: pb.RerankRequest, timeout: float | None = None) -> pb.RerankResponse:
         response: pb.RerankResponse = self.stub.Rerank(request, timeout=timeout or self.timeout)
