@@ -188,6 +188,34 @@ def erank_of(hit: dict[str, Any]) -> dict[str, Any]:
     return values[0]
 
 
+async def assert_scored_as_grpc(
+    reranked: list[dict[str, Any]],
+    first_stage: list[dict[str, Any]],
+    query: str,
+    grpc_client: AsyncRerankerClient,
+) -> None:
+    """The same texts and first-stage scores sent straight to the gRPC server give the reranked
+    hits' order and scores."""
+    expected = await grpc_client.rerank(
+        pb.RerankRequest(
+            query=query,
+            alpha=ALPHA,
+            documents=[
+                pb.Document(
+                    id=h["_id"],
+                    text="\n".join(h["_source"][f] for f in FIELDS),
+                    first_stage_score=h["_score"],
+                )
+                for h in first_stage
+            ],
+        )
+    )
+    assert [h["_id"] for h in reranked] == [r.id for r in expected.results]
+    for hit, result in zip(reranked, expected.results, strict=True):
+        assert erank_of(hit)["hybrid_score"] == pytest.approx(result.hybrid_score, rel=1e-9)
+        assert erank_of(hit)["rank_score"] == pytest.approx(result.rank_score, rel=1e-9)
+
+
 async def test_hits_reordered_by_the_servers_fused_scores(
     client: OpenSearch, pipeline: str, tiny_client: AsyncRerankerClient
 ) -> None:
@@ -221,25 +249,7 @@ async def test_hits_reordered_by_the_servers_fused_scores(
     for hit, direct in zip(tail, bm25_tail, strict=True):
         assert erank_of(hit)["bm25_score"] == pytest.approx(direct["_score"], rel=1e-6)
         assert erank_of(hit)["below_window"] is True
-    # the same texts and BM25 scores straight to the gRPC server give the same scores
-    expected = await tiny_client.rerank(
-        pb.RerankRequest(
-            query=QUERY,
-            alpha=ALPHA,
-            documents=[
-                pb.Document(
-                    id=h["_id"],
-                    text="\n".join(h["_source"][f] for f in FIELDS),
-                    first_stage_score=h["_score"],
-                )
-                for h in bm25
-            ],
-        )
-    )
-    assert [h["_id"] for h in reranked] == [r.id for r in expected.results]
-    for hit, result in zip(reranked, expected.results, strict=True):
-        assert erank_of(hit)["hybrid_score"] == pytest.approx(result.hybrid_score, rel=1e-9)
-        assert erank_of(hit)["rank_score"] == pytest.approx(result.rank_score, rel=1e-9)
+    await assert_scored_as_grpc(reranked, bm25, QUERY, tiny_client)
 
 
 async def test_pages_tile_the_reranked_window(client: OpenSearch, pipeline: str) -> None:

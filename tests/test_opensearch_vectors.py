@@ -29,6 +29,7 @@ from test_opensearch_native import (
     FIELDS,
     QUERY,
     WINDOW,
+    assert_scored_as_grpc,
     blocking,
     erank_of,
     plugin_zip,
@@ -36,7 +37,6 @@ from test_opensearch_native import (
 )
 
 from erank_contract.client import AsyncRerankerClient
-from erank_contract.v1 import reranker_pb2 as pb
 from opensearch_plugin.install import connect, install
 from opensearch_plugin.options import InstallOptions
 
@@ -151,23 +151,7 @@ async def assert_reranked_as_the_server_scores(
     assert {h["_id"] for h in reranked} == set(first_by_id)
     for hit in reranked:
         assert erank_of(hit)["bm25_score"] == pytest.approx(first_by_id[hit["_id"]], rel=1e-6)
-    expected = await tiny_client.rerank(
-        pb.RerankRequest(
-            query=query,
-            alpha=ALPHA,
-            documents=[
-                pb.Document(
-                    id=h["_id"],
-                    text="\n".join(h["_source"][f] for f in FIELDS),
-                    first_stage_score=h["_score"],
-                )
-                for h in window
-            ],
-        )
-    )
-    assert [h["_id"] for h in reranked] == [r.id for r in expected.results]
-    for hit, result in zip(reranked, expected.results, strict=True):
-        assert erank_of(hit)["hybrid_score"] == pytest.approx(result.hybrid_score, rel=1e-9)
+    await assert_scored_as_grpc(reranked, window, query, tiny_client)
 
 
 def knn_body(size: int = 10) -> dict[str, Any]:
