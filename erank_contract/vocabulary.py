@@ -8,7 +8,11 @@ and the server's settings into a connector-only install. Only grpcio/protobuf ar
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Literal
+
+import grpc
 
 from erank_contract.v1 import reranker_pb2 as pb
 
@@ -65,3 +69,27 @@ def preview(value: str) -> str:
     if len(value) <= PREVIEW_CHARS:
         return repr(value)
     return f"{value[:PREVIEW_CHARS]!r}… ({len(value)} characters)"
+
+
+# A failed scoring call, by gRPC status: (HTTP status, error type). One name per failure for every
+# adapter: the REST front's error JSON and the proxy's and wrappers' fail-open ``error.type``
+# (the Java processor's RerankException uses the same ``connection_error`` and ``timeout``).
+SCORING_ERRORS: Mapping[grpc.StatusCode, tuple[int, str]] = MappingProxyType(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT: (400, "illegal_argument_exception"),
+        grpc.StatusCode.UNAVAILABLE: (503, "connection_error"),
+        grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout"),
+        grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "overloaded"),
+    }
+)
+OTHER_SCORING_ERROR = (502, "scoring_server_error")
+
+
+def scoring_error(code: grpc.StatusCode | None) -> tuple[int, str]:
+    """(HTTP status, error type) of a scoring call that failed with ``code``."""
+    return SCORING_ERRORS.get(code, OTHER_SCORING_ERROR) if code else OTHER_SCORING_ERROR
+
+
+def fused(response: pb.RerankResponse) -> bool:
+    """Whether the server ordered by the hybrid (fused) score, so that is each hit's score."""
+    return response.ordered_by == pb.ORDERING_HYBRID_SCORE

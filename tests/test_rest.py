@@ -385,10 +385,10 @@ async def test_dead_scoring_server_is_503() -> None:
         rerank = await http.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
         health = await http.get("/health")
     assert rerank.status_code == 503, rerank.text
-    assert rerank.json()["error"]["type"] == "unavailable"
+    assert rerank.json()["error"]["type"] == "connection_error"
     assert rerank.json()["status"] == 503
     assert health.status_code == 503
-    assert health.json()["error"]["type"] == "unavailable"
+    assert health.json()["error"]["type"] == "connection_error"
 
 
 async def test_deadline_is_504(tiny_server: ScoringServer) -> None:
@@ -512,5 +512,5 @@ async def test_overloaded_scoring_server_is_429_with_retry_after(
     assert answer.status_code == 429, answer.text
     assert answer.headers["retry-after"] == "1"
     error = answer.json()["error"]
-    assert error["type"] == "resource_exhausted"
+    assert error["type"] == "overloaded"
     assert "max_inflight_requests" in error["reason"] and "the limit is 1" in error["reason"]

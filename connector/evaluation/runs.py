@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from connector.evaluation.firststage import Candidates
 from connector.evaluation.rerank import Responses
-from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import fused
 
 Run = dict[str, list[str]]  # query id -> doc ids, best first
 
@@ -32,7 +32,7 @@ def hybrid_run(responses: Responses, alpha: float) -> Run:
     run: Run = {}
     for qid, answers in responses.items():
         response = answers[alpha]
-        if response.ordered_by != pb.ORDERING_HYBRID_SCORE:
+        if not fused(response):
             raise RuntimeError(f"query {qid}: the server did not fuse ({response.notice})")
         run[qid] = [r.id for r in response.results]
     return run

@@ -33,17 +33,12 @@ from connector.proxy.hits import (
 from connector.proxy.search import SearchPlan
 from erank_contract.client import AsyncRerankerClient, RerankerClient
 from erank_contract.v1 import reranker_pb2 as pb
+from erank_contract.vocabulary import scoring_error
 
 log = logging.getLogger("erank.proxy")
 
 Outcome: TypeAlias = Literal["reranked", "failed-open", "skipped"]
 STATUS_HEADER = "X-Erank-Status"
-_GRPC_TYPES = {
-    grpc.StatusCode.UNAVAILABLE: "connection_error",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
-    grpc.StatusCode.INVALID_ARGUMENT: "invalid_request",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "overloaded",
-}
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:
@@ -51,7 +46,7 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, grpc.RpcError):
         code = exc.code() if callable(getattr(exc, "code", None)) else None
         details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
-        kind = _GRPC_TYPES.get(code, "scoring_server_error")  # type: ignore[arg-type]
+        kind = scoring_error(code if isinstance(code, grpc.StatusCode) else None)[1]
         name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
         return kind, f"{name}: {details}"
     if isinstance(exc, MalformedResponse):

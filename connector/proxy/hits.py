@@ -28,7 +28,7 @@ from typing import Any
 from connector.proxy.search import SearchPlan
 from connector.results import optional_parts, status_name
 from erank_contract.v1 import reranker_pb2 as pb
-from erank_contract.vocabulary import FUSION_USED, scoring_options
+from erank_contract.vocabulary import FUSION_USED, fused, scoring_options
 
 HIT_FIELD = "_erank"
 
@@ -210,11 +210,11 @@ def reranked_body(
     hits = hits_of(body) or []
     window = hits[: plan.window]
     order = reranked_order(len(window), answer)
-    fused = answer.ordered_by == pb.ORDERING_HYBRID_SCORE
+    is_fused = fused(answer)
     reordered: list[dict[str, Any]] = []
     for result in answer.results:
         hit = window[result.index]
-        score = float(result.hybrid_score if fused else result.rank_score)
+        score = float(result.hybrid_score if is_fused else result.rank_score)
         info = _erank_info(hit, result.index, result, score, missing[result.index])
         hit["_score"] = score
         hit["fields"] = {**(hit.get("fields") or {}), HIT_FIELD: [info]}
@@ -228,7 +228,7 @@ def reranked_body(
     status = {
         "status": "reranked",
         "model": answer.model,
-        "fused": fused,
+        "fused": is_fused,
         **({"fusion": FUSION_USED[answer.fusion]} if answer.fusion in FUSION_USED else {}),
         "reranked": len(order),
         "window": plan.window,

@@ -24,7 +24,7 @@ from connector.rest.tei import TeiBody, rerank_tei_json
 from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
 from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
-from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES, preview
+from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES, preview, scoring_error
 
 log = logging.getLogger("erank.rest")
 
@@ -91,9 +91,8 @@ async def health(request: web.Request) -> web.Response:
     try:
         status = await request.app[CLIENT].health()
     except grpc.aio.AioRpcError as err:
-        return error_response(
-            503, "unavailable", f"scoring server: {err.code().name}: {err.details()}"
-        )
+        status, kind = scoring_error(err.code())
+        return error_response(status, kind, f"scoring server: {err.code().name}: {err.details()}")
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     return json_response({"status": name}, 200 if status == _SERVING else 503)
 

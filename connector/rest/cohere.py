@@ -20,7 +20,13 @@ from pydantic_core import PydanticCustomError
 
 from connector.results import optional_parts, status_name
 from erank_contract.v1 import reranker_pb2 as pb
-from erank_contract.vocabulary import FUSION_USED, FusionName, LongDocumentsName, scoring_options
+from erank_contract.vocabulary import (
+    FUSION_USED,
+    FusionName,
+    LongDocumentsName,
+    fused,
+    scoring_options,
+)
 
 UINT32_MAX = 2**32 - 1  # the largest value of a uint32 field of the gRPC request
 
@@ -126,12 +132,12 @@ def rerank_json(
     response: pb.RerankResponse, documents: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """The v1 ``200`` body for a gRPC response; ``documents`` adds Cohere's ``document.text``."""
-    fused = response.ordered_by == pb.ORDERING_HYBRID_SCORE
+    is_fused = fused(response)
     results = []
     for r in response.results:
         item: dict[str, Any] = {
             "index": r.index,
-            "relevance_score": float(r.hybrid_score if fused else r.rank_score),
+            "relevance_score": float(r.hybrid_score if is_fused else r.rank_score),
             "rank_score": float(r.rank_score),
             "answer": r.answer,
             "answer_probability": float(r.answer_probability),
@@ -149,7 +155,7 @@ def rerank_json(
         results.append(item)
     body: dict[str, Any] = {
         "model": response.model,
-        "fused": fused,
+        "fused": is_fused,
         **({"fusion": FUSION_USED[response.fusion]} if response.fusion in FUSION_USED else {}),
         "results": results,
         "usage": {

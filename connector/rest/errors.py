@@ -20,14 +20,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from pydantic import ValidationError
 
-# gRPC status of a failed Rerank call -> (HTTP status, error type)
-_GRPC_ERRORS = {
-    grpc.StatusCode.INVALID_ARGUMENT: (400, "illegal_argument_exception"),
-    grpc.StatusCode.UNAVAILABLE: (503, "unavailable"),
-    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout"),
-    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "resource_exhausted"),
-}
-_OTHER_GRPC_ERROR = (502, "scoring_server_error")
+from erank_contract.vocabulary import scoring_error
 
 
 def json_response(
@@ -58,7 +51,7 @@ def error_response(
 def grpc_error(err: grpc.aio.AioRpcError, rest_field: Callable[[str], str]) -> web.Response:
     """A failed ``Rerank`` call: its ``BadRequest`` violations under the route's own field names
     (``rest_field`` maps a gRPC field path), ``RetryInfo`` as ``Retry-After`` whole seconds."""
-    status, kind = _GRPC_ERRORS.get(err.code(), _OTHER_GRPC_ERROR)
+    status, kind = scoring_error(err.code())
     violations: list[tuple[str, str]] = []
     headers: dict[str, str] = {}
     with contextlib.suppress(ValueError):
