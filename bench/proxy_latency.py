@@ -32,7 +32,7 @@ from engines import ELASTICSEARCH_VERSIONS, OPENSEARCH_VERSIONS, start_engine
 from proxy_clients import index_corpus
 
 from connector.proxy.app import running_proxy
-from connector.proxy.config import IndexConfig, ProxyConfig
+from connector.rewrite.config import IndexConfig, ProxyConfig
 
 QUERIES = ["quick fox", "lazy dog", "brown rabbit", "search engine", "river stone", "quick"]
 

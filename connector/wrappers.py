@@ -3,15 +3,15 @@
 ``RerankingElasticsearch`` / ``AsyncRerankingElasticsearch`` subclass elasticsearch-py's clients,
 ``RerankingOpenSearch`` / ``AsyncRerankingOpenSearch`` opensearch-py's. They are built like the
 client they extend plus ``reranker=`` (scoring-server address(es)) and ``rerank_config=`` (a
-:class:`~connector.proxy.config.ProxyConfig`, the proxy's YAML schema), and ``search()`` takes
+:class:`~connector.rewrite.config.ProxyConfig`, the proxy's YAML schema), and ``search()`` takes
 the client's own arguments plus ``rerank=`` (the per-search ``ext.erank`` overrides, e.g.
 ``{"query_text": ..., "window": 100}``). ``search``/``msearch`` answers have the engine's own
 shape, reranked exactly as the proxy does it: the request and response rewriting is the proxy's
-(:mod:`connector.proxy.search`, :mod:`connector.proxy.hits`, :mod:`connector.proxy.failopen`),
+(:mod:`connector.rewrite.search`, :mod:`connector.rewrite.hits`, :mod:`connector.rewrite.failopen`),
 hooked in where the client sends a request (elasticsearch-py's ``perform_request``,
 opensearch-py's transport), so every call path (``search``, ``msearch``, ``options()``) goes
 through it. Each hook is a thin shell around :mod:`connector.wrapping`, the I/O-free part. A
-bad ``rerank``/``ext.erank`` raises :class:`~connector.proxy.config.ConfigError`.
+bad ``rerank``/``ext.erank`` raises :class:`~connector.rewrite.config.ConfigError`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from elastic_transport import ObjectApiResponse
 from elasticsearch import AsyncElasticsearch, Elasticsearch
 from opensearchpy import AsyncOpenSearch, AsyncTransport, OpenSearch, Transport
 
-from connector.proxy.config import ProxyConfig
+from connector.rewrite.config import ProxyConfig
 from connector.wrapping import (
     Rerank,
     Reranking,

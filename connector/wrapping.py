@@ -3,7 +3,7 @@ does before it sends a request and after the engine answers, whatever its flavou
 
 :meth:`Reranking.prepare` rewrites a search or msearch as the proxy does (or says to send it as
 it is); :meth:`Reranking.steps` turns the engine's answer into one step per search (a
-:class:`~connector.proxy.failopen.Scoring` call to make, or what needs none);
+:class:`~connector.rewrite.failopen.Scoring` call to make, or what needs none);
 :meth:`Reranking.assemble` builds the caller's answer from the finished steps. The blocking and
 asyncio shells (:meth:`Reranking.finish_sync`, :meth:`Reranking.finish_async`) differ only in
 how they wait for the scoring calls: one after the other, or all at once.
@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connector.proxy.config import ConfigError, ProxyConfig, RerankOverrides
-from connector.proxy.failopen import (
+from connector.rewrite.config import ConfigError, ProxyConfig, RerankOverrides
+from connector.rewrite.failopen import (
     FailOpenStats,
     Finished,
     Scoring,
@@ -27,8 +27,8 @@ from connector.proxy.failopen import (
     score_sync,
     start,
 )
-from connector.proxy.filterpath import FilterPath
-from connector.proxy.msearch import (
+from connector.rewrite.filterpath import FilterPath
+from connector.rewrite.msearch import (
     Item,
     forward_pairs,
     parse_ndjson,
@@ -36,7 +36,7 @@ from connector.proxy.msearch import (
     plan_items,
     to_ndjson,
 )
-from connector.proxy.search import NOT_FORWARDED, SearchPlan, Skip, plan_search, route, str_params
+from connector.rewrite.search import NOT_FORWARDED, SearchPlan, Skip, plan_search, route, str_params
 from erank_contract.client import AsyncRerankerClient, RerankerClient
 
 Rerank = Mapping[str, Any] | RerankOverrides | None

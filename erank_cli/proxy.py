@@ -25,7 +25,7 @@ def proxy(
 ) -> None:
     """Serve a drop-in Elasticsearch/OpenSearch endpoint whose searches are reranked by ERank."""
     from connector.proxy.app import run as run_proxy
-    from connector.proxy.config import ConfigError, load_config
+    from connector.rewrite.config import ConfigError, load_config
 
     try:
         settings = load_config(config)

@@ -17,7 +17,7 @@ from engines import RunningEngine
 from es8_venv import es8_python
 from opensearchpy import AsyncOpenSearch, OpenSearch, TransportError
 
-from connector.proxy.config import IndexConfig, ProxyConfig
+from connector.rewrite.config import IndexConfig, ProxyConfig
 
 ES8_SCRIPT = Path(__file__).with_name("es8_client.py")
 WINDOW = 12

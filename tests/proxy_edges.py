@@ -16,7 +16,7 @@ from engines import RunningEngine
 from proxy_clients import WINDOW, EngineClient
 
 from connector.proxy.app import RunningProxy
-from connector.proxy.filterpath import FilterPath
+from connector.rewrite.filterpath import FilterPath
 
 QUERY = {"match": {"text": "quick fox"}}
 SORTED = {

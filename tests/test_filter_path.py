@@ -1,4 +1,4 @@
-"""``filter_path`` as the proxy applies it to reranked answers (connector/proxy/filterpath.py).
+"""``filter_path`` as the proxy applies it to reranked answers (connector/rewrite/filterpath.py).
 
 The real engines are the reference: ``tests/proxy_edges.py`` compares this implementation
 with every pinned engine's own filtering on the same answer. Here: the rules on examples and,
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.proxy.filterpath import FilterPath
+from connector.rewrite.filterpath import FilterPath
 
 ANSWER: dict[str, Any] = {
     "took": 3,

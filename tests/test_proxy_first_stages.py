@@ -30,8 +30,8 @@ from proxy_clients import DOCS, WINDOW, EngineClient, proxy_config
 from test_opensearch_ml_commons import cache_with_painless
 
 from connector.proxy.app import running_proxy
-from connector.proxy.config import IndexConfig, ProxyConfig
-from connector.proxy.search import SearchPlan, Skip, plan_search, query_texts, retriever_texts
+from connector.rewrite.config import IndexConfig, ProxyConfig
+from connector.rewrite.search import SearchPlan, Skip, plan_search, query_texts, retriever_texts
 from connector.wrappers import AsyncRerankingElasticsearch
 from erank.server import ScoringServer
 from erank_contract.client import AsyncRerankerClient
@@ -49,7 +49,7 @@ def config(window: int = 8) -> ProxyConfig:
 
 def planned(case: dict[str, Any]) -> bool:
     """Whether the case's expectation is decided by planning (``no_text`` is decided on the
-    fetched hits, by :mod:`connector.proxy.hits`)."""
+    fetched hits, by :mod:`connector.rewrite.hits`)."""
     return case["expect"].get("skip") != "no_text"
 
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.proxy.config import ConfigError, IndexConfig, ProxyConfig, load_config
-from connector.proxy.hits import (
+from connector.rewrite.config import ConfigError, IndexConfig, ProxyConfig, load_config
+from connector.rewrite.hits import (
     MalformedResponse,
     Timings,
     failed_open_body,
@@ -26,8 +26,8 @@ from connector.proxy.hits import (
     reranked_body,
     reranked_order,
 )
-from connector.proxy.msearch import forward_pairs, parse_ndjson, place_responses, plan_items
-from connector.proxy.search import SearchPlan, Skip, plan_search, query_text, route
+from connector.rewrite.msearch import forward_pairs, parse_ndjson, place_responses, plan_items
+from connector.rewrite.search import SearchPlan, Skip, plan_search, query_text, route
 from erank_contract.v1 import reranker_pb2 as pb
 
 QUERY = {"match": {"text": "quick fox"}}

@@ -16,10 +16,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from connector.proxy.config import ProxyConfig
-from connector.proxy.hits import HIT_FIELD, Timings, rerank_request, reranked_body
-from connector.proxy.search import SearchPlan, plan_search
 from connector.rest import create_app, serving
+from connector.rewrite.config import ProxyConfig
+from connector.rewrite.hits import HIT_FIELD, Timings, rerank_request, reranked_body
+from connector.rewrite.search import SearchPlan, plan_search
 from erank.server import ScoringServer
 from erank_contract.client import AsyncRerankerClient
 from erank_contract.v1 import reranker_pb2 as pb

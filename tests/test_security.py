@@ -28,8 +28,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from connector.proxy.app import Proxy
-from connector.proxy.config import ConfigError, parse_config
 from connector.rest import create_app, serving
+from connector.rewrite.config import ConfigError, parse_config
 from connector.security_options import client_security
 from connector.wrappers import Reranking
 from erank.server import ScoringServer, running_server

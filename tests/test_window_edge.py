@@ -1,5 +1,6 @@
-"""Scores below the rank window (connector/proxy/hits.py): the Java processor's rule, so the proxy,
-the client wrappers and the OpenSearch plugin order a page that crosses the window's edge alike."""
+"""Scores below the rank window (connector/rewrite/hits.py): the Java processor's rule, so the
+proxy, the client wrappers and the OpenSearch plugin order a page that crosses the window's edge
+alike."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.proxy.hits import below_window_score
+from connector.rewrite.hits import below_window_score
 
 
 def test_the_java_processors_examples() -> None:

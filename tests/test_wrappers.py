@@ -19,7 +19,7 @@ from engines import free_port as unused_port
 from proxy_clients import OFF, WINDOW, EngineClient, index_corpus, proxy_config
 
 from connector.proxy.app import running_proxy
-from connector.proxy.config import ConfigError
+from connector.rewrite.config import ConfigError
 from connector.wrappers import (
     AsyncRerankingElasticsearch,
     AsyncRerankingOpenSearch,

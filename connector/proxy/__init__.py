@@ -1,8 +1,10 @@
-"""The reranking query proxy (``erank proxy``) and the request/response rewriting it shares
-with the client wrappers (:mod:`connector.wrappers`). See docs/PROXY.md."""
+"""The reranking query proxy (``erank proxy``): an aiohttp server in front of Elasticsearch or
+OpenSearch (``app``, ``http``) that rewrites searches with :mod:`connector.rewrite`, the code it
+shares with the client wrappers. The config names are re-exported here, where a user of the
+proxy or the wrappers looks for them. See docs/PROXY.md."""
 
-from connector.proxy.config import ConfigError, IndexConfig, ProxyConfig, load_config
-from connector.proxy.search import SearchPlan, Skip, plan_search
+from connector.rewrite.config import ConfigError, IndexConfig, ProxyConfig, load_config
+from connector.rewrite.search import SearchPlan, Skip, plan_search
 
 __all__ = [
     "ConfigError",

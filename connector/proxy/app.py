@@ -2,7 +2,7 @@
 
 It is a drop-in endpoint: point any client (``elasticsearch``, ``opensearch-py``, curl) at it
 instead of the engine. ``GET|POST /_search``, ``/{index}/_search`` and the items of
-``_msearch`` are reranked (see :mod:`connector.proxy.search` for which ones); every other request
+``_msearch`` are reranked (see :mod:`connector.rewrite.search` for which ones); every other request
 and every search that is passed through streams to the engine and back byte for byte (status,
 headers such as ``X-Elastic-Product``, compressed bodies), over a pool of kept-alive
 connections. Reranked responses keep the engine's headers and content type and are gzipped when
@@ -33,16 +33,6 @@ from aiohttp.web_response import ContentCoding
 from multidict import CIMultiDict
 from yarl import URL
 
-from connector.proxy.config import ConfigError, ProxyConfig
-from connector.proxy.failopen import (
-    STATUS_HEADER,
-    FailOpenStats,
-    Outcome,
-    finish_async,
-    is_search_response,
-)
-from connector.proxy.filterpath import FilterPath
-from connector.proxy.hits import Timings
 from connector.proxy.http import (
     BODY_HEADERS,
     HOP_BY_HOP,
@@ -53,9 +43,19 @@ from connector.proxy.http import (
     dumps,
     json_body,
 )
-from connector.proxy.msearch import Item, forward_pairs, parse_ndjson, place_responses, plan_items
-from connector.proxy.msearch import to_ndjson as ndjson
-from connector.proxy.search import SearchPlan, Skip, error_json, plan_search, route
+from connector.rewrite.config import ConfigError, ProxyConfig
+from connector.rewrite.failopen import (
+    STATUS_HEADER,
+    FailOpenStats,
+    Outcome,
+    finish_async,
+    is_search_response,
+)
+from connector.rewrite.filterpath import FilterPath
+from connector.rewrite.hits import Timings
+from connector.rewrite.msearch import Item, forward_pairs, parse_ndjson, place_responses, plan_items
+from connector.rewrite.msearch import to_ndjson as ndjson
+from connector.rewrite.search import SearchPlan, Skip, error_json, plan_search, route
 from erank_contract.client import AsyncRerankerClient
 
 log = logging.getLogger("erank.proxy")

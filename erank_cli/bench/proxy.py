@@ -114,7 +114,7 @@ async def live(bench: ProxyBench) -> dict[str, Any]:
     import aiohttp
 
     from connector.proxy.app import running_proxy
-    from connector.proxy.config import IndexConfig, ProxyConfig
+    from connector.rewrite.config import IndexConfig, ProxyConfig
 
     async with aiohttp.ClientSession() as session:
         await index_documents(session, bench)
@@ -131,9 +131,9 @@ async def live(bench: ProxyBench) -> dict[str, Any]:
 
 def isolated(bench: ProxyBench) -> dict[str, Any]:
     """Hits per CPU-second of the proxy's rewrite and of the fusion, on synthetic hits."""
-    from connector.proxy.config import IndexConfig, ProxyConfig
-    from connector.proxy.hits import Timings, rerank_request, reranked_body
-    from connector.proxy.search import SearchPlan, plan_search
+    from connector.rewrite.config import IndexConfig, ProxyConfig
+    from connector.rewrite.hits import Timings, rerank_request, reranked_body
+    from connector.rewrite.search import SearchPlan, plan_search
     from erank.fusion import hybrid_scores
     from erank_contract.v1 import reranker_pb2 as pb
 

@@ -23,7 +23,7 @@ public final class PageRequest {
     public static final String ATTR_WINDOW = "erank.window";
     public static final String ATTR_FETCHED_FROM_TOP = "erank.fetched_from_top";
 
-    /** Skip reasons, named as the query proxy names them ({@code connector/proxy/search.py}). */
+    /** Skip reasons, named as the query proxy names them ({@code connector/rewrite/search.py}). */
     static final String SKIP_SCROLL = "scroll";
     static final String SKIP_SEARCH_AFTER = "search_after";
     static final String SKIP_SORT = "sort";

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 
-from connector.proxy.hits import (
+from connector.rewrite.hits import (
     MalformedResponse,
     Timings,
     failed_open_body,
@@ -30,7 +30,7 @@ from connector.proxy.hits import (
     rerank_request,
     reranked_body,
 )
-from connector.proxy.search import SearchPlan
+from connector.rewrite.search import SearchPlan
 from erank_contract.client import AsyncRerankerClient, RerankerClient
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import scoring_error

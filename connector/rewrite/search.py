@@ -2,11 +2,11 @@
 
 Shared by the HTTP proxy and the client wrappers: they hand over the index expression, the URL
 parameters and the parsed body, and get back a :class:`SearchPlan` (rerank: forward ``body`` and
-``params``, then finish with :mod:`connector.proxy.hits`), a :class:`Skip` (forward the search as
+``params``, then finish with :mod:`connector.rewrite.hits`), a :class:`Skip` (forward the search as
 it is, less ``ext.erank``), or a :class:`ConfigError` (answer HTTP 400).
 
 ``filter_path`` does not stop a rerank: the engine is asked for its whole answer and the
-reranked one is filtered as the engine would have (:mod:`connector.proxy.filterpath`).
+reranked one is filtered as the engine would have (:mod:`connector.rewrite.filterpath`).
 
 Rank window apart from the page: a search for ``from``/``size`` with ``from < window`` is sent
 as ``from=0, size=max(window, from + size)``, so every page of a query is cut from one reranked
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from connector.proxy.config import ConfigError, IndexConfig, ProxyConfig, parse_overrides
-from connector.proxy.filterpath import FilterPath
+from connector.rewrite.config import ConfigError, IndexConfig, ProxyConfig, parse_overrides
+from connector.rewrite.filterpath import FilterPath
 
 DEFAULT_SIZE = 10
 SEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_search/?$")

@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connector.proxy.search import SearchPlan
 from connector.results import optional_parts, status_name
+from connector.rewrite.search import SearchPlan
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import FUSION_USED, fused, scoring_options
 

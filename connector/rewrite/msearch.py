@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connector.proxy.config import ConfigError, ProxyConfig
-from connector.proxy.search import SearchPlan, Skip, error_json, plan_search
+from connector.rewrite.config import ConfigError, ProxyConfig
+from connector.rewrite.search import SearchPlan, Skip, error_json, plan_search
 
 
 @dataclass(frozen=True)
