@@ -17,6 +17,7 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from connector.rest import create_app, serving
 from erank.checkpoints import (
@@ -28,6 +29,13 @@ from erank.checkpoints import (
 from erank.server import ScoringServer, running_server
 from erank.settings import ServerSettings
 from erank_contract.client import AsyncRerankerClient
+
+# Property tests share the machine with vLLM engines and search-engine JVMs started by the same
+# session: wall-clock limits on generating examples would fail on load, not on behaviour.
+settings.register_profile(
+    "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-machine")
 
 SCRIPT_7 = Script()  # <think>scripted</think><answer>7</answer>, logits 7: 8.0, 8: 7.0
 SCRIPT_10 = Script(
