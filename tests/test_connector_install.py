@@ -25,10 +25,18 @@ from engines import free_port
 from erank.server import ScoringServer
 
 ROOT = Path(__file__).resolve().parents[1]
-# what the checkout holds beyond the installable packages (and build output of earlier runs)
-_NOT_INSTALLED = shutil.ignore_patterns(
-    ".git", ".venv", ".*cache", "__pycache__", "build", "*.egg-info", "tests", "bench", "java"
+_BUILD_OUTPUT = shutil.ignore_patterns(
+    ".git", ".venv", ".*cache", "__pycache__", "build", "*.egg-info", "java"
 )
+
+
+def _not_installed(folder: str, names: list[str]) -> set[str]:
+    """What the checkout holds beyond the installable packages: build output of earlier runs,
+    and the top-level ``tests/`` and ``bench/`` (not ``erank_cli/bench/``, which is installed)."""
+    ignored = set(_BUILD_OUTPUT(folder, names))
+    if Path(folder) == ROOT:
+        ignored |= {name for name in names if name in ("tests", "bench")}
+    return ignored
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +45,7 @@ def connector_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     is installed, so the build leaves nothing in the working tree)."""
     base = tmp_path_factory.mktemp("connector-install")
     source = base / "src"
-    shutil.copytree(ROOT, source, ignore=_NOT_INSTALLED)
+    shutil.copytree(ROOT, source, ignore=_not_installed)
     started = time.monotonic()
     # no pip inside the venv (ensurepip takes longer than the install): this suite's pip
     # installs into it, from pip's cache, without compiling bytecode nobody will run twice
