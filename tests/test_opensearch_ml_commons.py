@@ -298,7 +298,11 @@ async def test_token_goes_to_the_connector_credential_not_to_json(
     `Authorization: Bearer ${credential.token}`; neither the connector nor the pipeline shows it."""
     token = "ml-commons-token-" + "x" * 16
     options = InstallOptions(
-        endpoint=rest_url, pipeline="erank_token", mode="ml-commons", timeout_s=120, token=token
+        endpoint=rest_url,
+        pipeline="erank_token",
+        mode="ml-commons",
+        timeout_ms=120_000,
+        token=token,
     )
     result = await blocking(install, client, options)
     try:

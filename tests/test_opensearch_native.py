@@ -560,7 +560,7 @@ async def cats(client: OpenSearch, branch: tuple[str, AsyncRerankerClient]) -> s
         client.index(index="cats", id=doc_id, body={"body": body})
     client.indices.refresh(index="cats")
     options = InstallOptions(
-        endpoint=branch[0], pipeline="erank_cats", fields=("body",), timeout_s=300
+        endpoint=branch[0], pipeline="erank_cats", fields=("body",), timeout_ms=300_000
     )
     await blocking(install, client, options)
     return options.pipeline

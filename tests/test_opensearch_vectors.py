@@ -100,7 +100,7 @@ async def pipeline(vector_client: OpenSearch, rest_url: str) -> str:
         fields=FIELDS,
         window=WINDOW,
         alpha=ALPHA,
-        timeout_s=120,
+        timeout_ms=120_000,
     )
     assert (await blocking(install, vector_client, options)).action == "created"
     return options.pipeline
