@@ -166,9 +166,10 @@ def _tasks_of(client: OpenSearch, model_id: str | None) -> set[str]:
     return {hit["_id"] for hit in found["hits"]["hits"]}
 
 
-def _retry(call: Callable[[], Any], attempts: int = 10) -> Any:
+def _retry(call: Callable[[], Any], attempts: int = 60) -> Any:
     """ml-commons updates model state asynchronously: a delete right after an undeploy may be
-    refused for a moment (HTTP 400/409); anything else is raised at once."""
+    refused for a moment (HTTP 400/409; seconds on a busy node, so up to 30 s here); anything
+    else is raised at once."""
     for attempt in range(attempts):
         try:
             return call()
