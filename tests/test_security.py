@@ -229,7 +229,9 @@ def test_half_a_security_setup_is_refused(fields: dict[str, str], named: str) ->
         ServerSettings(**fields)  # type: ignore[arg-type]
 
 
-def test_unreadable_certificate_names_the_field(tmp_path: Path) -> None:
+async def test_unreadable_certificate_names_the_field(tmp_path: Path) -> None:
+    """A TLS file that cannot be read is refused naming its setting (the gRPC server is built
+    on the running loop, as `erank serve` builds it)."""
     missing = tmp_path / "nope.pem"
     settings = ServerSettings(tls_cert=missing, tls_key=missing, port=0)
     with pytest.raises(ValueError, match="tls_key: cannot read"):
@@ -290,7 +292,7 @@ async def test_proxy_and_wrappers_use_their_scoring_server_section(
         assert (await proxy.reranker.rerank(REQUEST)).results
     finally:
         await proxy.close()
-    reranking = Reranking(address, config)
+    reranking = Reranking(address, config, elasticsearch=True)
     try:
         assert (await reranking.async_client.rerank(REQUEST)).results
     finally:
