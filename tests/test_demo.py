@@ -55,7 +55,8 @@ def test_demo_on_the_real_qwen3_tokenizer_counts_real_tokens() -> None:
     )
     env = {**os.environ, "COLUMNS": "140"}
     out = subprocess.run(
-        [sys.executable, "-m", "erank_cli", "demo", "--tokenizer", "qwen3"],
+        # eager: this test is about token counts, and skipping graph compilation saves CI ~40 s
+        [sys.executable, "-m", "erank_cli", "demo", "--tokenizer", "qwen3", "--enforce-eager"],
         env=env,
         capture_output=True,
         text=True,
