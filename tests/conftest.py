@@ -8,7 +8,7 @@ and servers on it are reused.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -17,6 +17,7 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 import pytest
 import pytest_asyncio
+from engines import RunningEngine, engine_pool_fixture, fetch_plugin, start_engine
 from hypothesis import HealthCheck, settings
 
 from connector.rest import create_app, serving
@@ -36,6 +37,31 @@ settings.register_profile(
     "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("shared-machine")
+
+# Plain OpenSearch/Elasticsearch engines, started once per session (tests/engines/fixtures.py).
+engine_pool = engine_pool_fixture()
+VECTOR_OPENSEARCH = (
+    "2.19.6"  # the version whose k-NN and neural-search plugins Maven Central serves
+)
+
+
+@pytest.fixture(scope="session")
+def vector_opensearch() -> Iterator[RunningEngine]:
+    """OpenSearch with our plugin, k-NN and neural-search (lang-painless added): one engine for
+    the vector tests of test_opensearch_vectors and test_proxy_first_stages, which keep their
+    indices and pipelines apart by name (a plugin engine start costs ~30 s)."""
+    from test_opensearch_ml_commons import cache_with_painless  # test modules import conftest
+    from test_opensearch_native import plugin_zip
+
+    version = VECTOR_OPENSEARCH
+    names = ("opensearch-knn", "neural-search")
+    plugins = [plugin_zip(version)] + [fetch_plugin(name, version) for name in names]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ERANK_ENGINES_CACHE", str(cache_with_painless(version)))
+        engine = start_engine("opensearch", version, plugins=plugins)
+    with engine:
+        yield engine
+
 
 SCRIPT_7 = Script()  # <think>scripted</think><answer>7</answer>, logits 7: 8.0, 8: 7.0
 SCRIPT_10 = Script(

@@ -57,8 +57,10 @@ MAPPINGS = {
 
 
 def index_corpus(engine: RunningEngine) -> None:
-    """Create ``docs`` and ``docs-off`` (one shard each) with :data:`DOCS`, refreshed."""
+    """Create ``docs`` and ``docs-off`` (one shard each) with :data:`DOCS`, refreshed; what another
+    module left under those names on a shared engine is deleted first."""
     for index in ("docs", OFF):
+        engine.request("DELETE", f"/{index}", expect_error=True)
         engine.request(
             "PUT",
             f"/{index}",

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from engines import ELASTICSEARCH_VERSIONS, start_engine
+from engines import ELASTICSEARCH_VERSIONS, EnginePool
 from typer.testing import CliRunner
 
 from erank_cli.app import app
@@ -127,17 +127,16 @@ async def test_rest_front_answers_a_rerank_the_way_elasticsearch_reads_it(
     assert ranked == [(r.index, r.rank_score) for r in expected.results]
 
 
-def test_install_reports_elasticsearch_refusal() -> None:
+def test_install_reports_elasticsearch_refusal(engine_pool: EnginePool) -> None:
     """The integ-test-zip has no inference plugin: install must fail with Elasticsearch's own
     answer, not half-succeed. (When a zip with the inference API appears, this test fails:
     replace it with a real `PUT _inference` round trip.)"""
-    with start_engine("elasticsearch", ELASTICSEARCH_VERSIONS[-1]) as engine:
-        with pytest.raises(ElasticsearchError) as refused:
-            install(connect(engine.url), "http://127.0.0.1:9/")
-        by_cli = CliRunner().invoke(
-            app,
-            ["elasticsearch", "install", f"--elasticsearch={engine.url}", "--endpoint=http://x"],
-        )
+    engine = engine_pool.get("elasticsearch", ELASTICSEARCH_VERSIONS[-1])
+    with pytest.raises(ElasticsearchError) as refused:
+        install(connect(engine.url), "http://127.0.0.1:9/")
+    by_cli = CliRunner().invoke(
+        app, ["elasticsearch", "install", f"--elasticsearch={engine.url}", "--endpoint=http://x"]
+    )
     refusal = "no handler found for uri [/_inference/rerank/erank] and method [GET]"
     assert str(refused.value) == f"GET /_inference/rerank/erank -> HTTP 400: {refusal}"
     # the command prints the same one line, brackets and all (rich markup would eat them)

@@ -1,5 +1,6 @@
 """Smoke test of tests/engines/: every pinned OpenSearch and Elasticsearch really starts,
-indexes with _bulk, and ranks a BM25 `match` query. One engine at a time; none is ever skipped.
+indexes with _bulk, and ranks a BM25 `match` query; a stopped engine leaves nothing behind.
+None is ever skipped. The ranking checks use the session's shared engines (``engine_pool``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from engines import (
     ALL_ENGINES,
     OPENSEARCH_VERSIONS,
     EngineKind,
+    EnginePool,
     RunningEngine,
     fetch,
-    fetch_plugin,
     start_engine,
 )
 
@@ -49,39 +50,30 @@ def index_and_search(engine: RunningEngine) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(("kind", "version"), ALL_ENGINES, ids=[f"{k}-{v}" for k, v in ALL_ENGINES])
-def test_engine_ranks_bm25(kind: EngineKind, version: str) -> None:
-    began = time.monotonic()
-    fetch(kind, version)  # the download, if any, is not part of the start time
-    fetched = time.monotonic()
-    with start_engine(kind, version) as engine:
-        started = time.monotonic()
-        assert engine.kind == kind and engine.version == version
-        # (not `GET /`: Elasticsearch's integ-test-zip lacks the rest-root module)
-        nodes = engine.request("GET", "/_nodes/_local")["nodes"]
-        assert [n["version"] for n in nodes.values()] == [version]
-        hits = index_and_search(engine)
-        instance = engine.instance_dir
-        print(
-            f"{kind} {version}: fetch {fetched - began:.1f} s, start {started - fetched:.1f} s,"
-            f" Java {engine.java_home}"
-        )
-    assert engine.process.poll() is not None, "engine still running after stop()"
-    assert not instance.exists(), "instance directory left behind"
+def test_engine_ranks_bm25(engine_pool: EnginePool, kind: EngineKind, version: str) -> None:
+    engine = engine_pool.get(kind, version)
+    assert engine.kind == kind and engine.version == version
+    # (not `GET /`: Elasticsearch's integ-test-zip lacks the rest-root module)
+    nodes = engine.request("GET", "/_nodes/_local")["nodes"]
+    assert [n["version"] for n in nodes.values()] == [version]
+    hits = index_and_search(engine)
     assert [h["_id"] for h in hits] == EXPECTED_ORDER, hits
     scores = [h["_score"] for h in hits]
     assert all(s > 0 for s in scores)
     assert scores == sorted(scores, reverse=True) and len(set(scores)) == len(scores), scores
 
 
-def test_opensearch_plugin_install() -> None:
-    """Plugin zips from Maven Central install offline (ml-commons needs job-scheduler). On 2.19:
-    neither plugin's 3.8.0.0 is on Maven Central, so the 3.x line cannot carry them."""
-    version = OPENSEARCH_VERSIONS[0]
-    names = ("opensearch-job-scheduler", "opensearch-ml-plugin")
-    zips = [fetch_plugin(name, version) for name in names]
-    with start_engine("opensearch", version, plugins=zips) as engine:
-        plugins = engine.request("GET", "/_cat/plugins?format=json")
-    assert {p["component"] for p in plugins} >= {"opensearch-job-scheduler", "opensearch-ml"}, (
-        plugins
-    )
-    assert all(p["version"] == f"{version}.0" for p in plugins), plugins
+def test_stopped_engine_leaves_nothing_behind() -> None:
+    """The fastest engine to start, started and stopped on its own: process gone, instance
+    directory removed."""
+    kind, version = "opensearch", OPENSEARCH_VERSIONS[0]
+    began = time.monotonic()
+    fetch(kind, version)  # the download, if any, is not part of the start time
+    fetched = time.monotonic()
+    with start_engine(kind, version) as engine:
+        started = time.monotonic()
+        assert engine.request("GET", "/_cluster/health")["status"] in {"yellow", "green"}
+        instance = engine.instance_dir
+        print(f"{kind} {version}: fetch {fetched - began:.1f} s, start {started - fetched:.1f} s")
+    assert engine.process.poll() is not None, "engine still running after stop()"
+    assert not instance.exists(), "instance directory left behind"

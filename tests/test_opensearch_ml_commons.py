@@ -190,6 +190,20 @@ def similarities(prediction: dict[str, Any]) -> list[float]:
     return [o["data"][0] for o in outputs]
 
 
+def test_plugin_zips_from_maven_central_install_offline(opensearch: RunningEngine) -> None:
+    """ml-commons and its job-scheduler (and k-NN, neural-search) from Maven Central, installed
+    offline in the engine's own version. (On 2.19 only: neither ml plugin's 3.8.0.0 is there.)"""
+    plugins = opensearch.request("GET", "/_cat/plugins?format=json")
+    wanted = {
+        "opensearch-job-scheduler",
+        "opensearch-ml",
+        "opensearch-knn",
+        "opensearch-neural-search",
+    }
+    assert {p["component"] for p in plugins} >= wanted, plugins
+    assert all(p["version"] == f"{VERSION}.0" for p in plugins), plugins
+
+
 async def test_predict_returns_the_servers_scores(
     client: OpenSearch, installed: dict[str, Any], tiny_client: AsyncRerankerClient
 ) -> None:

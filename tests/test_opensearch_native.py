@@ -85,34 +85,44 @@ KEYSTORE_TOKEN = "keystore-token-" + "k" * 16
 
 def plugin_zip(version: str) -> Path:
     """Our plugin built with Maven for OpenSearch ``version``; cached by version and by a
-    digest of the plugin's sources, so a re-run (or another test run) reuses it."""
+    digest of the plugin's sources, so a re-run (or another test run) reuses it. A zip that
+    `mvn package` left in ``target/`` after the last change of a source (CI builds both versions
+    with their JUnit tests before pytest) is taken as it is."""
+    sources = sorted(p for p in (PLUGIN_SOURCE / "src").rglob("*") if p.is_file())
+    sources.append(PLUGIN_SOURCE / "pom.xml")
     digest = hashlib.sha256()
-    for path in sorted(p for p in (PLUGIN_SOURCE / "src").rglob("*") if p.is_file()):
+    for path in sources:
         digest.update(str(path.relative_to(PLUGIN_SOURCE)).encode() + path.read_bytes())
-    digest.update((PLUGIN_SOURCE / "pom.xml").read_bytes())
     cached = (
         cache_dir() / "erank-plugin" / f"erank-opensearch-{version}-{digest.hexdigest()[:16]}.zip"
     )
     if cached.is_file():
         return cached
-    command = ["mvn", "-B", "-q", "-DskipTests", f"-Dopensearch.version={version}", "package"]
-    if int(version.split(".")[0]) >= 3:
-        command.insert(1, "-Pos3")
-    java = find_java("opensearch", version)
-    done = subprocess.run(
-        command,
-        cwd=PLUGIN_SOURCE,
-        env={**os.environ, "JAVA_HOME": str(java)},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
+    built = (
+        PLUGIN_SOURCE
+        / "target"
+        / f"opensearch-{version}"
+        / f"erank-opensearch-0.1.0-opensearch-{version}.zip"
     )
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
-    built = PLUGIN_SOURCE / "target" / f"opensearch-{version}"
+    newest_source = max(path.stat().st_mtime for path in sources)
+    if not built.is_file() or built.stat().st_mtime <= newest_source:
+        command = ["mvn", "-B", "-q", "-DskipTests", f"-Dopensearch.version={version}", "package"]
+        if int(version.split(".")[0]) >= 3:
+            command.insert(1, "-Pos3")
+        java = find_java("opensearch", version)
+        done = subprocess.run(
+            command,
+            cwd=PLUGIN_SOURCE,
+            env={**os.environ, "JAVA_HOME": str(java)},
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+        assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     cached.parent.mkdir(parents=True, exist_ok=True)
     staging = cached.with_suffix(f".{os.getpid()}.tmp")
-    shutil.copyfile(built / f"erank-opensearch-0.1.0-opensearch-{version}.zip", staging)
+    shutil.copyfile(built, staging)
     os.replace(staging, cached)
     return cached
 

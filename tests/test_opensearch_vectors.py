@@ -15,14 +15,13 @@ No 3.x release of neural-search is there (3.0.0.0, 3.1.0.0, 3.2.0.0, 3.3.0.0, 3.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from engines import RunningEngine, fetch_plugin, start_engine
+from engines import RunningEngine
 from opensearchpy import OpenSearch
-from test_opensearch_ml_commons import cache_with_painless
 from test_opensearch_native import (
     ALPHA,
     CORPUS,
@@ -32,7 +31,6 @@ from test_opensearch_native import (
     assert_scored_as_grpc,
     blocking,
     erank_of,
-    plugin_zip,
     search,
 )
 
@@ -42,21 +40,14 @@ from opensearch_plugin.options import InstallOptions
 
 # Where the `knn` and `hybrid` queries can run: opensearch-knn and neural-search X.Y.Z.0 on
 # Maven Central (see the module's docstring for the 3.x releases checked).
-VECTOR_VERSIONS = ("2.19.6",)
-VECTOR_PLUGINS = ("opensearch-knn", "neural-search")
 VECTORS = "vectors"
 QUERY_VECTOR = [1.0, 0.0, 0.0]
 
 
-@pytest.fixture(scope="module", params=VECTOR_VERSIONS, ids=lambda v: f"opensearch-{v}")
-def opensearch(request: pytest.FixtureRequest) -> Iterator[RunningEngine]:
-    version: str = request.param
-    plugins = [plugin_zip(version)] + [fetch_plugin(name, version) for name in VECTOR_PLUGINS]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ERANK_ENGINES_CACHE", str(cache_with_painless(version)))
-        engine = start_engine("opensearch", version, plugins=plugins)
-    with engine:
-        yield engine
+@pytest.fixture(scope="module")
+def opensearch(vector_opensearch: RunningEngine) -> RunningEngine:
+    """The session's OpenSearch with our plugin, k-NN and neural-search (tests/conftest.py)."""
+    return vector_opensearch
 
 
 def vector(i: int) -> list[float]:
@@ -70,6 +61,7 @@ def vector_client(opensearch: RunningEngine) -> OpenSearch:
     """The corpus of `test_opensearch_native`, with a 3-dimensional `knn_vector` per document
     (Lucene HNSW)."""
     client = connect(opensearch.url)
+    client.indices.delete(index=VECTORS, ignore_unavailable=True)  # a shared engine
     client.indices.create(
         index=VECTORS,
         body={

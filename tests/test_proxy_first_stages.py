@@ -21,13 +21,10 @@ from engines import (
     ELASTICSEARCH_VERSIONS,
     RunningEngine,
     engines_fixture,
-    fetch_plugin,
-    start_engine,
 )
 from hypothesis import given
 from hypothesis import strategies as st
 from proxy_clients import DOCS, WINDOW, EngineClient, proxy_config
-from test_opensearch_ml_commons import cache_with_painless
 
 from connector.proxy.app import running_proxy
 from connector.rewrite.config import IndexConfig, ProxyConfig
@@ -496,55 +493,51 @@ async def test_es_knn_fails_open_when_the_scoring_server_is_down(vectors: Runnin
 
 # --- OpenSearch 2.19.6 with k-NN and neural-search: the hybrid query through the proxy ---
 
-OS_VERSION = "2.19.6"  # the version whose k-NN and neural-search plugins Maven Central serves
 HYBRID_PIPELINE = "hybrid_norm"
 
 
 @pytest.fixture(scope="module")
-def os_vectors() -> Iterator[RunningEngine]:
-    """OpenSearch with k-NN and neural-search installed as test_opensearch_vectors installs them
-    (lang-painless added), ``vectors`` indexed like Elasticsearch's, a normalization pipeline."""
-    plugins = [fetch_plugin(name, OS_VERSION) for name in ("opensearch-knn", "neural-search")]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ERANK_ENGINES_CACHE", str(cache_with_painless(OS_VERSION)))
-        engine = start_engine("opensearch", OS_VERSION, plugins=plugins)
-    with engine:
-        mappings = {
-            "properties": {
-                "text": {"type": "text"},
-                "n": {"type": "integer"},
-                "vec": {
-                    "type": "knn_vector",
-                    "dimension": 3,
-                    "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2"},
-                },
-            }
+def os_vectors(vector_opensearch: RunningEngine) -> Iterator[RunningEngine]:
+    """The session's OpenSearch with k-NN and neural-search (tests/conftest.py; our plugin is
+    there too), ``vectors`` indexed like Elasticsearch's, a normalization pipeline."""
+    engine = vector_opensearch
+    engine.request("DELETE", f"/{VECTORS}", expect_error=True)  # a shared engine
+    mappings = {
+        "properties": {
+            "text": {"type": "text"},
+            "n": {"type": "integer"},
+            "vec": {
+                "type": "knn_vector",
+                "dimension": 3,
+                "method": {"name": "hnsw", "engine": "lucene", "space_type": "l2"},
+            },
         }
-        settings = {"number_of_shards": 1, "number_of_replicas": 0, "index.knn": True}
-        engine.request("PUT", f"/{VECTORS}", {"settings": settings, "mappings": mappings})
-        bulk: list[dict[str, Any]] = []
-        for i, (doc_id, doc) in enumerate(sorted(DOCS.items())):
-            source = {"n": doc["n"], "vec": vector(i)} | (
-                {"text": doc["text"]} if "text" in doc else {}
-            )
-            bulk += [{"index": {"_index": VECTORS, "_id": doc_id}}, source]
-        answer = engine.request("POST", "/_bulk?refresh=true", bulk)
-        assert answer["errors"] is False, answer
-        normalization = {
-            "normalization-processor": {
-                "normalization": {"technique": "min_max"},
-                "combination": {
-                    "technique": "arithmetic_mean",
-                    "parameters": {"weights": [0.5, 0.5]},
-                },
-            }
-        }
-        engine.request(
-            "PUT",
-            f"/_search/pipeline/{HYBRID_PIPELINE}",
-            {"phase_results_processors": [normalization]},
+    }
+    settings = {"number_of_shards": 1, "number_of_replicas": 0, "index.knn": True}
+    engine.request("PUT", f"/{VECTORS}", {"settings": settings, "mappings": mappings})
+    bulk: list[dict[str, Any]] = []
+    for i, (doc_id, doc) in enumerate(sorted(DOCS.items())):
+        source = {"n": doc["n"], "vec": vector(i)} | (
+            {"text": doc["text"]} if "text" in doc else {}
         )
-        yield engine
+        bulk += [{"index": {"_index": VECTORS, "_id": doc_id}}, source]
+    answer = engine.request("POST", "/_bulk?refresh=true", bulk)
+    assert answer["errors"] is False, answer
+    normalization = {
+        "normalization-processor": {
+            "normalization": {"technique": "min_max"},
+            "combination": {
+                "technique": "arithmetic_mean",
+                "parameters": {"weights": [0.5, 0.5]},
+            },
+        }
+    }
+    engine.request(
+        "PUT",
+        f"/_search/pipeline/{HYBRID_PIPELINE}",
+        {"phase_results_processors": [normalization]},
+    )
+    yield engine
 
 
 def hybrid(*queries: dict[str, Any], size: int = 5) -> dict[str, Any]:

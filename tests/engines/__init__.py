@@ -37,7 +37,7 @@ user), ``process`` (:class:`RunningEngine`, HTTP, stopping), ``start`` (:func:`s
 from __future__ import annotations
 
 from .cli import main
-from .fixtures import engine_fixture, engines_fixture
+from .fixtures import EnginePool, engine_fixture, engine_pool_fixture, engines_fixture
 from .instance import free_port
 from .java import JavaRange, find_java, java_major, java_modules, java_range, required_modules
 from .maven import cache_dir, fetch, fetch_plugin
@@ -72,11 +72,13 @@ __all__ = [
     "EngineError",
     "EngineHTTPError",
     "EngineKind",
+    "EnginePool",
     "JavaRange",
     "RunningEngine",
     "SettingValue",
     "cache_dir",
     "engine_fixture",
+    "engine_pool_fixture",
     "engines_fixture",
     "fetch",
     "fetch_plugin",

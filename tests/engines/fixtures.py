@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,47 @@ def engine_fixture(
     return _engine
 
 
+class EnginePool:
+    """Plain engines (no plugins, default settings) shared by every module of a test session.
+
+    A JVM start costs 10-30 s on the CI machine and six modules ask for the same four plain
+    engines; each engine is started on first use and stopped when the session ends. Modules keep
+    their indices apart by name and create them afresh (an index another module left behind is
+    deleted first), so sharing an engine changes no test's view of it.
+    """
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._running: dict[tuple[EngineKind, str], RunningEngine] = {}
+
+    def get(self, kind: EngineKind, version: str) -> RunningEngine:
+        """The running plain engine of ``kind`` and ``version``, started if none is."""
+        engine = self._running.get((kind, version))
+        if engine is None or engine.process.poll() is not None:
+            engine = self._stack.enter_context(start_engine(kind, version))
+            self._running[(kind, version)] = engine
+        return engine
+
+    def close(self) -> None:
+        self._stack.close()
+        self._running.clear()
+
+
+def engine_pool_fixture() -> Callable[..., Any]:
+    """The session fixture ``engine_pool`` (an :class:`EnginePool`), for the conftest."""
+    import pytest
+
+    @pytest.fixture(scope="session", name="engine_pool")
+    def _pool() -> Iterator[EnginePool]:
+        pool = EnginePool()
+        try:
+            yield pool
+        finally:
+            pool.close()
+
+    return _pool
+
+
 def engines_fixture(
     engines: Sequence[tuple[EngineKind, str]] = ALL_ENGINES,
     *,
@@ -65,8 +107,9 @@ def engines_fixture(
     name: str | None = None,
 ) -> Callable[..., Any]:
     """A fixture parametrized over ``engines`` (ids like ``opensearch-3.8.0``): every test that
-    uses it runs once per engine. pytest groups the tests by parameter and tears one engine
-    down before starting the next, so at most one of them runs at a time."""
+    uses it runs once per engine. Without ``settings`` the engines come from the session's
+    ``engine_pool`` (started once, shared with other modules); with them, each is started for the
+    fixture and stopped after it."""
     import pytest
 
     @pytest.fixture(
@@ -77,6 +120,9 @@ def engines_fixture(
     )
     def _engine(request: Any) -> Iterator[RunningEngine]:
         kind, version = request.param
+        if not settings:
+            yield request.getfixturevalue("engine_pool").get(kind, version)
+            return
         with start_engine(kind, version, settings=settings) as engine:
             yield engine
 
