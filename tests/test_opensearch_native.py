@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
@@ -86,8 +87,9 @@ KEYSTORE_TOKEN = "keystore-token-" + "k" * 16
 def plugin_zip(version: str) -> Path:
     """Our plugin built with Maven for OpenSearch ``version``; cached by version and by a
     digest of the plugin's sources, so a re-run (or another test run) reuses it. A zip that
-    `mvn package` left in ``target/`` after the last change of a source (CI builds both versions
-    with their JUnit tests before pytest) is taken as it is."""
+    `mvn package` left in ``target/`` after the last change of a source is taken as it is: CI
+    builds both versions with their JUnit tests beside the test run, holding ``.build.lock``,
+    which this waits for."""
     sources = sorted(p for p in (PLUGIN_SOURCE / "src").rglob("*") if p.is_file())
     sources.append(PLUGIN_SOURCE / "pom.xml")
     digest = hashlib.sha256()
@@ -98,6 +100,12 @@ def plugin_zip(version: str) -> Path:
     )
     if cached.is_file():
         return cached
+    with (PLUGIN_SOURCE / ".build.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one Maven build at a time in target/
+        return _build_plugin(version, sources, cached)
+
+
+def _build_plugin(version: str, sources: list[Path], cached: Path) -> Path:
     built = (
         PLUGIN_SOURCE
         / "target"
