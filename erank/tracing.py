@@ -72,7 +72,7 @@ def _traced(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.
     """``handler`` with its behaviour run inside :func:`_served` (unary and server-streaming:
     the kinds ``erank.v1.Reranker`` has)."""
     if handler.unary_unary is not None:
-        unary = handler.unary_unary
+        unary: Callable[..., Any] = handler.unary_unary  # an aio server's: a coroutine
 
         async def answer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             with _served(method, metadata, context):
@@ -82,7 +82,7 @@ def _traced(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.
             answer, handler.request_deserializer, handler.response_serializer
         )
     if handler.unary_stream is not None:
-        stream = handler.unary_stream
+        stream: Callable[..., Any] = handler.unary_stream  # an aio server's: async generator
 
         async def events(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -180,7 +180,11 @@ class RerankerClient:
         """``RerankStream``: one event per document as it is scored, then the whole response."""
         span, metadata = start_client_call("RerankStream")
         call = self.stub.RerankStream(request, timeout=timeout or self.timeout, metadata=metadata)
-        call.add_done_callback(lambda done: end_rpc_span(span, done.code()))
+
+        def ended(done: Any) -> None:  # the call, finished: its status is known
+            end_rpc_span(span, done.code())
+
+        cast("grpc.Future[Any]", call).add_done_callback(ended)  # the iterator is the call too
         events: Iterator[pb.RerankEvent] = call
         return events
 

@@ -32,13 +32,15 @@ from typing import Literal, TextIO
 import grpc
 from opentelemetry import propagate, trace
 
+from erank_contract.v1 import reranker_pb2 as pb
+
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID_METADATA = "x-request-id"
 # What a caller's id may be: short, and nothing that could forge a log line or break a header.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
-RPC_SERVICE = "erank.v1.Reranker"
+RPC_SERVICE = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
@@ -112,7 +114,8 @@ def client_call(method: str) -> Iterator[tuple[tuple[str, str], ...]]:
 
 
 def trace_ids() -> tuple[str, str] | None:
-    """(trace id, span id) in hex of the current span, or None outside a recorded trace."""
+    """(trace id, span id) in hex of the current span, or None outside any trace (a caller's
+    ``traceparent`` counts, recorded or not)."""
     context = trace.get_current_span().get_span_context()
     if not context.is_valid:
         return None
@@ -121,7 +124,7 @@ def trace_ids() -> tuple[str, str] | None:
 
 class RequestIdFilter(logging.Filter):
     """Stamps ``request_id`` (``-`` outside a request) on each record, and ``trace_id`` and
-    ``span_id`` inside a recorded trace. Put it on a handler: it sees every logger's records."""
+    ``span_id`` inside a trace. Put it on a handler: it sees every logger's records."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get() or "-"

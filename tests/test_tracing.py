@@ -38,7 +38,7 @@ from spans import (
 )
 
 from erank.server import ScoringServer
-from erank_contract.client import AsyncRerankerClient
+from erank_contract.client import AsyncRerankerClient, RerankerClient
 from erank_contract.telemetry import log_handler, setup_tracing
 from erank_contract.v1 import reranker_pb2 as pb
 
@@ -129,6 +129,39 @@ async def test_scoring_server_names_calls_without_an_id(
     ]
     assert {s.kind for s in refused} == {trace.SpanKind.CLIENT, trace.SpanKind.SERVER}
     assert all(s.status.status_code == trace.StatusCode.ERROR for s in refused)
+
+
+def _blocking_calls(port: int) -> int:
+    """A blocking client's stream and call inside the caller's span; events received."""
+    request = pb.RerankRequest(query=SECRET, documents=[pb.Document(id="d", text=SECRET)])
+    tracer = trace.get_tracer("caller")
+    with (
+        RerankerClient(f"127.0.0.1:{port}", timeout=120) as client,
+        tracer.start_as_current_span("caller"),
+    ):
+        events = list(client.stream(request))
+        client.rerank(request)
+    return len(events)
+
+
+async def test_blocking_client_and_streams_are_traced(
+    tiny_server: ScoringServer, recorded: InMemorySpanExporter
+) -> None:
+    """The blocking client's ``stream`` and ``rerank``: client spans in the caller's trace, the
+    server's spans their children, the stream's ended with its status once it is done."""
+    assert await asyncio.to_thread(_blocking_calls, tiny_server.port) == 2
+    for _ in range(100):  # a stream's span ends in gRPC's thread, as the call completes
+        found = recorded.get_finished_spans()
+        if len(found) == 5:
+            break
+        await asyncio.sleep(0.05)
+    caller = one(found, "caller", trace.SpanKind.INTERNAL)
+    for method in ("Rerank", "RerankStream"):
+        client = one(found, f"erank.v1.Reranker/{method}", trace.SpanKind.CLIENT)
+        server = one(found, f"erank.v1.Reranker/{method}", trace.SpanKind.SERVER)
+        assert client.parent is not None and client.parent.span_id == caller.context.span_id
+        assert server.parent is not None and server.parent.span_id == client.context.span_id
+        assert client.attributes is not None and client.attributes["rpc.grpc.status_code"] == 0
 
 
 async def test_json_log_lines_carry_request_and_trace_ids(
