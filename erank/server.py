@@ -6,7 +6,8 @@ warm-up request. Reflection is on, so ``grpcurl -plaintext HOST:PORT list`` work
 With ``metrics_port`` set, Prometheus metrics (erank/metrics.py) are served at
 ``http://METRICS_HOST:METRICS_PORT/metrics``, loopback unless ``metrics_host`` says otherwise
 (they tell load and cache contents to whoever can reach them). TLS, mutual TLS and the bearer
-token: erank/security.py. How it stops (drain, grace, engine death): erank/lifecycle.py.
+token: erank/security.py. Each call's span, request id and log line: erank/tracing.py. How it
+stops (drain, grace, engine death): erank/lifecycle.py.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from erank.scorer import Scorer
 from erank.security import BearerTokenInterceptor, read_token, server_credentials
 from erank.service import RerankerService
 from erank.settings import ServerSettings
+from erank.tracing import RequestContextInterceptor
 from erank.wire import add_reranker_service
 from erank_contract.v1 import reranker_pb2 as pb
 
@@ -51,7 +53,8 @@ class ScoringServer:
             settings.token.get_secret_value() if settings.token else None, settings.token_file
         )
         self.server = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
+            interceptors=[RequestContextInterceptor()]
+            + ([BearerTokenInterceptor(token)] if token else []),
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -31,6 +31,22 @@ RestToken = Annotated[
 Reranker = Annotated[
     str, typer.Option(help="scoring server(s): host:port, or several comma-separated")
 ]
+LogFormat = Annotated[
+    Literal["text", "json"],
+    typer.Option(
+        envvar="ERANK_LOG_FORMAT",
+        help="log lines as text, or one JSON object each (request_id, trace_id)",
+    ),
+]
+
+
+def observability(service: str, log_format: Literal["text", "json"]) -> None:
+    """Logging with request ids in ``log_format``, and traces when the standard ``OTEL_*``
+    variables ask for them (erank_contract/telemetry.py); ``service`` names the process there."""
+    from erank_contract.telemetry import configure_logging, setup_tracing
+
+    configure_logging(log_format)
+    setup_tracing(service)
 
 
 def resolve_instruction(text: str | None, preset: str | None) -> str | None:

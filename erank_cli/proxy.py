@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from erank_cli.common import Reranker, fail
+from erank_cli.common import LogFormat, Reranker, fail, observability
 
 
 def proxy(
@@ -22,6 +21,7 @@ def proxy(
         Path | None,
         typer.Option("--config", help="YAML file of per-index settings (docs/PROXY.md)"),
     ] = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """Serve a drop-in Elasticsearch/OpenSearch endpoint whose searches are reranked by ERank."""
     from connector.proxy.app import run as run_proxy
@@ -31,5 +31,5 @@ def proxy(
         settings = load_config(config)
     except ConfigError as exc:
         raise fail(f"invalid proxy config: {exc}", code=2) from exc
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    observability("erank-proxy", log_format)
     run_proxy(upstream, reranker, listen=listen, config=settings)

@@ -15,7 +15,7 @@ from connector.security_options import (
     RerankerTokenFile,
     client_security,
 )
-from erank_cli.common import Reranker
+from erank_cli.common import LogFormat, Reranker, observability
 
 
 def rest(
@@ -38,6 +38,7 @@ def rest(
             "(prefer the environment variable: a flag shows in the process list)",
         ),
     ] = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """Serve the REST front (POST /v1/rerank and /v2/rerank in Cohere's shapes, POST /rerank in
     TEI's, GET /health) over gRPC.
@@ -47,6 +48,7 @@ def rest(
     """
     from connector.rest import run
 
+    observability("erank-rest", log_format)
     security = client_security(
         reranker_tls,
         reranker_ca,

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from erank_cli.common import Config, Model, needs_extra
+from erank_cli.common import Config, LogFormat, Model, needs_extra, observability
 
 
 class DemoTokenizer(str, enum.Enum):
@@ -96,6 +96,7 @@ def serve(
         Path | None,
         typer.Option(help="file holding the bearer token calls must carry (or ERANK_TOKEN)"),
     ] = None,
+    log_format: LogFormat = "text",
 ) -> None:
     """Serve erank.v1.Reranker over gRPC (health + reflection included).
 
@@ -106,7 +107,7 @@ def serve(
         from erank.server import serve_forever
         from erank.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    observability("erank-serve", log_format)
     settings = load_settings(
         model=model,
         host=host,

@@ -4,19 +4,22 @@ One channel per client, reused for every call. Each call has a deadline. gRPC's 
 retries ``UNAVAILABLE`` only, and gRPC commits to an attempt once the server has answered, so a
 call is retried only when no scoring server saw it. Several addresses are balanced with gRPC's
 ``round_robin`` policy: scale out by adding scoring servers. ``security=`` adds TLS, a client
-certificate and a bearer token (:mod:`erank_contract.security`). Imports neither torch nor vLLM.
+certificate and a bearer token (:mod:`erank_contract.security`). Each ``erank.v1.Reranker`` call
+is a client span and carries the trace context and request id (:mod:`erank_contract.telemetry`).
+Imports neither torch nor vLLM.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2
 
 from erank_contract.security import ClientSecurity
+from erank_contract.telemetry import client_call, end_aio_span, end_rpc_span, start_client_call
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
 from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES
@@ -102,9 +105,10 @@ class AsyncRerankerClient:
     async def rerank(
         self, request: pb.RerankRequest, timeout: float | None = None
     ) -> pb.RerankResponse:
-        response: pb.RerankResponse = await self.stub.Rerank(
-            request, timeout=timeout or self.timeout
-        )
+        with client_call("Rerank") as metadata:
+            response: pb.RerankResponse = await self.stub.Rerank(
+                request, timeout=timeout or self.timeout, metadata=metadata
+            )
         return response
 
     def stream(
@@ -112,14 +116,17 @@ class AsyncRerankerClient:
     ) -> grpc.aio.UnaryStreamCall[pb.RerankRequest, pb.RerankEvent]:
         """``RerankStream``: iterate it (``async for``) for one event per document, then the
         whole response; ``cancel()`` stops the engine work still running for it."""
+        span, metadata = start_client_call("RerankStream")
         call: grpc.aio.UnaryStreamCall[pb.RerankRequest, pb.RerankEvent]
-        call = self.stub.RerankStream(request, timeout=timeout or self.timeout)
+        call = self.stub.RerankStream(request, timeout=timeout or self.timeout, metadata=metadata)
+        call.add_done_callback(lambda done: end_aio_span(span, done))
         return call
 
     async def model_info(self, timeout: float | None = None) -> pb.ModelInfo:
-        info: pb.ModelInfo = await self.stub.GetModelInfo(
-            pb.GetModelInfoRequest(), timeout=timeout or self.timeout
-        )
+        with client_call("GetModelInfo") as metadata:
+            info: pb.ModelInfo = await self.stub.GetModelInfo(
+                pb.GetModelInfoRequest(), timeout=timeout or self.timeout, metadata=metadata
+            )
         return info
 
     async def health(
@@ -161,22 +168,31 @@ class RerankerClient:
         self._health_check = _health_check(self.channel)
 
     def rerank(self, request: pb.RerankRequest, timeout: float | None = None) -> pb.RerankResponse:
-        response: pb.RerankResponse = self.stub.Rerank(request, timeout=timeout or self.timeout)
+        with client_call("Rerank") as metadata:
+            response: pb.RerankResponse = self.stub.Rerank(
+                request, timeout=timeout or self.timeout, metadata=metadata
+            )
         return response
 
     def stream(
         self, request: pb.RerankRequest, timeout: float | None = None
     ) -> Iterator[pb.RerankEvent]:
         """``RerankStream``: one event per document as it is scored, then the whole response."""
-        events: Iterator[pb.RerankEvent] = self.stub.RerankStream(
-            request, timeout=timeout or self.timeout
-        )
+        span, metadata = start_client_call("RerankStream")
+        call = self.stub.RerankStream(request, timeout=timeout or self.timeout, metadata=metadata)
+
+        def ended(done: Any) -> None:  # the call, finished: its status is known
+            end_rpc_span(span, done.code())
+
+        cast("grpc.Future[Any]", call).add_done_callback(ended)  # the iterator is the call too
+        events: Iterator[pb.RerankEvent] = call
         return events
 
     def model_info(self, timeout: float | None = None) -> pb.ModelInfo:
-        info: pb.ModelInfo = self.stub.GetModelInfo(
-            pb.GetModelInfoRequest(), timeout=timeout or self.timeout
-        )
+        with client_call("GetModelInfo") as metadata:
+            info: pb.ModelInfo = self.stub.GetModelInfo(
+                pb.GetModelInfoRequest(), timeout=timeout or self.timeout, metadata=metadata
+            )
         return info
 
     def health(self, service: str = RERANKER_SERVICE, timeout: float = HEALTH_TIMEOUT_S) -> int:

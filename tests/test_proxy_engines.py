@@ -35,6 +35,8 @@ from proxy_edges import (  # noqa: F401  collected here: on this module's engine
     test_filter_path_is_the_engines_own,
     test_hits_below_the_window_score_below_every_reranked_hit,
 )
+from proxy_tracing import test_proxied_search_is_one_trace_under_one_request_id  # noqa: F401
+from spans import recorded_fixture, spans_fixture  # noqa: F401  fixtures of proxy_tracing
 
 from connector.proxy.app import RunningProxy, running_proxy
 from erank.server import ScoringServer, running_server

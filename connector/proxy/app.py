@@ -7,8 +7,10 @@ and every search that is passed through streams to the engine and back byte for 
 headers such as ``X-Elastic-Product``, compressed bodies), over a pool of kept-alive
 connections. Reranked responses keep the engine's headers and content type and are gzipped when
 the client accepts it. ``X-Erank-Status`` says ``reranked``, ``failed-open`` or ``skipped``;
-``Server-Timing`` gives the first-stage and rerank milliseconds. ``GET /_erank/stats`` counts
-outcomes (index names cannot start with ``_``, so no engine path is hidden).
+``Server-Timing`` gives the first-stage and rerank milliseconds; ``X-Request-Id`` the request's
+id (connector/telemetry.py; a caller's own goes to the engine as sent, none is added there).
+``GET /_erank/stats`` counts outcomes (index names cannot start with ``_``, so no engine path is
+hidden).
 
 aiohttp does the HTTP on both sides (server and pooled client); the scoring server is reached
 through the one gRPC client, :class:`erank_contract.client.AsyncRerankerClient`.
@@ -56,6 +58,7 @@ from connector.rewrite.hits import Timings
 from connector.rewrite.msearch import Item, forward_pairs, parse_ndjson, place_responses, plan_items
 from connector.rewrite.msearch import to_ndjson as ndjson
 from connector.rewrite.search import SearchPlan, Skip, error_json, plan_search, route
+from connector.telemetry import instrument
 from erank_contract.client import AsyncRerankerClient
 
 log = logging.getLogger("erank.proxy")
@@ -325,6 +328,7 @@ def make_app(proxy: Proxy) -> web.Application:
     """The aiohttp application: one catch-all route; closes the pool and client on cleanup."""
     app = web.Application(client_max_size=1024**3)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    instrument(app)  # span, request id (answered in X-Request-Id, never sent to the engine)
 
     async def _close(_: web.Application) -> None:
         await proxy.close()

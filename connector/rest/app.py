@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from connector.rest.cohere import RerankBody, RerankBodyV2, rerank_json, rerank_v2_json
 from connector.rest.errors import error_response, grpc_error, json_response, validation_error
 from connector.rest.tei import TeiBody, rerank_tei_json
+from connector.telemetry import instrument
 from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
 from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
@@ -146,6 +147,7 @@ def create_app(
     over ``max_body_bytes`` (default: the gRPC message limit) is a 413.
     """
     app = web.Application(middlewares=[_json_errors, _bearer_token], client_max_size=max_body_bytes)
+    instrument(app)  # first middleware: span, request id, access line
     app[MAX_BODY] = max_body_bytes
     if token:
         app[TOKEN] = token.encode()
@@ -188,8 +190,8 @@ def run(
     token: str | None = None,
     security: ClientSecurity | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (what ``erank rest`` does); logs one line per request
-    (aiohttp's access log: address, request line, status, size; never a header)."""
+    """Serve until SIGINT/SIGTERM (what ``erank rest`` does); logs one line per request with
+    its request id (connector/telemetry.py: method, path, status, time; never a header)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     log.info(
         "erank rest on http://%s:%d -> scoring server %s (bearer token %s)",
@@ -200,4 +202,4 @@ def run(
     )
     printer: Callable[..., Any] = log.info
     app = create_app(reranker, timeout, token, security=security)
-    web.run_app(app, host=host, port=port, print=printer)
+    web.run_app(app, host=host, port=port, print=printer, access_log=None)
