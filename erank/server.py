@@ -23,13 +23,14 @@ from grpc_reflection.v1alpha import reflection
 from erank import lifecycle
 from erank.admission import Admission
 from erank.backends import Backend, create_backend
-from erank.metrics import MetricsServer
+from erank.metrics import RequestMetrics
 from erank.model_source import ModelUnavailable, check_model
 from erank.scorer import Scorer
 from erank.security import BearerTokenInterceptor, read_token, server_credentials
 from erank.service import RerankerService
 from erank.settings import ServerSettings
 from erank.wire import add_reranker_service
+from erank_contract.metrics import MetricsServer
 from erank_contract.v1 import reranker_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,11 @@ class ScoringServer:
         token = read_token(
             settings.token.get_secret_value() if settings.token else None, settings.token_file
         )
+        interceptors: list[grpc.aio.ServerInterceptor] = [RequestMetrics()]
+        if token:
+            interceptors.append(BearerTokenInterceptor(token))
         self.server = grpc.aio.server(
-            interceptors=[BearerTokenInterceptor(token)] if token else None,
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -31,6 +31,13 @@ RestToken = Annotated[
 Reranker = Annotated[
     str, typer.Option(help="scoring server(s): host:port, or several comma-separated")
 ]
+# One pair for `erank serve`, `erank rest` and `erank proxy`: /metrics on a port of its own.
+MetricsPort = Annotated[
+    int | None, typer.Option(help="serve Prometheus /metrics on this port [off]")
+]
+MetricsHost = Annotated[
+    str | None, typer.Option(help="address of /metrics; 0.0.0.0 opens it [127.0.0.1]")
+]
 
 
 def resolve_instruction(text: str | None, preset: str | None) -> str | None:

@@ -15,7 +15,7 @@ from connector.security_options import (
     RerankerTokenFile,
     client_security,
 )
-from erank_cli.common import Reranker
+from erank_cli.common import MetricsHost, MetricsPort, Reranker
 
 
 def rest(
@@ -38,6 +38,8 @@ def rest(
             "(prefer the environment variable: a flag shows in the process list)",
         ),
     ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
 ) -> None:
     """Serve the REST front (POST /v1/rerank and /v2/rerank in Cohere's shapes, POST /rerank in
     TEI's, GET /health) over gRPC.
@@ -55,4 +57,13 @@ def rest(
         reranker_server_name,
         reranker_token_file,
     )
-    run(reranker, host=host, port=port, timeout=timeout, token=token, security=security)
+    run(
+        reranker,
+        host=host,
+        port=port,
+        timeout=timeout,
+        token=token,
+        security=security,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )
