@@ -6,12 +6,11 @@ engine and fixtures; on one engine version only: what is counted does not depend
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import aiohttp
 import pytest
-from engines import ALL_ENGINES, RunningEngine
+from engines import ALL_ENGINES, RunningEngine, free_port
 from proxy_clients import OFF, proxy_config
 from scrape import scrape
 
@@ -22,13 +21,6 @@ QUERY = {"match": {"text": "quick fox"}}
 ON_ONE_ENGINE = pytest.mark.parametrize(
     "engine", [ALL_ENGINES[-1]], indirect=True, ids=["-".join(ALL_ENGINES[-1])]
 )
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on: a scoring server that is down."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _search(http: aiohttp.ClientSession, url: str, index: str) -> str:
@@ -47,7 +39,7 @@ async def test_proxy_metrics_count_outcomes_fail_open_and_latency(
     config = proxy_config(log_interval_s=3600)
     async with (
         running_proxy(corpus.url, reranker, config, metrics_port=0) as up,
-        running_proxy(corpus.url, f"127.0.0.1:{_closed_port()}", config, metrics_port=0) as down,
+        running_proxy(corpus.url, f"127.0.0.1:{free_port()}", config, metrics_port=0) as down,
         aiohttp.ClientSession() as http,
     ):
         assert await _search(http, up.url, "docs") == "reranked"

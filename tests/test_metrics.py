@@ -9,7 +9,6 @@ too), so its checks compare scrapes before and after; each REST front counts on 
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +18,7 @@ import grpc
 import pytest
 import pytest_asyncio
 from conftest import engine_settings
+from engines import free_port
 from scrape import Scrape, scrape
 
 from connector.rest import create_app, serving
@@ -38,13 +38,6 @@ def fresh_texts(n: int) -> list[str]:
 
 def fresh_docs(n: int) -> list[pb.Document]:
     return [pb.Document(id=str(i), text=text) for i, text in enumerate(fresh_texts(n))]
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: a scoring server that is down."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def engine_busy(server: ScoringServer, call: asyncio.Future[Any]) -> None:
@@ -115,7 +108,7 @@ async def test_rest_front_counts_routes_statuses_and_scoring_failures(
     tiny_server: ScoringServer,
 ) -> None:
     app = create_app(f"127.0.0.1:{tiny_server.port}", timeout=120, metrics_port=0)
-    down = create_app(f"127.0.0.1:{closed_port()}", timeout=10, metrics_port=0)
+    down = create_app(f"127.0.0.1:{free_port()}", timeout=10, metrics_port=0)
     async with (
         serving(app) as url,
         serving(down) as down_url,
