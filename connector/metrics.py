@@ -23,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import get_args
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -36,8 +37,6 @@ from connector.rewrite.search import route
 from erank_contract.metrics import LATENCY_BUCKETS, MetricsServer, app_registry
 
 log = logging.getLogger("erank.metrics")
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 UNMATCHED = "unmatched"
 CLIENT_CLOSED = 499  # the client went away before the answer (nginx's name for it)
 

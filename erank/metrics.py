@@ -83,9 +83,7 @@ def _timed(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[...
     return unary
 
 
-def _timed_stream(
-    method: str, behavior: Callable[..., AsyncIterator[Any]]
-) -> Callable[..., AsyncIterator[Any]]:
+def _timed_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
     async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         began = time.perf_counter()
         try:

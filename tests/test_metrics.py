@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -52,7 +53,9 @@ async def engine_busy(server: ScoringServer, call: asyncio.Future[Any]) -> None:
 @pytest_asyncio.fixture
 async def metered_server(tiny_server: ScoringServer) -> AsyncIterator[ScoringServer]:
     """A scoring server with /metrics and one call in flight at most, on the session's engine."""
-    settings = engine_settings(tiny_server.settings.model, metrics_port=0, max_inflight_requests=1)
+    settings = engine_settings(
+        Path(tiny_server.settings.model), metrics_port=0, max_inflight_requests=1
+    )
     async with running_server(settings, tiny_server.backend) as server:
         yield server
 
