@@ -12,7 +12,8 @@ Shutting down, the server ``close``s admission: from then on calls are refused w
 (``idle``). Only then does gRPC stop: calls that reach a stopping gRPC server end CANCELLED,
 which no client retries.
 
-All counting happens on the server's event loop, so no lock is needed.
+All counting happens on the server's event loop, so no lock is needed. The counts are also
+Prometheus gauges (``erank_inflight_requests``, ``erank_queued_documents``; erank/metrics.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+from erank import metrics
 from erank.settings import ServerSettings
 
 _IDLE_POLL_S = 0.05
@@ -75,11 +77,15 @@ class Admission:
             )
         self.requests += 1
         self.documents += documents
+        metrics.INFLIGHT.inc()
+        metrics.QUEUED_DOCUMENTS.inc(documents)
         try:
             yield
         finally:
             self.requests -= 1
             self.documents -= documents
+            metrics.INFLIGHT.dec()
+            metrics.QUEUED_DOCUMENTS.dec(documents)
 
     def close(self) -> None:
         """Admit no more calls."""

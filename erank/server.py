@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from erank import lifecycle
 from erank.admission import Admission
 from erank.backends import Backend, create_backend
-from erank.metrics import MetricsServer
+from erank.metrics import RequestMetrics
 from erank.model_source import ModelUnavailable, check_model
 from erank.scorer import Scorer
 from erank.security import BearerTokenInterceptor, read_token, server_credentials
@@ -32,6 +32,7 @@ from erank.service import RerankerService
 from erank.settings import ServerSettings
 from erank.tracing import RequestContextInterceptor
 from erank.wire import add_reranker_service
+from erank_contract.metrics import MetricsServer
 from erank_contract.v1 import reranker_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,14 @@ class ScoringServer:
         token = read_token(
             settings.token.get_secret_value() if settings.token else None, settings.token_file
         )
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            RequestContextInterceptor(),
+            RequestMetrics(),
+        ]
+        if token:
+            interceptors.append(BearerTokenInterceptor(token))
         self.server = grpc.aio.server(
-            interceptors=[RequestContextInterceptor()]
-            + ([BearerTokenInterceptor(token)] if token else []),
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),

@@ -49,6 +49,15 @@ def observability(service: str, log_format: Literal["text", "json"]) -> None:
     setup_tracing(service)
 
 
+# One pair for `erank serve`, `erank rest` and `erank proxy`: /metrics on a port of its own.
+MetricsPort = Annotated[
+    int | None, typer.Option(help="serve Prometheus /metrics on this port [off]")
+]
+MetricsHost = Annotated[
+    str | None, typer.Option(help="address of /metrics; 0.0.0.0 opens it [127.0.0.1]")
+]
+
+
 def resolve_instruction(text: str | None, preset: str | None) -> str | None:
     """The instruction text to install: given, or a preset's (resolved here, so every route,
     ml-commons and Elasticsearch included, sends the paper's exact words)."""

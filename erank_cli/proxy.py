@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from erank_cli.common import LogFormat, Reranker, fail, observability
+from erank_cli.common import LogFormat, MetricsHost, MetricsPort, Reranker, fail, observability
 
 
 def proxy(
@@ -22,6 +22,8 @@ def proxy(
         typer.Option("--config", help="YAML file of per-index settings (docs/PROXY.md)"),
     ] = None,
     log_format: LogFormat = "text",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
 ) -> None:
     """Serve a drop-in Elasticsearch/OpenSearch endpoint whose searches are reranked by ERank."""
     from connector.proxy.app import run as run_proxy
@@ -32,4 +34,11 @@ def proxy(
     except ConfigError as exc:
         raise fail(f"invalid proxy config: {exc}", code=2) from exc
     observability("erank-proxy", log_format)
-    run_proxy(upstream, reranker, listen=listen, config=settings)
+    run_proxy(
+        upstream,
+        reranker,
+        listen=listen,
+        config=settings,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )

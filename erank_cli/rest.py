@@ -15,7 +15,7 @@ from connector.security_options import (
     RerankerTokenFile,
     client_security,
 )
-from erank_cli.common import LogFormat, Reranker, observability
+from erank_cli.common import LogFormat, MetricsHost, MetricsPort, Reranker, observability
 
 
 def rest(
@@ -39,6 +39,8 @@ def rest(
         ),
     ] = None,
     log_format: LogFormat = "text",
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
 ) -> None:
     """Serve the REST front (POST /v1/rerank and /v2/rerank in Cohere's shapes, POST /rerank in
     TEI's, GET /health) over gRPC.
@@ -57,4 +59,13 @@ def rest(
         reranker_server_name,
         reranker_token_file,
     )
-    run(reranker, host=host, port=port, timeout=timeout, token=token, security=security)
+    run(
+        reranker,
+        host=host,
+        port=port,
+        timeout=timeout,
+        token=token,
+        security=security,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )

@@ -18,7 +18,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from erank_cli.common import Config, LogFormat, Model, needs_extra, observability
+from erank_cli.common import (
+    Config,
+    LogFormat,
+    MetricsHost,
+    MetricsPort,
+    Model,
+    needs_extra,
+    observability,
+)
 
 
 class DemoTokenizer(str, enum.Enum):
@@ -81,12 +89,8 @@ def serve(
     score_cache_ttl: Annotated[
         float | None, typer.Option(help="seconds a cached score lives [forever]")
     ] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="serve Prometheus /metrics on this port [off]")
-    ] = None,
-    metrics_host: Annotated[
-        str | None, typer.Option(help="address of /metrics; 0.0.0.0 opens it [127.0.0.1]")
-    ] = None,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: TLS only")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert")] = None,
     tls_client_ca: Annotated[

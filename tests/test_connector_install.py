@@ -70,7 +70,7 @@ def test_torch_vllm_and_the_server_dependencies_are_absent(connector_venv: Path)
         connector_venv,
         "import importlib.util\n"
         "names = ('torch', 'vllm', 'transformers', 'numpy', 'pydantic_settings',\n"
-        "         'prometheus_client', 'grpc_reflection')\n"
+        "         'grpc_reflection')\n"
         "print([name for name in names if importlib.util.find_spec(name)])\n",
     )
     assert present.strip() == "[]"
@@ -117,7 +117,7 @@ def test_server_commands_say_which_extra_they_need(connector_venv: Path) -> None
 async def test_rest_front_and_client_score_through_the_suite_server(
     connector_venv: Path, tiny_server: ScoringServer
 ) -> None:
-    """The installed REST front and gRPC client reach a real scoring server."""
+    """The installed REST front (its /metrics too) and gRPC client reach a real scoring server."""
     target = f"127.0.0.1:{tiny_server.port}"
     client = await asyncio.create_subprocess_exec(
         str(connector_venv / "python"),
@@ -136,13 +136,14 @@ async def test_rest_front_and_client_score_through_the_suite_server(
     assert client.returncode == 0, err.decode()
     assert out.decode().strip() == "['a']"
 
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     rest = await asyncio.create_subprocess_exec(
         str(connector_venv / "erank"),
         "rest",
         f"--port={port}",
         f"--reranker={target}",
         "--timeout=120",
+        f"--metrics-port={metrics_port}",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -155,8 +156,10 @@ async def test_rest_front_and_client_score_through_the_suite_server(
                 assert rest.returncode is None
                 await asyncio.sleep(0.1)
             answer = await http.post("/v1/rerank", json={"query": "q", "documents": ["t", "u"]})
+            metrics = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert answer.status_code == 200, answer.text
         assert sorted(r["index"] for r in answer.json()["results"]) == [0, 1]
+        assert 'erank_rest_requests_total{route="/v1/rerank",status="200"} 1.0' in metrics.text
     finally:
         rest.terminate()
         await rest.wait()

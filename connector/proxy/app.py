@@ -10,7 +10,8 @@ the client accepts it. ``X-Erank-Status`` says ``reranked``, ``failed-open`` or 
 ``Server-Timing`` gives the first-stage and rerank milliseconds; ``X-Request-Id`` the request's
 id (connector/telemetry.py; a caller's own goes to the engine as sent, none is added there).
 ``GET /_erank/stats`` counts outcomes (index names cannot start with ``_``, so no engine path is
-hidden).
+hidden); Prometheus metrics (connector/metrics.py) are on a port of their own, since ``/metrics``
+is a valid index path.
 
 aiohttp does the HTTP on both sides (server and pooled client); the scoring server is reached
 through the one gRPC client, :class:`erank_contract.client.AsyncRerankerClient`.
@@ -35,6 +36,7 @@ from aiohttp.web_response import ContentCoding
 from multidict import CIMultiDict
 from yarl import URL
 
+from connector.metrics import ProxyMetrics
 from connector.proxy.http import (
     BODY_HEADERS,
     HOP_BY_HOP,
@@ -81,6 +83,7 @@ class Proxy:
         self._reranker = reranker if isinstance(reranker, AsyncRerankerClient) else None
         self.config = config
         self.stats = FailOpenStats(config.log_interval_s)
+        self.metrics = ProxyMetrics(self.stats)
         self.pool_size = pool_size
         self.product: str | None = None  # the engine's X-Elastic-Product, once seen
         self._session: ClientSession | None = None
@@ -180,6 +183,7 @@ class Proxy:
         ) as upstream:  # fmt: skip
             raw = await upstream.read()
             millis = (time.perf_counter() - began) * 1000
+            self.metrics.first_stage.observe(millis / 1000)
             self._remember(upstream.headers)
             parsed: Any = None
             if upstream.status == 200 and not upstream.headers.get(hdrs.CONTENT_ENCODING):
@@ -247,7 +251,9 @@ class Proxy:
             return self.error(request, f"upstream unreachable: {exc}", 502, "connect_exception")
         if not is_search_response(upstream.json):
             return self.reply(request, upstream, None, None)  # an error: the engine's own
-        done = await finish_async(plan, upstream.json, self.reranker, self.stats, upstream.millis)
+        done = self.metrics.finished(
+            await finish_async(plan, upstream.json, self.reranker, self.stats, upstream.millis)
+        )
         timings = Timings(upstream.millis, done.rerank_ms)
         body = plan.trim(done.body, elasticsearch=ELASTIC_PRODUCT in upstream.headers)
         return self.reply(request, upstream, body, done.outcome, timings)
@@ -296,8 +302,10 @@ class Proxy:
 
         async def finish(item: Item, response: Any) -> tuple[Any, Outcome]:
             if isinstance(item.plan, SearchPlan) and is_search_response(response):
-                done = await finish_async(
-                    item.plan, response, self.reranker, self.stats, first_stage_ms
+                done = self.metrics.finished(
+                    await finish_async(
+                        item.plan, response, self.reranker, self.stats, first_stage_ms
+                    )
                 )
                 return done.body, done.outcome
             if isinstance(item.plan, Skip):
@@ -326,7 +334,7 @@ class Proxy:
 
 def make_app(proxy: Proxy) -> web.Application:
     """The aiohttp application: one catch-all route; closes the pool and client on cleanup."""
-    app = web.Application(client_max_size=1024**3)
+    app = web.Application(middlewares=[proxy.metrics.middleware], client_max_size=1024**3)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     instrument(app)  # span, request id (answered in X-Request-Id, never sent to the engine)
 
@@ -352,11 +360,16 @@ async def running_proxy(
     config: ProxyConfig | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> AsyncIterator[RunningProxy]:
-    """Serve a proxy on ``host:port`` (0: any free port) until the block exits."""
+    """Serve a proxy on ``host:port`` (0: any free port) until the block exits; with
+    ``metrics_port``, its Prometheus ``/metrics`` on ``metrics_host`` (default loopback)."""
     proxy = Proxy(upstream, reranker, config or ProxyConfig())
+    app = make_app(proxy)
+    proxy.metrics.serve_with(app, metrics_host, metrics_port)
     # auto_decompress off: a compressed request body is forwarded as the client sent it
-    runner = web.AppRunner(make_app(proxy), access_log=None, auto_decompress=False)
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -372,6 +385,8 @@ def run(
     reranker: str | Sequence[str],
     listen: str = "127.0.0.1:9201",
     config: ProxyConfig | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM (what ``erank proxy`` does)."""
     host, _, port = listen.rpartition(":")
@@ -381,7 +396,9 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with running_proxy(upstream, reranker, config, host or "127.0.0.1", int(port)) as p:
+        async with running_proxy(
+            upstream, reranker, config, host or "127.0.0.1", int(port), metrics_port, metrics_host
+        ) as p:
             log.info("erank proxy on %s -> %s (scoring server %s)", p.url, upstream, reranker)
             await stop.wait()
 

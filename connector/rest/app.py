@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 from grpc_health.v1 import health_pb2
 from pydantic import ValidationError
 
+from connector.metrics import RestMetrics
 from connector.rest.cohere import RerankBody, RerankBodyV2, rerank_json, rerank_v2_json
 from connector.rest.errors import error_response, grpc_error, json_response, validation_error
 from connector.rest.tei import TeiBody, rerank_tei_json
@@ -32,6 +33,7 @@ log = logging.getLogger("erank.rest")
 CLIENT = web.AppKey("client", AsyncRerankerClient)
 TOKEN = web.AppKey("token", bytes)
 MAX_BODY = web.AppKey("max_body_bytes", int)
+METRICS = web.AppKey("metrics", RestMetrics)
 HEALTH_PATH = "/health"  # open without the token: load balancers and probes send none
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,6 +51,7 @@ async def _score(request: web.Request, body: _Body) -> pb.RerankResponse | web.R
     try:
         return await request.app[CLIENT].rerank(body.to_proto())
     except grpc.aio.AioRpcError as err:
+        request.app[METRICS].scoring_failures.labels(scoring_error(err.code())[1]).inc()
         return grpc_error(err, body.rest_field)
 
 
@@ -139,16 +142,25 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     security: ClientSecurity | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> web.Application:
     """The app for the scoring server(s) at ``reranker`` (``host:port``, or several), reached
     with ``security`` (TLS, client certificate, token; :mod:`erank_contract.security`).
 
     ``token`` (none or empty: no authentication) guards every route but ``/health``. A body
-    over ``max_body_bytes`` (default: the gRPC message limit) is a 413.
+    over ``max_body_bytes`` (default: the gRPC message limit) is a 413. With ``metrics_port``,
+    Prometheus ``/metrics`` (connector/metrics.py) on ``metrics_host`` (default loopback).
     """
-    app = web.Application(middlewares=[_json_errors, _bearer_token], client_max_size=max_body_bytes)
+    metrics = RestMetrics()
+    app = web.Application(
+        middlewares=[metrics.middleware, _json_errors, _bearer_token],
+        client_max_size=max_body_bytes,
+    )
     instrument(app)  # first middleware: span, request id, access line
     app[MAX_BODY] = max_body_bytes
+    app[METRICS] = metrics
+    metrics.serve_with(app, metrics_host, metrics_port)
     if token:
         app[TOKEN] = token.encode()
 
@@ -189,6 +201,8 @@ def run(
     timeout: float = DEFAULT_TIMEOUT_S,
     token: str | None = None,
     security: ClientSecurity | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (what ``erank rest`` does); logs one line per request with
     its request id (connector/telemetry.py: method, path, status, time; never a header)."""
@@ -201,5 +215,12 @@ def run(
         "required" if token else "off",
     )
     printer: Callable[..., Any] = log.info
-    app = create_app(reranker, timeout, token, security=security)
+    app = create_app(
+        reranker,
+        timeout,
+        token,
+        security=security,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )
     web.run_app(app, host=host, port=port, print=printer, access_log=None)
