@@ -21,7 +21,7 @@ from proxy_clients import proxy_config
 
 from connector.proxy.app import RunningProxy, running_proxy
 from connector.rewrite.breaker import BreakerConfig
-from connector.rewrite.config import ProxyConfig, ScoringServerConfig
+from connector.rewrite.config import ProxyConfig
 from connector.wrappers import AsyncRerankingElasticsearch, AsyncRerankingOpenSearch
 from erank.server import ScoringServer, running_server
 
@@ -32,10 +32,7 @@ COOLDOWN_MS = 400
 
 
 def breaker_config(failures: int, cooldown_ms: int = COOLDOWN_MS) -> ProxyConfig:
-    breaker = BreakerConfig(failures=failures, cooldown_ms=cooldown_ms)
-    return proxy_config().model_copy(
-        update={"scoring_server": ScoringServerConfig(breaker=breaker)}
-    )
+    return proxy_config(breaker=BreakerConfig(failures=failures, cooldown_ms=cooldown_ms))
 
 
 async def post(
