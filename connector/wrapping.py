@@ -103,7 +103,7 @@ class Reranking:
     ) -> None:
         self.elasticsearch = elasticsearch  # else OpenSearch: how filter_path treats empties
         self.config = config or ProxyConfig()
-        self.stats = FailOpenStats(self.config.log_interval_s)
+        self.stats = FailOpenStats(self.config.log_interval_s, self.config.scoring_server.breaker)
         self._at = reranker
         self._sync = reranker if isinstance(reranker, RerankerClient) else None
         self._async = reranker if isinstance(reranker, AsyncRerankerClient) else None

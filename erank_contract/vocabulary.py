@@ -19,6 +19,7 @@ from erank_contract.v1 import reranker_pb2 as pb
 # One default for the server (``max_message_bytes``) and the clients, so both ends refuse the
 # same sizes.
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+UINT32_MAX = 2**32 - 1  # the largest value of a uint32 field of the gRPC request
 
 FusionName = Literal["zscore", "minmax", "rrf"]
 FUSION_METHODS: tuple[FusionName, ...] = ("zscore", "minmax", "rrf")

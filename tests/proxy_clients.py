@@ -17,7 +17,8 @@ from engines import RunningEngine
 from es8_venv import es8_python
 from opensearchpy import AsyncOpenSearch, OpenSearch, TransportError
 
-from connector.rewrite.config import IndexConfig, ProxyConfig
+from connector.rewrite.breaker import BreakerConfig
+from connector.rewrite.config import IndexConfig, ProxyConfig, ScoringServerConfig
 
 ES8_SCRIPT = Path(__file__).with_name("es8_client.py")
 WINDOW = 12
@@ -73,13 +74,16 @@ def index_corpus(engine: RunningEngine) -> None:
         assert answer["errors"] is False, answer
 
 
-def proxy_config(log_interval_s: float = 10.0, budget_ms: int = 120_000) -> ProxyConfig:
+def proxy_config(
+    log_interval_s: float = 10.0, budget_ms: int = 120_000, breaker: BreakerConfig | None = None
+) -> ProxyConfig:
     """Window :data:`WINDOW` on ``text``; :data:`OFF` turned off; a budget the tiny model on a
-    busy CPU always meets."""
+    busy CPU always meets; the circuit breaker's defaults unless ``breaker`` is given."""
     return ProxyConfig(
         default=IndexConfig(fields=("text",), window=WINDOW, budget_ms=budget_ms),
         indices={OFF: IndexConfig(enabled=False)},
         log_interval_s=log_interval_s,
+        scoring_server=ScoringServerConfig(breaker=breaker or BreakerConfig()),
     )
 
 

@@ -40,6 +40,7 @@ from proxy_tracing import test_proxied_search_is_one_trace_under_one_request_id 
 from spans import recorded_fixture, spans_fixture  # noqa: F401  fixtures of proxy_tracing
 
 from connector.proxy.app import RunningProxy, running_proxy
+from connector.rewrite.breaker import BreakerConfig
 from erank.server import ScoringServer, running_server
 
 pytestmark = pytest.mark.engine
@@ -279,7 +280,8 @@ async def test_fail_open_when_scoring_server_stops(
     """Reranked while the server runs; after it stops, the engine's own page, marked, counted,
     and one warning for several failures. A budget the server cannot meet fails open too."""
     direct = clients[0]
-    config = proxy_config(log_interval_s=3600)
+    # every search below calls the stopped server (the breaker's own tests: proxy_breaker.py)
+    config = proxy_config(log_interval_s=3600, breaker=BreakerConfig(failures=0))
     async with running_proxy(corpus.url, f"127.0.0.1:{dedicated_server.port}", config) as run:
         proxied = EngineClient(corpus.kind, corpus.version, run.url, compress=True)
         try:

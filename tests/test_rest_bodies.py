@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from connector.rest.cohere import UINT32_MAX, CohereBody, RerankBody, RerankBodyV2
+from connector.rest.cohere import CohereBody, RerankBody, RerankBodyV2
 from connector.rest.tei import TeiBody
+from erank_contract.vocabulary import UINT32_MAX
 
 # (route's body, field, smallest value it takes)
 INTEGER_FIELDS: list[tuple[type[CohereBody], str, int]] = [

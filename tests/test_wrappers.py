@@ -16,6 +16,11 @@ import pytest
 import pytest_asyncio
 from engines import ELASTICSEARCH_VERSIONS, OPENSEARCH_VERSIONS, RunningEngine, engines_fixture
 from engines import free_port as unused_port
+from proxy_breaker import (  # noqa: F401  collected here: on this module's engines, started once
+    test_breaker_opens_on_a_dead_scoring_server_and_the_proxy_reranks_after_restarts,
+    test_out_of_range_integers_are_400s_in_the_engines_error_json,
+    test_the_wrappers_have_the_same_breaker,
+)
 from proxy_clients import OFF, WINDOW, EngineClient, index_corpus, proxy_config
 
 from connector.proxy.app import running_proxy

@@ -82,7 +82,7 @@ class Proxy:
         self._reranker_at = reranker
         self._reranker = reranker if isinstance(reranker, AsyncRerankerClient) else None
         self.config = config
-        self.stats = FailOpenStats(config.log_interval_s)
+        self.stats = FailOpenStats(config.log_interval_s, config.scoring_server.breaker)
         self.metrics = ProxyMetrics(self.stats)
         self.pool_size = pool_size
         self.product: str | None = None  # the engine's X-Elastic-Product, once seen

@@ -22,13 +22,12 @@ from connector.results import optional_parts, status_name
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import (
     FUSION_USED,
+    UINT32_MAX,
     FusionName,
     LongDocumentsName,
     fused,
     scoring_options,
 )
-
-UINT32_MAX = 2**32 - 1  # the largest value of a uint32 field of the gRPC request
 
 
 class ErankOptions(BaseModel):

@@ -27,6 +27,9 @@ Example ``proxy.yaml``::
       tls_cert: /etc/erank/proxy.pem   # mutual TLS: this client's certificate and key
       tls_key: /etc/erank/proxy.key
       token_file: /etc/erank/token     # bearer token (or `token:`, kept out of files better)
+      breaker:               # stop calling a failing scoring server for a while (failopen.py)
+        failures: 5          # consecutive failed calls that open it (0: no breaker)
+        cooldown_ms: 30000   # how long searches fail open without a call before a trial call
 
 The same keys (but ``truncate_length``; plus ``query_text``) can be given per search in the
 body's ``"ext": {"erank": {...}}``; the proxy strips that before forwarding, because neither
@@ -44,9 +47,10 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from connector.rewrite.breaker import BreakerConfig
 from erank_contract.instructions import PRESETS
 from erank_contract.security import ClientSecurity
-from erank_contract.vocabulary import FusionName, LongDocumentsName
+from erank_contract.vocabulary import UINT32_MAX, FusionName, LongDocumentsName
 
 DEFAULT_WINDOW = 50
 DEFAULT_BUDGET_MS = 10_000
@@ -101,13 +105,19 @@ class IndexConfig(BaseModel):
     budget_ms: int = Field(
         default=DEFAULT_BUDGET_MS, ge=1, le=300_000, description="deadline of the scoring call"
     )
-    truncate_length: int = Field(default=0, ge=0, description="tokens per text; 0 = server default")
+    truncate_length: int = Field(
+        default=0, ge=0, le=UINT32_MAX, description="tokens per text; 0 = server default"
+    )
     fusion: FusionName | None = Field(default=None, description="zscore, minmax or rrf")
-    rank_constant: int | None = Field(default=None, ge=1, description="RRF's k; server default")
+    rank_constant: int | None = Field(
+        default=None, ge=1, le=UINT32_MAX, description="RRF's k; server default"
+    )
     long_documents: LongDocumentsName | None = Field(
         default=None, description="truncate (server default) or best_passage"
     )
-    passage_overlap: int | None = Field(default=None, ge=0, description="best_passage only")
+    passage_overlap: int | None = Field(
+        default=None, ge=0, le=UINT32_MAX, description="best_passage only"
+    )
     explain: bool = Field(default=False, description="the model's reasoning on every hit")
 
     @model_validator(mode="after")
@@ -140,9 +150,9 @@ class RerankOverrides(BaseModel):
     alpha: float | None = Field(default=None, ge=0, le=1)
     budget_ms: int | None = Field(default=None, ge=1, le=300_000)
     fusion: FusionName | None = None
-    rank_constant: int | None = Field(default=None, ge=1)
+    rank_constant: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     long_documents: LongDocumentsName | None = None
-    passage_overlap: int | None = Field(default=None, ge=0)
+    passage_overlap: int | None = Field(default=None, ge=0, le=UINT32_MAX)
     explain: bool | None = None
 
     @model_validator(mode="after")
@@ -176,6 +186,14 @@ class RerankOverrides(BaseModel):
         return merged
 
 
+class ScoringServerConfig(ClientSecurity):
+    """``scoring_server:``: how to reach it (TLS, token) and when to stop calling it."""
+
+    breaker: BreakerConfig = Field(
+        default_factory=BreakerConfig, description="circuit breaker of the scoring calls"
+    )
+
+
 class ProxyConfig(BaseModel):
     """The whole file: a default plus per-index entries, the fail-open log interval, and how to
     reach the scoring server."""
@@ -187,8 +205,9 @@ class ProxyConfig(BaseModel):
     log_interval_s: float = Field(
         default=10.0, gt=0, description="at most one fail-open warning per"
     )
-    scoring_server: ClientSecurity = Field(
-        default_factory=ClientSecurity, description="TLS and token towards the scoring server"
+    scoring_server: ScoringServerConfig = Field(
+        default_factory=ScoringServerConfig,
+        description="TLS, token and circuit breaker towards the scoring server",
     )
 
     def for_name(self, name: str) -> IndexConfig:

@@ -7,6 +7,11 @@ and ``X-Erank-Status: failed-open``. Each failure is counted by type and logged 
 per ``log_interval_s`` with the number of failures since the last warning, so a scoring-server
 outage does not flood the log with one line per search.
 
+A circuit breaker per scoring server (:mod:`connector.rewrite.breaker`, one per ``FailOpenStats``)
+stops calling a server after ``scoring_server.breaker.failures`` calls in a row failed with it in
+trouble: searches then fail open at once (``error.type: circuit_open``) until a trial call after
+the cool-down succeeds. Failed-open answers carry its state in ``ext.erank.breaker``.
+
 Used by the proxy (asyncio) and by the client wrappers (asyncio and blocking): one code path.
 """
 
@@ -22,6 +27,7 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 
+from connector.rewrite.breaker import CIRCUIT_OPEN, Breaker, BreakerConfig
 from connector.rewrite.hits import (
     MalformedResponse,
     Timings,
@@ -57,10 +63,12 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 
 
 class FailOpenStats:
-    """Counters of what the proxy did with searches, and the rate-limited failure log."""
+    """Counters of what the proxy did with searches, the rate-limited failure log, and the
+    scoring server's circuit breaker (one per server: the proxy and each wrapper have one)."""
 
-    def __init__(self, log_interval_s: float = 10.0) -> None:
+    def __init__(self, log_interval_s: float = 10.0, breaker: BreakerConfig | None = None) -> None:
         self.log_interval_s = log_interval_s
+        self.breaker = Breaker(breaker or BreakerConfig())
         self.outcomes: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
@@ -98,6 +106,7 @@ class FailOpenStats:
                 "outcomes": dict(self.outcomes),
                 "skipped": dict(self.skipped),
                 "failed_open": dict(self.failures),
+                "breaker": self.breaker.as_json(),
             }
 
 
@@ -132,8 +141,21 @@ class Scoring:
     def _timings(self) -> Timings:
         return Timings(self.first_stage_ms, (time.perf_counter() - self.began) * 1000)
 
+    def refused(self) -> Finished | None:
+        """None when the scoring call may be made; else (the breaker is open) the engine's own
+        page, failed open at once without a call."""
+        breaker = self.stats.breaker
+        if breaker.admit():
+            return None
+        reason = (
+            f"the scoring server is not called while the circuit breaker is {breaker.state}"
+            f" (after {breaker.config.failures} failed calls in a row)"
+        )
+        return self._failed_open(CIRCUIT_OPEN, reason)
+
     def succeeded(self, answer: pb.RerankResponse) -> Finished:
         """The reranked page; fails open if the answer is not a ranking of the hits sent."""
+        self.stats.breaker.record(None)
         timings = self._timings()
         try:
             body = reranked_body(self.plan, self.response, answer, self.missing, timings)
@@ -144,10 +166,15 @@ class Scoring:
 
     def failed(self, exc: BaseException) -> Finished:
         """The engine's own page, marked failed open; counted and (rate-limited) logged."""
+        self.stats.breaker.record(exc)
+        return self._failed_open(*classify_error(exc))
+
+    def _failed_open(self, error_type: str, reason: str) -> Finished:
         timings = self._timings()
-        error_type, reason = classify_error(exc)
         self.stats.failed(error_type, reason)
         body = failed_open_body(self.plan, self.response, error_type, reason, timings)
+        if self.stats.breaker.enabled:
+            body["ext"]["erank"]["breaker"] = self.stats.breaker.summary()
         return Finished(body, "failed-open", timings.rerank_ms)
 
 
@@ -165,7 +192,10 @@ def start(
 
 
 async def score_async(step: Scoring, client: AsyncRerankerClient) -> Finished:
-    """Make the scoring call of ``step`` (asyncio) and finish it; fail open on any error."""
+    """Make the scoring call of ``step`` (asyncio) and finish it; fail open on any error, and
+    at once while the breaker is open."""
+    if (refused := step.refused()) is not None:
+        return refused
     try:
         answer = await client.rerank(step.request, timeout=step.budget_s)
     except Exception as exc:  # any failure of the call: fail open
@@ -175,6 +205,8 @@ async def score_async(step: Scoring, client: AsyncRerankerClient) -> Finished:
 
 def score_sync(step: Scoring, client: RerankerClient) -> Finished:
     """Blocking shell of :func:`score_async` (for the blocking client wrappers)."""
+    if (refused := step.refused()) is not None:
+        return refused
     try:
         answer = client.rerank(step.request, timeout=step.budget_s)
     except Exception as exc:  # any failure of the call: fail open

@@ -55,6 +55,8 @@ _VECTOR_QUERIES = ("knn", "neural", "neural_sparse", "sparse_vector", "semantic"
 # Elasticsearch compound retrievers whose final hits number at most `rank_window_size`.
 _WINDOWED_RETRIEVERS = ("rrf", "linear", "text_similarity_reranker", "rule", "pinned")
 _DEFAULT_RANK_WINDOW = 10  # Elasticsearch's rank_window_size when a retriever names none
+JAVA_INT_MAX = 2**31 - 1  # both engines read from, size and window sizes as Java ints
+_INTEGER = re.compile(r"\s*-?[0-9]+\s*")
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,11 @@ def _int(value: object, default: int) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        try:
+            return int(value)
+        except ValueError:  # past Python's digit limit: no engine reads it as a number either
+            return None
     return None
 
 
@@ -304,6 +309,8 @@ def plan_search(
 
     Raises :class:`ConfigError` for a bad ``ext.erank``: the caller answers HTTP 400.
     """
+    if body is not None and not isinstance(body, Mapping):
+        return Skip("not_an_object", None)  # a JSON array or scalar: the engine's error applies
     clean, ext_value, had_ext = strip_ext(body)
     overrides = parse_overrides(ext_value) if had_ext else None
     base = config.for_target(target)
@@ -327,6 +334,8 @@ def plan_search(
         return Skip("size_zero", clean, had_ext)
     if page_from >= settings.window:
         return Skip("past_window", clean, had_ext)
+    if page_from + page_size > JAVA_INT_MAX:  # the size forwarded would overflow the engine's
+        raise ConfigError(f"[from] + [size] must be at most {JAVA_INT_MAX}")
     text = (overrides.query_text if overrides else None) or query_text(source, params)
     if text is None:
         return Skip("no_query_text", clean, had_ext)
