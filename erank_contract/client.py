@@ -48,6 +48,9 @@ _SERVICE_CONFIG = json.dumps(
 )
 
 
+MAX_RECONNECT_BACKOFF_MS = 5000
+
+
 def target_for(addresses: str | Sequence[str]) -> str:
     """A gRPC target for one address or several ``host:port`` IP addresses.
 
@@ -67,10 +70,15 @@ def target_for(addresses: str | Sequence[str]) -> str:
 def _channel_args(
     addresses: str | Sequence[str], max_message_bytes: int
 ) -> tuple[str, list[tuple[str, object]]]:
-    """(target, options) of a channel: both clients connect alike and differ only in I/O."""
+    """(target, options) of a channel: both clients connect alike and differ only in I/O.
+
+    Reconnection backoff is capped at :data:`MAX_RECONNECT_BACKOFF_MS` (gRPC's default grows to
+    120 s): a scoring server restarted after a long outage gets traffic again within seconds,
+    which is what the proxy's circuit breaker probes for after its cool-down."""
     return target_for(addresses), [
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
+        ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
