@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import kubernetes_validate
+import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import typer.core
 import typer.main
@@ -40,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "erank-search"
 DEPLOY_DOC = ROOT / "docs" / "DEPLOY.md"
 NAMESPACE = "search"
+# The first test builds helm on a fresh machine (tests/helm_tool.py): minutes, more when busy.
+pytestmark = pytest.mark.timeout(1800)
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 Manifest = dict[str, Any]
 
@@ -158,8 +159,10 @@ def test_headless_service_and_round_robin_dns_targets(
     # how our client dials that target: as given, balanced with round_robin
     dialled, options = _channel_args(target, 1 << 20)
     assert dialled == target
-    config = json.loads(dict(options)["grpc.service_config"])
+    config = json.loads(str(dict(options)["grpc.service_config"]))
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+    [retry] = [m["retryPolicy"] for m in config["methodConfig"]]
+    assert retry["retryableStatusCodes"] == ["UNAVAILABLE"]  # tried on another server
 
 
 def test_gpu_limit_is_the_tensor_parallel_size(secure: list[Manifest]) -> None:
@@ -199,7 +202,9 @@ def test_secrets_are_mounted_files_and_tokens_never_arguments(secure: list[Manif
     assert secret_of(spec, proxy, scoring_server["token_file"]) == (token_secret, "token")
     assert "token" not in scoring_server  # a file path only, never the token itself
 
-    for _, container in (pod(secure, c) for c in ("scoring", "proxy", "rest")):
+    for spec, container in (pod(secure, c) for c in ("scoring", "proxy", "rest")):
+        secrets = [v["secret"] for v in spec["volumes"] if "secret" in v]
+        assert secrets and all(s["defaultMode"] == 0o440 for s in secrets)
         assert not any(
             "token" in a and not a.endswith("-file")
             for a in container["args"][1:]
@@ -217,9 +222,14 @@ def test_termination_period_outlasts_drain_and_grace(
         env = {e["name"]: e.get("value") for e in container["env"]}
         drain, grace = float(env["ERANK_SHUTDOWN_DRAIN_S"]), float(env["ERANK_SHUTDOWN_GRACE_S"])
         assert spec["terminationGracePeriodSeconds"] > drain + grace
+        if manifests is plain:  # docs/DEPLOY.md: 10 + 30 + 15
+            assert (drain, grace, spec["terminationGracePeriodSeconds"]) == (10, 30, 55)
         # readiness notices NOT_SERVING well inside the drain: the pod leaves DNS first
         readiness = container["readinessProbe"]
         assert readiness["periodSeconds"] * readiness["failureThreshold"] < drain
+        # a rolling update needs no GPU beyond the replicas'
+        strategy = find(manifests, "Deployment", "scoring")["spec"]["strategy"]
+        assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
 def test_metrics_listen_where_prometheus_can_scrape(plain: list[Manifest]) -> None:
@@ -270,12 +280,6 @@ def test_container_arguments_are_what_erank_accepts(
         parse_cli({**serve, "args": [*serve["args"], "--tensor-parallel", "2"]})
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def mtls_health_server(tmp_path: Path) -> Iterator[tuple[Any, int, Any]]:
     """A real gRPC server with the health service only, mutual TLS by our own
@@ -284,10 +288,9 @@ def mtls_health_server(tmp_path: Path) -> Iterator[tuple[Any, int, Any]]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = free_port()
-    server.add_secure_port(
-        f"127.0.0.1:{port}", server_credentials(certs.server.cert, certs.server.key, certs.ca)
-    )
+    credentials = server_credentials(certs.server.cert, certs.server.key, certs.ca)
+    assert credentials is not None
+    port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     yield servicer, port, certs
     server.stop(None)
@@ -361,10 +364,28 @@ def test_deploy_doc_memory_table_adds_up() -> None:
         assert _number(per_gpu) == pytest.approx(_number(weights) / count), model
         assert _number(room) == pytest.approx(0.9 * memory - _number(per_gpu)), model
         assert _number(room) > 5, model
+    text = " ".join(DEPLOY_DOC.read_text().split())
+    # the prose on what does not fit: ERank-32B on one 80 GB GPU, ERank-14B on 2 x 24 GB
+    assert f"leave {0.9 * 80 - 65.6:.1f} GB" in text
+    assert f"2 × 24 GB leaves {0.9 * 24 - 29.6 / 2:.1f} GB per GPU" in text
+
+
+def test_probes_of_the_adapters_and_the_engine_mounts(plain: list[Manifest]) -> None:
+    _, rest = pod(plain, "rest")
+    # ready only while GET /health says a scoring server is SERVING
+    assert rest["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    _, proxy = pod(plain, "proxy")
+    assert proxy["readinessProbe"]["tcpSocket"] == {"port": "http"}
+    spec, serve = pod(plain, "scoring")
+    [shm] = [v for v in spec["volumes"] if v["name"] == "shm"]
+    assert shm["emptyDir"]["medium"] == "Memory"
+    assert {"name": "shm", "mountPath": "/dev/shm"} in serve["volumeMounts"]
 
 
 def test_dockerfile_installs_what_the_chart_runs(plain: list[Manifest]) -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    env = {e["name"]: e.get("value") for e in pod(plain, "scoring")[1]["env"]}
+    assert f"ENV HF_HOME={env['HF_HOME']}" in dockerfile
     # serve needs [server,vllm]; proxy and rest need [connector]
     assert '"/src[server,vllm,connector]"' in dockerfile
     spec, _ = pod(plain, "scoring")
