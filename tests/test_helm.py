@@ -125,9 +125,25 @@ def test_every_manifest_validates_against_kubernetes_schemas(
             for c in ("scoring", "proxy", "rest")
         ]
     )
+    # the chart makes no Secret, with or without TLS and tokens: it only mounts the operator's
+    assert sorted(m["kind"] for m in secure) == sorted(m["kind"] for m in plain)
     for manifest in plain + secure:
         for version in K8S_VERSIONS:
             kubernetes_validate.validate(manifest, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("scoring.tensorParalelSize=2", "additional properties 'tensorParalelSize' not allowed"),
+        ("scoring.tensorParallelSize=0", "tensorParallelSize': minimum: got 0, want 1"),
+        ("scoring.env.MAX_NUM_SEQS=8", "'MAX_NUM_SEQS' does not match pattern '^ERANK_"),
+    ],
+)
+def test_values_schema_refuses_what_would_be_ignored(setting: str, message: str) -> None:
+    """values.schema.json: a misspelt key or an impossible value stops the install, named."""
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        render(CHART, {}, "--set", setting)
 
 
 def test_probes_ask_grpc_health_on_the_grpc_port(plain: list[Manifest]) -> None:
