@@ -138,6 +138,9 @@ def test_every_manifest_validates_against_kubernetes_schemas(
         ("scoring.tensorParalelSize=2", "additional properties 'tensorParalelSize' not allowed"),
         ("scoring.tensorParallelSize=0", "tensorParallelSize': minimum: got 0, want 1"),
         ("scoring.env.MAX_NUM_SEQS=8", "'MAX_NUM_SEQS' does not match pattern '^ERANK_"),
+        ("proxy.metrics.prot=9400", "at '/proxy/metrics': additional properties 'prot'"),
+        ("rest.metrics.port=0", "at '/rest/metrics/port': minimum: got 0, want 1"),
+        ("rest.metrics.enabled=yes", "at '/rest/metrics/enabled': got string, want boolean"),
     ],
 )
 def test_values_schema_refuses_what_would_be_ignored(setting: str, message: str) -> None:
@@ -248,16 +251,51 @@ def test_termination_period_outlasts_drain_and_grace(
         assert strategy["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
 
-def test_metrics_listen_where_prometheus_can_scrape(plain: list[Manifest]) -> None:
-    _, container = pod(plain, "scoring")
-    args = container["args"]
-    assert flag(args, "--metrics-host") == "0.0.0.0"  # 127.0.0.1 is unreachable from outside
-    port = int(flag(args, "--metrics-port"))
-    assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
-    annotations = find(plain, "Deployment", "scoring")["spec"]["template"]["metadata"]
-    assert annotations["annotations"]["prometheus.io/port"] == str(port)
-    service_ports = find(plain, "Service", "scoring")["spec"]["ports"]
-    assert any(p["port"] == port for p in service_ports)
+COMPONENTS = ("scoring", "proxy", "rest")
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_metrics_listen_where_prometheus_can_scrape(
+    plain: list[Manifest], secure: list[Manifest], component: str
+) -> None:
+    """Each of the three serves /metrics where Prometheus reaches it: the flags as the real
+    ``erank`` parses them, the pod's port and annotations, and its Service's port."""
+    for manifests in (plain, secure):
+        _, container = pod(manifests, component)
+        _, params = parse_cli(container)
+        assert params["metrics_host"] == "0.0.0.0"  # 127.0.0.1 is unreachable from outside
+        port = params["metrics_port"]
+        assert port == 9400  # values.yaml's default, docs/DEPLOY.md's
+        assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+        template = find(manifests, "Deployment", component)["spec"]["template"]["metadata"]
+        annotations = template["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == (
+            str(port),
+            "/metrics",
+        )
+        service_ports = find(manifests, "Service", component)["spec"]["ports"]
+        assert {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"} in (
+            service_ports
+        )
+
+
+def test_metrics_disabled_leave_no_trace() -> None:
+    """``<component>.metrics.enabled=false``: no flag, no port, no scrape annotation, and the
+    manifests still valid (the REST pod then has no annotations at all)."""
+    settings = ",".join(f"{c}.metrics.enabled=false" for c in COMPONENTS)
+    manifests = render(CHART, {}, "--set", settings)
+    for component in COMPONENTS:
+        _, container = pod(manifests, component)
+        _, params = parse_cli(container)
+        assert (params["metrics_port"], params["metrics_host"]) == (None, None)
+        assert all(p["name"] != "metrics" for p in container["ports"])
+        service_ports = find(manifests, "Service", component)["spec"]["ports"]
+        assert all(p["name"] != "metrics" for p in service_ports)
+        template = find(manifests, "Deployment", component)["spec"]["template"]["metadata"]
+        assert not any(k.startswith("prometheus.io/") for k in template.get("annotations") or {})
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, K8S_VERSIONS[-1], strict=True)
 
 
 def test_container_arguments_are_what_erank_accepts(

@@ -121,6 +121,26 @@ grpc:
 import sys; from erank_contract.client import RerankerClient; from erank_contract.security import ClientSecurity; security = ClientSecurity(tls_ca="/etc/erank/tls/ca.crt", tls_server_name="{{ include "erank.serverName" . }}"{{ if .Values.tls.mutual }}, tls_cert="/etc/erank/client-tls/tls.crt", tls_key="/etc/erank/client-tls/tls.key"{{ end }}); sys.exit(RerankerClient("127.0.0.1:{{ .Values.scoring.port }}", security=security).health() != 1)
 {{- end -}}
 
+{{/* Prometheus /metrics of one workload, from its values' metrics: (scoring, proxy, rest).
+     The host is a value, not a constant, yet must stay 0.0.0.0 in a pod: the commands'
+     default, 127.0.0.1, is unreachable from outside the container, Prometheus included. */}}
+{{- define "erank.metricsArgs" -}}
+{{- if .enabled -}}
+- --metrics-port
+- {{ .port | quote }}
+- --metrics-host
+- {{ .host | quote }}
+{{- end -}}
+{{- end -}}
+
+{{- define "erank.metricsAnnotations" -}}
+{{- if .enabled -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
+{{- end -}}
+
 {{- define "erank.podSecurity" -}}
 runAsNonRoot: true
 runAsUser: 10001
