@@ -35,6 +35,7 @@ from proxy_edges import (  # noqa: F401  collected here: on this module's engine
     test_filter_path_is_the_engines_own,
     test_hits_below_the_window_score_below_every_reranked_hit,
 )
+from proxy_fuzz import test_proxy_adds_no_server_error  # noqa: F401  on this module's engines
 
 from connector.proxy.app import RunningProxy, running_proxy
 from erank.server import ScoringServer, running_server
