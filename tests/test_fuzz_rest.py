@@ -196,7 +196,9 @@ authorizations = st.sampled_from(
 content_types = st.sampled_from(
     [None, "application/json", "text/plain", "application/json; charset=latin-1", "*/*", "x"]
 )
-encodings = st.sampled_from([None, "gzip", "deflate", "br", "identity", "zstd", "x"])
+# Not deflate: a body that is not deflate data keeps aiohttp waiting for the rest of it until its
+# lingering time (10 s) ends, then the answer comes; it would cost 10 s per case here.
+encodings = st.sampled_from([None, "gzip", "br", "identity", "zstd", "x"])
 extra_headers = st.dictionaries(
     st.text(TOKEN_CHARS, min_size=1, max_size=12).filter(
         lambda k: k.lower() not in ("content-length", "transfer-encoding", "host", "expect")
