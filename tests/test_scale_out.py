@@ -38,7 +38,7 @@ pytestmark = pytest.mark.engine
 LIMITS = {"max_inflight_requests": "4", "max_queued_documents": "12", "shutdown_drain_s": "0"}
 LOAD_CLIENTS = 8
 LOAD_S = float(os.environ.get("ERANK_LOAD_S", "10"))
-RSS_GROWTH_LIMIT_MB = 50.0
+RSS_GROWTH_LIMIT_MB = 64.0
 
 
 @dataclass
