@@ -27,11 +27,16 @@ import grpc
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
+class SecurityFileError(ValueError):
+    """A file a security setting names cannot be read (or holds no token); the message is one
+    line for the operator, naming the setting and the file."""
+
+
 def _read(path: Path, field: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
-        raise ValueError(f"{field}: cannot read {path}: {err.strerror}") from err
+        raise SecurityFileError(f"{field}: cannot read {path}: {err.strerror}") from err
 
 
 def server_credentials(
@@ -53,7 +58,7 @@ def read_token(token: str | None, token_file: Path | None) -> str | None:
         lines = _read(token_file, "token_file").decode().strip().splitlines()
         token = lines[0].strip() if lines else ""
         if not token:
-            raise ValueError(f"token_file: {token_file} holds no token")
+            raise SecurityFileError(f"token_file: {token_file} holds no token")
     return token or None
 
 

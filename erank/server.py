@@ -27,7 +27,12 @@ from erank.backends import Backend, create_backend
 from erank.metrics import RequestMetrics
 from erank.model_source import ModelUnavailable, check_model
 from erank.scorer import Scorer
-from erank.security import BearerTokenInterceptor, read_token, server_credentials
+from erank.security import (
+    BearerTokenInterceptor,
+    SecurityFileError,
+    read_token,
+    server_credentials,
+)
 from erank.service import RerankerService
 from erank.settings import ServerSettings
 from erank.tracing import RequestContextInterceptor
@@ -183,9 +188,14 @@ async def serve_forever(settings: ServerSettings) -> None:
     """Serve until SIGINT or SIGTERM, then shut down (what ``erank serve`` does).
 
     If the engine dies first, shut down the same way and exit with status 1 (``SystemExit``).
+    A TLS or token file that cannot be read ends it at once, before the engine starts, with one
+    line naming the setting and the file.
     """
     stop = lifecycle.stop_signal()
-    server = ScoringServer(settings)
+    try:
+        server = ScoringServer(settings)
+    except SecurityFileError as err:
+        raise SystemExit(f"erank serve: {err}") from None
     try:
         try:
             await server.start()

@@ -12,6 +12,8 @@ import asyncio
 import json
 import logging
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -238,6 +240,27 @@ async def test_unreadable_certificate_names_the_field(tmp_path: Path) -> None:
         ScoringServer(settings)
     with pytest.raises(ValueError, match="tls_ca: cannot read"):
         ClientSecurity(tls_ca=missing).credentials()
+
+
+@pytest.mark.parametrize("unreadable", ["missing", "directory"])
+def test_serve_with_an_unreadable_certificate_exits_with_one_line(
+    certs: Certs, tmp_path: Path, unreadable: str
+) -> None:
+    """`erank serve --tls-cert` on a file it cannot read: exit 1 before any engine starts, one
+    line naming the setting and the file, no traceback (root reads a file whatever its mode,
+    so a directory stands for one without read permission)."""
+    cert = tmp_path / "cert.pem"
+    if unreadable == "directory":
+        cert.mkdir()
+    command = [sys.executable, "-m", "erank_cli", "serve", "--model", str(tmp_path), "--port=0"]
+    command += ["--tls-cert", str(cert), "--tls-key", str(certs.server.key)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr + run.stdout
+    assert run.stderr.strip().splitlines() == [
+        f"erank serve: tls_cert: cannot read {cert}: "
+        + ("No such file or directory" if unreadable == "missing" else "Is a directory")
+    ]
 
 
 def _outside_address() -> str | None:

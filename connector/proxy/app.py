@@ -25,7 +25,6 @@ import json
 import logging
 import signal
 import time
-import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ from connector.proxy.http import (
     BODY_HEADERS,
     HOP_BY_HOP,
     NOT_ADDED,
+    UNDECODABLE,
     Upstream,
     body_type,
     decode_body,
@@ -263,7 +263,7 @@ class Proxy:
         raw = await request.read()
         try:
             data = decode_body(request, raw)
-        except (OSError, zlib.error):
+        except UNDECODABLE:
             data = None
         pairs = parse_ndjson(data) if data is not None else None
         if pairs is None:

@@ -38,9 +38,15 @@ class Upstream:
     millis: float
 
 
+# What decoding a corrupt body raises: gzip's BadGzipFile is an OSError, a gzip body cut short
+# an EOFError, a bad deflate body a zlib.error.
+UNDECODABLE = (OSError, EOFError, zlib.error)
+
+
 def decode_body(request: web.Request, raw: bytes) -> bytes | None:
     """The request body without its Content-Encoding (elasticsearch-py gzips with
-    ``http_compress=True``); None for an encoding the proxy does not know."""
+    ``http_compress=True``); None for an encoding the proxy does not know; raises one of
+    :data:`UNDECODABLE` for a corrupt body."""
     encoding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").lower()
     if encoding == "identity":
         return raw
@@ -56,7 +62,7 @@ def json_body(request: web.Request, raw: bytes) -> tuple[bool, Any]:
     proxy leaves to the engine (another content type, bad JSON: the engine's errors apply)."""
     try:
         data = decode_body(request, raw)
-    except (OSError, zlib.error):
+    except UNDECODABLE:
         return False, None
     if data is None:
         return False, None
@@ -66,7 +72,7 @@ def json_body(request: web.Request, raw: bytes) -> tuple[bool, Any]:
         return False, None
     try:
         return True, json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json parses
         return False, None
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import grpc
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from grpc_health.v1 import health_pb2
 from pydantic import ValidationError
 
@@ -103,10 +104,16 @@ async def health(request: web.Request) -> web.Response:
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals (unknown path, wrong method, body too large) in the front's
-    error JSON; the path is quoted through ``preview``, never whole."""
+    """aiohttp's own refusals (unknown path, wrong method, body too large, a body its
+    Content-Encoding does not decode) in the front's error JSON; the path is quoted through
+    ``preview``, never whole."""
     try:
         return await handler(request)
+    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
+        why = " ".join(str(getattr(exc.__cause__, "message", exc)).split())[:200]
+        refusal = error_response(400, "parse_exception", f"request body cannot be read: {why}")
+        refusal.force_close()  # the rest of the body cannot be read past either
+        return refusal
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -134,6 +141,24 @@ async def _bearer_token(request: web.Request, handler: Handler) -> web.StreamRes
         "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'",
         headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="erank"'},
     )
+
+
+class _ServerLog(logging.LoggerAdapter):
+    """aiohttp's server logger, but a request that cannot be parsed as HTTP (a bad request line
+    or header, a ``Content-Encoding`` it cannot decode, a body that does not decode) is one
+    WARNING line: aiohttp answers it 400 and would log it at ERROR with a traceback, so any
+    client could fill the log with what reads like a server bug. Anything else (a handler's
+    exception: a bug) keeps its traceback."""
+
+    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, (HttpProcessingError, web.RequestPayloadError)):
+            why = " ".join(str(exc_info).split())[:200]
+            self.warning(f"{msg}: %s", *args, why)
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
+SERVER_LOG = _ServerLog(logging.getLogger("aiohttp.server"))
 
 
 def create_app(
@@ -183,7 +208,7 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Serve ``app`` on the running loop; yields its base URL (``port=0``: a free port). The
     server and the app's gRPC client close on exit."""
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, logger=SERVER_LOG)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -223,4 +248,4 @@ def run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    web.run_app(app, host=host, port=port, print=printer, access_log=None)
+    web.run_app(app, host=host, port=port, print=printer, access_log=None, logger=SERVER_LOG)

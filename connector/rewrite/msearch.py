@@ -33,10 +33,10 @@ class Item:
 def parse_ndjson(data: bytes | str) -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
     """``[(header, body), ...]`` of an ``_msearch`` body; None when it is not header/body pairs
     of JSON objects (the engine then answers with its own error)."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
-    try:
+    try:  # not UTF-8 is a ValueError; nesting too deep for json a RecursionError
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
         lines = [json.loads(line) for line in text.split("\n") if line.strip()]
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if len(lines) % 2 or not all(isinstance(line, dict) for line in lines):
         return None
