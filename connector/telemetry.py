@@ -6,6 +6,7 @@ the handler inside both, so the scoring call it makes is a child span carrying t
 (:mod:`erank_contract.telemetry`). :func:`answer_request_id` puts the id on every answer,
 streamed ones included. One line per request on the logger ``erank.access``: client address,
 method, path (never the query string: a search's ``q=`` is the user's text), status, time.
+:data:`SERVER_LOG` is both servers' aiohttp logger, with unparsable requests as one line.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry import propagate, trace
 
 from erank_contract.telemetry import REQUEST_ID_HEADER, accept_request_id, request_id, tracer
@@ -87,3 +90,21 @@ def instrument(app: web.Application) -> None:
     """Give ``app`` the request context: first middleware, and the id on every answer."""
     app.middlewares.insert(0, request_context)
     app.on_response_prepare.append(answer_request_id)
+
+
+class _ServerLog(logging.LoggerAdapter):
+    """aiohttp's server logger, but a request that cannot be parsed as HTTP (a bad request line
+    or header, a ``Content-Encoding`` it cannot decode, a body that does not decode) is one
+    WARNING line: aiohttp answers it 400 and would log it at ERROR with a traceback, so any
+    client could fill the log with what reads like a server bug. Anything else (a handler's
+    exception: a bug) keeps its traceback."""
+
+    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, (HttpProcessingError, web.RequestPayloadError)):
+            why = " ".join(str(exc_info).split())[:200]
+            self.warning(f"{msg}: %s", *args, why)
+        else:
+            self.error(msg, *args, exc_info=exc_info, **kwargs)
+
+
+SERVER_LOG = _ServerLog(logging.getLogger("aiohttp.server"))

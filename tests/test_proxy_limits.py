@@ -7,11 +7,16 @@ proxy are in tests/proxy_breaker.py."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
+from connector.proxy.app import running_proxy
 from connector.rewrite.config import ConfigError, ProxyConfig
 from connector.rewrite.hits import rerank_request
 from connector.rewrite.msearch import plan_items
@@ -135,3 +140,22 @@ def test_the_limits_by_name() -> None:
             assert words in str(exc)
         else:
             raise AssertionError(f"not refused: {words}")
+
+
+async def test_unparsable_http_is_a_400_and_one_warning_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request line the proxy's HTTP parser refuses gets aiohttp's 400 and one WARNING line on
+    ``aiohttp.server``, not an ERROR traceback (no engine is needed: nothing is forwarded)."""
+    caplog.set_level(logging.WARNING)
+    async with running_proxy("http://127.0.0.1:9", "127.0.0.1:9") as proxy:
+        url = URL(proxy.url)
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        writer.write(b"GET /docs/_search HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=10)
+        writer.close()
+    assert answer.split(b" ", 2)[1] == b"400", answer[:200]
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, [r.getMessage()[:300] for r in bad]
+    assert [r.levelno for r in caplog.records if r.name == "aiohttp.server"] == [logging.WARNING]

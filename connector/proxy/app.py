@@ -60,7 +60,7 @@ from connector.rewrite.hits import Timings
 from connector.rewrite.msearch import Item, forward_pairs, parse_ndjson, place_responses, plan_items
 from connector.rewrite.msearch import to_ndjson as ndjson
 from connector.rewrite.search import SearchPlan, Skip, error_json, plan_search, route
-from connector.telemetry import instrument
+from connector.telemetry import SERVER_LOG, instrument
 from erank_contract.client import AsyncRerankerClient
 
 log = logging.getLogger("erank.proxy")
@@ -369,7 +369,7 @@ async def running_proxy(
     app = make_app(proxy)
     proxy.metrics.serve_with(app, metrics_host, metrics_port)
     # auto_decompress off: a compressed request body is forwarded as the client sent it
-    runner = web.AppRunner(app, access_log=None, auto_decompress=False)
+    runner = web.AppRunner(app, access_log=None, auto_decompress=False, logger=SERVER_LOG)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

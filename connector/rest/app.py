@@ -15,7 +15,6 @@ from typing import Any, Protocol
 
 import grpc
 from aiohttp import hdrs, web
-from aiohttp.http_exceptions import HttpProcessingError
 from grpc_health.v1 import health_pb2
 from pydantic import ValidationError
 
@@ -23,7 +22,7 @@ from connector.metrics import RestMetrics
 from connector.rest.cohere import RerankBody, RerankBodyV2, rerank_json, rerank_v2_json
 from connector.rest.errors import error_response, grpc_error, json_response, validation_error
 from connector.rest.tei import TeiBody, rerank_tei_json
-from connector.telemetry import instrument
+from connector.telemetry import SERVER_LOG, instrument
 from erank_contract.client import DEFAULT_TIMEOUT_S, AsyncRerankerClient
 from erank_contract.security import ClientSecurity
 from erank_contract.v1 import reranker_pb2 as pb
@@ -141,24 +140,6 @@ async def _bearer_token(request: web.Request, handler: Handler) -> web.StreamRes
         "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'",
         headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="erank"'},
     )
-
-
-class _ServerLog(logging.LoggerAdapter):
-    """aiohttp's server logger, but a request that cannot be parsed as HTTP (a bad request line
-    or header, a ``Content-Encoding`` it cannot decode, a body that does not decode) is one
-    WARNING line: aiohttp answers it 400 and would log it at ERROR with a traceback, so any
-    client could fill the log with what reads like a server bug. Anything else (a handler's
-    exception: a bug) keeps its traceback."""
-
-    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
-        if isinstance(exc_info, (HttpProcessingError, web.RequestPayloadError)):
-            why = " ".join(str(exc_info).split())[:200]
-            self.warning(f"{msg}: %s", *args, why)
-        else:
-            self.error(msg, *args, exc_info=exc_info, **kwargs)
-
-
-SERVER_LOG = _ServerLog(logging.getLogger("aiohttp.server"))
 
 
 def create_app(
