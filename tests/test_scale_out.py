@@ -38,7 +38,9 @@ pytestmark = pytest.mark.engine
 LIMITS = {"max_inflight_requests": "4", "max_queued_documents": "12", "shutdown_drain_s": "0"}
 LOAD_CLIENTS = 8
 LOAD_S = float(os.environ.get("ERANK_LOAD_S", "10"))
-RSS_GROWTH_LIMIT_MB = 64.0
+# Server + engine hold ~4 GiB; three quiet runs moved -66, +14 and +34 MiB between the first and
+# the last third of the load (allocator warm-up), so a leak must exceed what that noise can reach.
+RSS_GROWTH_LIMIT_MB = 128.0
 
 
 @dataclass
