@@ -171,7 +171,10 @@ async def test_burst_spreads_over_both_and_survives_a_kill(servers: list[Server]
     async with AsyncRerankerClient([a.address, b.address], timeout=60) as client:
         spread = await _burst(client, 40, 4)
         per_server = [a.scored() - before[0], b.scored() - before[1]]
-        family = set(descendants(b.proc.pid))
+        named = descendants(b.proc.pid)
+        for engine_process in ("VLLM::EngineCor", "VLLM::Worker"):
+            assert any(n.startswith(engine_process) for n in named.values()), named
+        family = set(named)
         killing = asyncio.ensure_future(_burst(client, 60, 4))
         while (
             await asyncio.to_thread(b.scored) - before[1] - per_server[1] < 10
