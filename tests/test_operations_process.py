@@ -18,10 +18,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
@@ -80,30 +82,45 @@ def wait_gone(pids: set[int], timeout: float) -> set[int]:
     return alive(pids)
 
 
+_OUTPUT: dict[int, IO[str]] = {}
+
+
+def output_of(proc: subprocess.Popen[str]) -> str:
+    """What ``proc`` (started by :func:`erank_serve`) wrote to stdout and stderr so far."""
+    file = _OUTPUT[proc.pid]
+    file.seek(0)
+    return file.read()
+
+
 @contextlib.contextmanager
 def erank_serve(model: Path, port: int, **settings: str) -> Iterator[subprocess.Popen[str]]:
-    """`erank serve` on ``port`` with ``ERANK_*`` settings; killed (group and all) on exit."""
+    """`erank serve` on ``port`` with ``ERANK_*`` settings; killed (group and all) on exit.
+    Its output goes to a file (:func:`output_of`), never to a pipe nobody reads while the test
+    runs: one log line per call would fill a pipe's 64 KiB and stall the server."""
     env = os.environ.copy() | {f"ERANK_{k.upper()}": v for k, v in settings.items()}
     command = [sys.executable, "-m", "erank_cli", "serve", f"--model={model}", f"--port={port}"]
     command += ["--dtype=float32", "--enforce-eager", "--max-new-tokens=64"]
-    proc = subprocess.Popen(  # a session of its own, like a server started from a terminal
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        family = set(descendants(proc.pid))
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for pid in alive(family):  # only if a test failed: never leave engines behind
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+    with tempfile.TemporaryFile("w+") as output:
+        proc = subprocess.Popen(  # a session of its own, like a server started from a terminal
+            command,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        _OUTPUT[proc.pid] = output
+        try:
+            yield proc
+        finally:
+            family = set(descendants(proc.pid))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for pid in alive(family):  # only if a test failed: never leave engines behind
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            del _OUTPUT[proc.pid]
 
 
 def health(port: int, timeout: float = 2) -> int | str:
@@ -119,7 +136,7 @@ async def wait_serving(proc: subprocess.Popen[str], port: int) -> None:
     for _ in range(600):
         if await asyncio.to_thread(health, port) == SERVING:
             return
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert proc.poll() is None, output_of(proc)
         await asyncio.sleep(0.5)
     raise AssertionError("the server never said SERVING")
 
@@ -159,7 +176,7 @@ async def test_engine_killed_goes_not_serving_and_exits_nonzero(
         code = await asyncio.to_thread(proc.wait, 60)
         exited.set()
         seen = await poller
-        output = proc.stdout.read() if proc.stdout else ""
+        output = output_of(proc)
     first_not_serving = next(t for t, s in seen if s == NOT_SERVING)
     print(f"NOT_SERVING {first_not_serving - killed:.2f} s after the kill; exit {code}")
     assert call.value.code() == grpc.StatusCode.UNAVAILABLE
