@@ -1,7 +1,7 @@
-"""The corpus and the official-client adapter shared by the proxy and wrapper tests and
-bench/proxy_latency.py: one way to index the same documents into any pinned engine and to call
-it with its own official asyncio client (``elasticsearch`` for Elasticsearch, ``opensearch-py``
-for OpenSearch), directly or through the proxy.
+"""The corpus and the official-client adapter shared by the proxy and wrapper tests: one way to
+index the same documents into any pinned engine and to call it with its own official asyncio
+client (``elasticsearch`` for Elasticsearch, ``opensearch-py`` for OpenSearch), directly or
+through the proxy.
 """
 
 from __future__ import annotations
