@@ -5,7 +5,9 @@ Counters (``_total`` is appended on export):
 
 * ``erank_requests{method, code}``: ``erank.v1.Reranker`` calls by method and gRPC status name
   (``OK``, ``INVALID_ARGUMENT``, ``RESOURCE_EXHAUSTED``, ``UNAUTHENTICATED``, ...);
-  ``erank_request_duration_seconds{method}`` (histogram) how long they took.
+  ``erank_request_duration_seconds{method}`` (histogram) how long they took. Counted by the
+  server's one call interceptor (erank/tracing.py), first in the chain, so calls refused before
+  the service (a missing token) count too.
 * ``erank_inflight_requests`` / ``erank_queued_documents`` (gauges): calls admitted and not yet
   finished, and their documents (erank/admission.py).
 * ``erank_score_cache_hits`` / ``erank_score_cache_misses``: documents answered from / not found
@@ -18,16 +20,10 @@ Counters (``_total`` is appended on export):
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
-
 import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
 from erank_contract.metrics import LATENCY_BUCKETS
-from erank_contract.v1 import reranker_pb2 as pb
 
 CACHE_HITS = Counter("erank_score_cache_hits", "Documents answered from the score cache")
 CACHE_MISSES = Counter("erank_score_cache_misses", "Documents not found in the score cache")
@@ -47,64 +43,8 @@ LATENCY = Histogram(
 INFLIGHT = Gauge("erank_inflight_requests", "Reranker calls admitted and not finished")
 QUEUED_DOCUMENTS = Gauge("erank_queued_documents", "Documents of the calls in flight")
 
-_SERVICE = "/" + pb.DESCRIPTOR.services_by_name["Reranker"].full_name + "/"
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
 
-
-class RequestMetrics(grpc.aio.ServerInterceptor):
-    """Counts and times every ``erank.v1.Reranker`` call by its final status. First in the
-    interceptor chain, so calls refused before the service (a missing token) count too."""
-
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(_SERVICE):
-            return handler
-        method = details.method[len(_SERVICE) :]
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_timed(method, handler.unary_unary))  # type: ignore[attr-defined]
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_timed_stream(method, handler.unary_stream))  # type: ignore[attr-defined]
-        return handler
-
-
-def _timed(method: str, behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        began = time.perf_counter()
-        try:
-            answer = await behavior(request, context)
-        except BaseException as exc:
-            _observe(method, began, _failed(context, exc))
-            raise
-        _observe(method, began, context.code() or grpc.StatusCode.OK)
-        return answer
-
-    return unary
-
-
-def _timed_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
-    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        began = time.perf_counter()
-        try:
-            async for event in behavior(request, context):
-                yield event
-        except BaseException as exc:
-            _observe(method, began, _failed(context, exc))
-            raise
-        _observe(method, began, context.code() or grpc.StatusCode.OK)
-
-    return stream
-
-
-def _failed(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> grpc.StatusCode:
-    """The status a call that raised ``exc`` ends with: the one it aborted with, CANCELLED
-    when the caller went away, else UNKNOWN (what gRPC answers to an unexpected exception)."""
-    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-        return grpc.StatusCode.CANCELLED
-    return context.code() or grpc.StatusCode.UNKNOWN
-
-
-def _observe(method: str, began: float, code: grpc.StatusCode) -> None:
+def observe_call(method: str, code: grpc.StatusCode, seconds: float) -> None:
+    """One finished ``erank.v1.Reranker`` call (erank/tracing.py's interceptor reports each)."""
     REQUESTS.labels(method, code.name).inc()
-    LATENCY.labels(method).observe(time.perf_counter() - began)
+    LATENCY.labels(method).observe(seconds)

@@ -24,7 +24,6 @@ from grpc_reflection.v1alpha import reflection
 from erank import lifecycle
 from erank.admission import Admission
 from erank.backends import Backend, create_backend
-from erank.metrics import RequestMetrics
 from erank.model_source import ModelUnavailable, check_model
 from erank.scorer import Scorer
 from erank.security import (
@@ -58,10 +57,7 @@ class ScoringServer:
         token = read_token(
             settings.token.get_secret_value() if settings.token else None, settings.token_file
         )
-        interceptors: list[grpc.aio.ServerInterceptor] = [
-            RequestContextInterceptor(),
-            RequestMetrics(),
-        ]
+        interceptors: list[grpc.aio.ServerInterceptor] = [RequestContextInterceptor()]
         if token:
             interceptors.append(BearerTokenInterceptor(token))
         self.server = grpc.aio.server(

@@ -1,4 +1,5 @@
-"""Each ``erank.v1.Reranker`` call on the scoring server: a server span, a request id, a log line.
+"""Each ``erank.v1.Reranker`` call on the scoring server: a server span, a request id, a log line
+and its Prometheus count and duration (erank/metrics.py), all from one status and one clock.
 
 The span continues the caller's trace from the ``traceparent`` metadata (the adapters send it,
 see :mod:`erank_contract.telemetry`); the request id is the caller's ``x-request-id`` or a new
@@ -19,6 +20,7 @@ from typing import Any
 import grpc
 from opentelemetry import propagate, trace
 
+from erank import metrics
 from erank_contract.telemetry import (
     REQUEST_ID_METADATA,
     RPC_SERVICE,
@@ -55,16 +57,18 @@ def _served(
     with trace.use_span(span, record_exception=False, set_status_on_exception=False):
         try:
             yield
-        except asyncio.CancelledError:
+            code = context.code() or grpc.StatusCode.OK
+        except (asyncio.CancelledError, GeneratorExit):
             code = grpc.StatusCode.CANCELLED  # the caller went away or its deadline passed
             raise
         except BaseException:
             code = context.code() or grpc.StatusCode.UNKNOWN  # set by abort; else a bug
             raise
         finally:
+            seconds = time.perf_counter() - began
             end_rpc_span(span, code)
-            millis = (time.perf_counter() - began) * 1000
-            log.info("%s %s %.1f ms", method, code.name, millis)
+            metrics.observe_call(method, code, seconds)
+            log.info("%s %s %.1f ms", method, code.name, seconds * 1000)
             request_id.reset(token)
 
 
@@ -98,8 +102,8 @@ def _traced(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.
 
 
 class RequestContextInterceptor(grpc.aio.ServerInterceptor):
-    """Traces, ids and logs every ``erank.v1.Reranker`` call (see the module doc). First in the
-    server's interceptors, so calls refused by the token check are traced and logged too."""
+    """Traces, ids, logs and counts every ``erank.v1.Reranker`` call (see the module doc). First
+    in the server's interceptors, so calls refused by the token check are in all four too."""
 
     async def intercept_service(
         self,
