@@ -24,43 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65rank/v1/reranker.proto\x12\x08\x65rank.v1\"Z\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1e\n\x11\x66irst_stage_score\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_first_stage_score\"\xe0\x03\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x13\n\x0binstruction\x18\x02 \x01(\t\x12%\n\tdocuments\x18\x03 \x03(\x0b\x32\x12.erank.v1.Document\x12\x17\n\x0ftruncate_length\x18\x04 \x01(\r\x12\x12\n\x05\x61lpha\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05top_n\x18\x06 \x01(\r\x12\x18\n\x10return_reasoning\x18\x07 \x01(\x08\x12#\n\x04mode\x18\x08 \x01(\x0e\x32\x15.erank.v1.ScoringMode\x12\x1c\n\x0fthinking_budget\x18\t \x01(\rH\x01\x88\x01\x01\x12\x1a\n\x12instruction_preset\x18\n \x01(\t\x12 \n\x06\x66usion\x18\x0b \x01(\x0e\x32\x10.erank.v1.Fusion\x12\x1a\n\rrank_constant\x18\x0c \x01(\rH\x02\x88\x01\x01\x12/\n\x0elong_documents\x18\r \x01(\x0e\x32\x17.erank.v1.LongDocuments\x12\x1c\n\x0fpassage_overlap\x18\x0e \x01(\rH\x03\x88\x01\x01\x42\x08\n\x06_alphaB\x12\n\x10_thinking_budgetB\x10\n\x0e_rank_constantB\x12\n\x10_passage_overlap\"\xad\x03\n\x0cRerankResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x12\n\nrank_score\x18\x03 \x01(\x01\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\r\x12\x1a\n\x12\x61nswer_probability\x18\x05 \x01(\x01\x12\x1e\n\x11\x66irst_stage_score\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0chybrid_score\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12&\n\x06status\x18\x08 \x01(\x0e\x32\x16.erank.v1.ResultStatus\x12\x16\n\treasoning\x18\t \x01(\tH\x02\x88\x01\x01\x12\x11\n\ttruncated\x18\n \x01(\x08\x12\x15\n\rstatus_detail\x18\x0b \x01(\t\x12#\n\x04mode\x18\x0c \x01(\x0e\x32\x15.erank.v1.ScoringMode\x12\x0e\n\x06\x63\x61\x63hed\x18\r \x01(\x08\x12\'\n\x07passage\x18\x0e \x01(\x0b\x32\x11.erank.v1.PassageH\x03\x88\x01\x01\x42\x14\n\x12_first_stage_scoreB\x0f\n\r_hybrid_scoreB\x0c\n\n_reasoningB\n\n\x08_passage\"M\n\x07Passage\x12\r\n\x05index\x18\x01 \x01(\r\x12\x12\n\nstart_char\x18\x02 \x01(\r\x12\x10\n\x08\x65nd_char\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\x80\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x18\n\x10generated_tokens\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x04\x12\x12\n\ncache_hits\x18\x04 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x05 \x01(\x04\"\xc2\x01\n\x0eRerankResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.erank.v1.RerankResult\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1e\n\x05usage\x18\x03 \x01(\x0b\x32\x0f.erank.v1.Usage\x12&\n\nordered_by\x18\x04 \x01(\x0e\x32\x12.erank.v1.Ordering\x12\x0e\n\x06notice\x18\x05 \x01(\t\x12 \n\x06\x66usion\x18\x06 \x01(\x0e\x32\x10.erank.v1.Fusion\"n\n\x0bRerankEvent\x12(\n\x06result\x18\x01 \x01(\x0b\x32\x16.erank.v1.RerankResultH\x00\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x18.erank.v1.RerankResponseH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13GetModelInfoRequest\"\xaf\x03\n\tModelInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x15\n\rmax_model_len\x18\x04 \x01(\r\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\x1f\n\x17\x64\x65\x66\x61ult_truncate_length\x18\x06 \x01(\r\x12\x1b\n\x13max_truncate_length\x18\x07 \x01(\r\x12\x15\n\rmax_documents\x18\x08 \x01(\r\x12\x16\n\x0emax_text_chars\x18\t \x01(\r\x12\x18\n\x10template_version\x18\n \x01(\t\x12\x1b\n\x13\x64\x65\x66\x61ult_instruction\x18\x0b \x01(\t\x12\x15\n\rdefault_alpha\x18\x0c \x01(\x01\x12+\n\x0c\x64\x65\x66\x61ult_mode\x18\r \x01(\x0e\x32\x15.erank.v1.ScoringMode\x12\x1f\n\x17\x64\x65\x66\x61ult_thinking_budget\x18\x0e \x01(\r\x12\x38\n\x13instruction_presets\x18\x0f \x03(\x0b\x32\x1b.erank.v1.InstructionPreset\"F\n\x11InstructionPreset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0binstruction\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t*V\n\x06\x46usion\x12\x16\n\x12\x46USION_UNSPECIFIED\x10\x00\x12\x11\n\rFUSION_ZSCORE\x10\x01\x12\x11\n\rFUSION_MINMAX\x10\x02\x12\x0e\n\nFUSION_RRF\x10\x03*m\n\rLongDocuments\x12\x1e\n\x1aLONG_DOCUMENTS_UNSPECIFIED\x10\x00\x12\x1b\n\x17LONG_DOCUMENTS_TRUNCATE\x10\x01\x12\x1f\n\x1bLONG_DOCUMENTS_BEST_PASSAGE\x10\x02*\x81\x01\n\x0bScoringMode\x12\x1c\n\x18SCORING_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SCORING_MODE_FULL\x10\x01\x12 \n\x1cSCORING_MODE_THINKING_BUDGET\x10\x02\x12\x1b\n\x17SCORING_MODE_SCORE_ONLY\x10\x03*\x83\x01\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10RESULT_STATUS_OK\x10\x01\x12\x1b\n\x17RESULT_STATUS_NO_ANSWER\x10\x02\x12!\n\x1dRESULT_STATUS_TRUNCATED_INPUT\x10\x03*X\n\x08Ordering\x12\x18\n\x14ORDERING_UNSPECIFIED\x10\x00\x12\x19\n\x15ORDERING_HYBRID_SCORE\x10\x01\x12\x17\n\x13ORDERING_RANK_SCORE\x10\x02\x32\xcd\x01\n\x08Reranker\x12;\n\x06Rerank\x12\x17.erank.v1.RerankRequest\x1a\x18.erank.v1.RerankResponse\x12@\n\x0cRerankStream\x12\x17.erank.v1.RerankRequest\x1a\x15.erank.v1.RerankEvent0\x01\x12\x42\n\x0cGetModelInfo\x12\x1d.erank.v1.GetModelInfoRequest\x1a\x13.erank.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65rank/v1/reranker.proto\x12\x08\x65rank.v1\"Z\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x1e\n\x11\x66irst_stage_score\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_first_stage_score\"\xc4\x04\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x13\n\x0binstruction\x18\x02 \x01(\t\x12%\n\tdocuments\x18\x03 \x03(\x0b\x32\x12.erank.v1.Document\x12\x17\n\x0ftruncate_length\x18\x04 \x01(\r\x12\x12\n\x05\x61lpha\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05top_n\x18\x06 \x01(\r\x12\x18\n\x10return_reasoning\x18\x07 \x01(\x08\x12#\n\x04mode\x18\x08 \x01(\x0e\x32\x15.erank.v1.ScoringMode\x12\x1c\n\x0fthinking_budget\x18\t \x01(\rH\x01\x88\x01\x01\x12\x1a\n\x12instruction_preset\x18\n \x01(\t\x12 \n\x06\x66usion\x18\x0b \x01(\x0e\x32\x10.erank.v1.Fusion\x12\x1a\n\rrank_constant\x18\x0c \x01(\rH\x02\x88\x01\x01\x12/\n\x0elong_documents\x18\r \x01(\x0e\x32\x17.erank.v1.LongDocuments\x12\x1c\n\x0fpassage_overlap\x18\x0e \x01(\rH\x03\x88\x01\x01\x12\x11\n\tbudget_ms\x18\x0f \x01(\r\x12\x31\n\x0f\x64\x65\x61\x64line_policy\x18\x10 \x01(\x0e\x32\x18.erank.v1.DeadlinePolicy\x12\x1c\n\x14\x66inish_in_background\x18\x11 \x01(\x08\x42\x08\n\x06_alphaB\x12\n\x10_thinking_budgetB\x10\n\x0e_rank_constantB\x12\n\x10_passage_overlap\"\xf0\x03\n\x0cRerankResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\x12\n\nrank_score\x18\x03 \x01(\x01\x12\x0e\n\x06\x61nswer\x18\x04 \x01(\r\x12\x1a\n\x12\x61nswer_probability\x18\x05 \x01(\x01\x12\x1e\n\x11\x66irst_stage_score\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0chybrid_score\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12&\n\x06status\x18\x08 \x01(\x0e\x32\x16.erank.v1.ResultStatus\x12\x16\n\treasoning\x18\t \x01(\tH\x02\x88\x01\x01\x12\x11\n\ttruncated\x18\n \x01(\x08\x12\x15\n\rstatus_detail\x18\x0b \x01(\t\x12#\n\x04mode\x18\x0c \x01(\x0e\x32\x15.erank.v1.ScoringMode\x12\x0e\n\x06\x63\x61\x63hed\x18\r \x01(\x08\x12\'\n\x07passage\x18\x0e \x01(\x0b\x32\x11.erank.v1.PassageH\x03\x88\x01\x01\x12(\n\ncompletion\x18\x0f \x01(\x0e\x32\x14.erank.v1.Completion\x12\x17\n\x0fthinking_tokens\x18\x10 \x01(\rB\x14\n\x12_first_stage_scoreB\x0f\n\r_hybrid_scoreB\x0c\n\n_reasoningB\n\n\x08_passage\"M\n\x07Passage\x12\r\n\x05index\x18\x01 \x01(\r\x12\x12\n\nstart_char\x18\x02 \x01(\r\x12\x10\n\x08\x65nd_char\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\x80\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x04\x12\x18\n\x10generated_tokens\x18\x02 \x01(\x04\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x04\x12\x12\n\ncache_hits\x18\x04 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x05 \x01(\x04\"\xee\x01\n\x0eRerankResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.erank.v1.RerankResult\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1e\n\x05usage\x18\x03 \x01(\x0b\x32\x0f.erank.v1.Usage\x12&\n\nordered_by\x18\x04 \x01(\x0e\x32\x12.erank.v1.Ordering\x12\x0e\n\x06notice\x18\x05 \x01(\t\x12 \n\x06\x66usion\x18\x06 \x01(\x0e\x32\x10.erank.v1.Fusion\x12*\n\x0b\x63ompletions\x18\x07 \x01(\x0b\x32\x15.erank.v1.Completions\"j\n\x0b\x43ompletions\x12\x0c\n\x04\x66ull\x18\x01 \x01(\r\x12\x0b\n\x03\x63ut\x18\x02 \x01(\r\x12\x10\n\x08unscored\x18\x03 \x01(\r\x12\x13\n\x0b\x64\x65\x61\x64line_ms\x18\x04 \x01(\r\x12\x19\n\x11\x63losing_margin_ms\x18\x05 \x01(\x01\"n\n\x0bRerankEvent\x12(\n\x06result\x18\x01 \x01(\x0b\x32\x16.erank.v1.RerankResultH\x00\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x18.erank.v1.RerankResponseH\x00\x42\x07\n\x05\x65vent\"\x15\n\x13GetModelInfoRequest\"\xaf\x03\n\tModelInfo\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x15\n\rmax_model_len\x18\x04 \x01(\r\x12\x16\n\x0emax_new_tokens\x18\x05 \x01(\r\x12\x1f\n\x17\x64\x65\x66\x61ult_truncate_length\x18\x06 \x01(\r\x12\x1b\n\x13max_truncate_length\x18\x07 \x01(\r\x12\x15\n\rmax_documents\x18\x08 \x01(\r\x12\x16\n\x0emax_text_chars\x18\t \x01(\r\x12\x18\n\x10template_version\x18\n \x01(\t\x12\x1b\n\x13\x64\x65\x66\x61ult_instruction\x18\x0b \x01(\t\x12\x15\n\rdefault_alpha\x18\x0c \x01(\x01\x12+\n\x0c\x64\x65\x66\x61ult_mode\x18\r \x01(\x0e\x32\x15.erank.v1.ScoringMode\x12\x1f\n\x17\x64\x65\x66\x61ult_thinking_budget\x18\x0e \x01(\r\x12\x38\n\x13instruction_presets\x18\x0f \x03(\x0b\x32\x1b.erank.v1.InstructionPreset\"F\n\x11InstructionPreset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0binstruction\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t*d\n\x0e\x44\x65\x61\x64linePolicy\x12\x1f\n\x1b\x44\x45\x41\x44LINE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45\x41\x44LINE_POLICY_CUT\x10\x01\x12\x18\n\x14\x44\x45\x41\x44LINE_POLICY_FAIL\x10\x02*j\n\nCompletion\x12\x1a\n\x16\x43OMPLETION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43OMPLETION_FULL\x10\x01\x12\x12\n\x0e\x43OMPLETION_CUT\x10\x02\x12\x17\n\x13\x43OMPLETION_UNSCORED\x10\x03*V\n\x06\x46usion\x12\x16\n\x12\x46USION_UNSPECIFIED\x10\x00\x12\x11\n\rFUSION_ZSCORE\x10\x01\x12\x11\n\rFUSION_MINMAX\x10\x02\x12\x0e\n\nFUSION_RRF\x10\x03*m\n\rLongDocuments\x12\x1e\n\x1aLONG_DOCUMENTS_UNSPECIFIED\x10\x00\x12\x1b\n\x17LONG_DOCUMENTS_TRUNCATE\x10\x01\x12\x1f\n\x1bLONG_DOCUMENTS_BEST_PASSAGE\x10\x02*\x81\x01\n\x0bScoringMode\x12\x1c\n\x18SCORING_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11SCORING_MODE_FULL\x10\x01\x12 \n\x1cSCORING_MODE_THINKING_BUDGET\x10\x02\x12\x1b\n\x17SCORING_MODE_SCORE_ONLY\x10\x03*\x9f\x01\n\x0cResultStatus\x12\x1d\n\x19RESULT_STATUS_UNSPECIFIED\x10\x00\x12\x14\n\x10RESULT_STATUS_OK\x10\x01\x12\x1b\n\x17RESULT_STATUS_NO_ANSWER\x10\x02\x12!\n\x1dRESULT_STATUS_TRUNCATED_INPUT\x10\x03\x12\x1a\n\x16RESULT_STATUS_UNSCORED\x10\x04*X\n\x08Ordering\x12\x18\n\x14ORDERING_UNSPECIFIED\x10\x00\x12\x19\n\x15ORDERING_HYBRID_SCORE\x10\x01\x12\x17\n\x13ORDERING_RANK_SCORE\x10\x02\x32\xcd\x01\n\x08Reranker\x12;\n\x06Rerank\x12\x17.erank.v1.RerankRequest\x1a\x18.erank.v1.RerankResponse\x12@\n\x0cRerankStream\x12\x17.erank.v1.RerankRequest\x1a\x15.erank.v1.RerankEvent0\x01\x12\x42\n\x0cGetModelInfo\x12\x1d.erank.v1.GetModelInfoRequest\x1a\x13.erank.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'erank_contract.v1.reranker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FUSION']._serialized_start=2092
-  _globals['_FUSION']._serialized_end=2178
-  _globals['_LONGDOCUMENTS']._serialized_start=2180
-  _globals['_LONGDOCUMENTS']._serialized_end=2289
-  _globals['_SCORINGMODE']._serialized_start=2292
-  _globals['_SCORINGMODE']._serialized_end=2421
-  _globals['_RESULTSTATUS']._serialized_start=2424
-  _globals['_RESULTSTATUS']._serialized_end=2555
-  _globals['_ORDERING']._serialized_start=2557
-  _globals['_ORDERING']._serialized_end=2645
+  _globals['_DEADLINEPOLICY']._serialized_start=2411
+  _globals['_DEADLINEPOLICY']._serialized_end=2511
+  _globals['_COMPLETION']._serialized_start=2513
+  _globals['_COMPLETION']._serialized_end=2619
+  _globals['_FUSION']._serialized_start=2621
+  _globals['_FUSION']._serialized_end=2707
+  _globals['_LONGDOCUMENTS']._serialized_start=2709
+  _globals['_LONGDOCUMENTS']._serialized_end=2818
+  _globals['_SCORINGMODE']._serialized_start=2821
+  _globals['_SCORINGMODE']._serialized_end=2950
+  _globals['_RESULTSTATUS']._serialized_start=2953
+  _globals['_RESULTSTATUS']._serialized_end=3112
+  _globals['_ORDERING']._serialized_start=3114
+  _globals['_ORDERING']._serialized_end=3202
   _globals['_DOCUMENT']._serialized_start=37
   _globals['_DOCUMENT']._serialized_end=127
   _globals['_RERANKREQUEST']._serialized_start=130
-  _globals['_RERANKREQUEST']._serialized_end=610
-  _globals['_RERANKRESULT']._serialized_start=613
-  _globals['_RERANKRESULT']._serialized_end=1042
-  _globals['_PASSAGE']._serialized_start=1044
-  _globals['_PASSAGE']._serialized_end=1121
-  _globals['_USAGE']._serialized_start=1124
-  _globals['_USAGE']._serialized_end=1252
-  _globals['_RERANKRESPONSE']._serialized_start=1255
-  _globals['_RERANKRESPONSE']._serialized_end=1449
-  _globals['_RERANKEVENT']._serialized_start=1451
-  _globals['_RERANKEVENT']._serialized_end=1561
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1563
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1584
-  _globals['_MODELINFO']._serialized_start=1587
-  _globals['_MODELINFO']._serialized_end=2018
-  _globals['_INSTRUCTIONPRESET']._serialized_start=2020
-  _globals['_INSTRUCTIONPRESET']._serialized_end=2090
-  _globals['_RERANKER']._serialized_start=2648
-  _globals['_RERANKER']._serialized_end=2853
+  _globals['_RERANKREQUEST']._serialized_end=710
+  _globals['_RERANKRESULT']._serialized_start=713
+  _globals['_RERANKRESULT']._serialized_end=1209
+  _globals['_PASSAGE']._serialized_start=1211
+  _globals['_PASSAGE']._serialized_end=1288
+  _globals['_USAGE']._serialized_start=1291
+  _globals['_USAGE']._serialized_end=1419
+  _globals['_RERANKRESPONSE']._serialized_start=1422
+  _globals['_RERANKRESPONSE']._serialized_end=1660
+  _globals['_COMPLETIONS']._serialized_start=1662
+  _globals['_COMPLETIONS']._serialized_end=1768
+  _globals['_RERANKEVENT']._serialized_start=1770
+  _globals['_RERANKEVENT']._serialized_end=1880
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1882
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1903
+  _globals['_MODELINFO']._serialized_start=1906
+  _globals['_MODELINFO']._serialized_end=2337
+  _globals['_INSTRUCTIONPRESET']._serialized_start=2339
+  _globals['_INSTRUCTIONPRESET']._serialized_end=2409
+  _globals['_RERANKER']._serialized_start=3205
+  _globals['_RERANKER']._serialized_end=3410
 # @@protoc_insertion_point(module_scope)

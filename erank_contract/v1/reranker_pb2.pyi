@@ -22,6 +22,75 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _DeadlinePolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DeadlinePolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DeadlinePolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DEADLINE_POLICY_UNSPECIFIED: _DeadlinePolicy.ValueType  # 0
+    """DEADLINE_POLICY_CUT."""
+    DEADLINE_POLICY_CUT: _DeadlinePolicy.ValueType  # 1
+    """"Anytime" scoring: shortly before the deadline (by a margin the server measures: what
+    closing costs under the current load), every document still reasoning has its reasoning
+    closed with </think><answer> and its answer read from the reasoning so far. Every document
+    then has a score by the deadline (COMPLETION_CUT says which were cut and where); one that
+    cannot get even that is COMPLETION_UNSCORED, never dropped. Without a deadline nothing is cut.
+    """
+    DEADLINE_POLICY_FAIL: _DeadlinePolicy.ValueType  # 2
+    """All or nothing: the call fails with DEADLINE_EXCEEDED when its deadline passes."""
+
+class DeadlinePolicy(_DeadlinePolicy, metaclass=_DeadlinePolicyEnumTypeWrapper): ...
+
+DEADLINE_POLICY_UNSPECIFIED: DeadlinePolicy.ValueType  # 0
+"""DEADLINE_POLICY_CUT."""
+DEADLINE_POLICY_CUT: DeadlinePolicy.ValueType  # 1
+""""Anytime" scoring: shortly before the deadline (by a margin the server measures: what
+closing costs under the current load), every document still reasoning has its reasoning
+closed with </think><answer> and its answer read from the reasoning so far. Every document
+then has a score by the deadline (COMPLETION_CUT says which were cut and where); one that
+cannot get even that is COMPLETION_UNSCORED, never dropped. Without a deadline nothing is cut.
+"""
+DEADLINE_POLICY_FAIL: DeadlinePolicy.ValueType  # 2
+"""All or nothing: the call fails with DEADLINE_EXCEEDED when its deadline passes."""
+Global___DeadlinePolicy: _TypeAlias = DeadlinePolicy  # noqa: Y015
+
+class _Completion:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CompletionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Completion.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMPLETION_UNSPECIFIED: _Completion.ValueType  # 0
+    COMPLETION_FULL: _Completion.ValueType  # 1
+    """After the model's full reasoning (also every score from the score cache)."""
+    COMPLETION_CUT: _Completion.ValueType  # 2
+    """The deadline came first: the reasoning was closed after thinking_tokens tokens and the
+    answer read from there. The model was trained to answer after its full reasoning: a cut
+    answer is an approximation (docs/SCORING.md).
+    """
+    COMPLETION_UNSCORED: _Completion.ValueType  # 3
+    """Not even a closed answer fitted before the deadline: rank_score 0, status UNSCORED. In
+    fusion it takes the mean rank_score of the scored documents (neither sunk nor lifted).
+    """
+
+class Completion(_Completion, metaclass=_CompletionEnumTypeWrapper):
+    """How a document's answer was reached."""
+
+COMPLETION_UNSPECIFIED: Completion.ValueType  # 0
+COMPLETION_FULL: Completion.ValueType  # 1
+"""After the model's full reasoning (also every score from the score cache)."""
+COMPLETION_CUT: Completion.ValueType  # 2
+"""The deadline came first: the reasoning was closed after thinking_tokens tokens and the
+answer read from there. The model was trained to answer after its full reasoning: a cut
+answer is an approximation (docs/SCORING.md).
+"""
+COMPLETION_UNSCORED: Completion.ValueType  # 3
+"""Not even a closed answer fitted before the deadline: rank_score 0, status UNSCORED. In
+fusion it takes the mean rank_score of the scored documents (neither sunk nor lifted).
+"""
+Global___Completion: _TypeAlias = Completion  # noqa: Y015
+
 class _Fusion:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -160,6 +229,8 @@ class _ResultStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResultSt
     """
     RESULT_STATUS_TRUNCATED_INPUT: _ResultStatus.ValueType  # 3
     """Parsable answer, but the query or the document was cut to truncate_length tokens."""
+    RESULT_STATUS_UNSCORED: _ResultStatus.ValueType  # 4
+    """The deadline came before the document had any answer (COMPLETION_UNSCORED)."""
 
 class ResultStatus(_ResultStatus, metaclass=_ResultStatusEnumTypeWrapper): ...
 
@@ -172,6 +243,8 @@ rank_score is 0 and status_detail says why.
 """
 RESULT_STATUS_TRUNCATED_INPUT: ResultStatus.ValueType  # 3
 """Parsable answer, but the query or the document was cut to truncate_length tokens."""
+RESULT_STATUS_UNSCORED: ResultStatus.ValueType  # 4
+"""The deadline came before the document had any answer (COMPLETION_UNSCORED)."""
 Global___ResultStatus: _TypeAlias = ResultStatus  # noqa: Y015
 
 class _Ordering:
@@ -244,6 +317,9 @@ class RerankRequest(_message.Message):
     RANK_CONSTANT_FIELD_NUMBER: _builtins.int
     LONG_DOCUMENTS_FIELD_NUMBER: _builtins.int
     PASSAGE_OVERLAP_FIELD_NUMBER: _builtins.int
+    BUDGET_MS_FIELD_NUMBER: _builtins.int
+    DEADLINE_POLICY_FIELD_NUMBER: _builtins.int
+    FINISH_IN_BACKGROUND_FIELD_NUMBER: _builtins.int
     query: _builtins.str
     instruction: _builtins.str
     """Relevance definition put into the prompt; empty = instruction_preset, or the server's
@@ -285,6 +361,21 @@ class RerankRequest(_message.Message):
     truncate_length / 8 (256 at 2048). Must be below truncate_length. Only valid with
     LONG_DOCUMENTS_BEST_PASSAGE.
     """
+    budget_ms: _builtins.int
+    """Milliseconds the server may spend on this call, counted from when it receives it; 0 = no
+    limit beyond the gRPC deadline. With both, the nearer one is the call's deadline. For callers
+    that cannot set a gRPC deadline (or whose clock is not the server's).
+    """
+    deadline_policy: Global___DeadlinePolicy.ValueType
+    """What happens when the deadline comes before every document has answered; unspecified =
+    DEADLINE_POLICY_CUT.
+    """
+    finish_in_background: _builtins.bool
+    """With DEADLINE_POLICY_CUT: after the response is sent, documents that were cut go on to their
+    full reasoning at the lowest priority and their full scores go into the score cache, so the
+    same request a moment later is answered in full. Bounded by the server's
+    background_max_documents; dropped first when the server is busy.
+    """
     @_builtins.property
     def documents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Document]: ...
     def __init__(
@@ -304,10 +395,13 @@ class RerankRequest(_message.Message):
         rank_constant: _builtins.int | None = ...,
         long_documents: Global___LongDocuments.ValueType = ...,
         passage_overlap: _builtins.int | None = ...,
+        budget_ms: _builtins.int = ...,
+        deadline_policy: Global___DeadlinePolicy.ValueType = ...,
+        finish_in_background: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_passage_overlap", b"_passage_overlap", "_rank_constant", b"_rank_constant", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "passage_overlap", b"passage_overlap", "rank_constant", b"rank_constant", "thinking_budget", b"thinking_budget"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_passage_overlap", b"_passage_overlap", "_rank_constant", b"_rank_constant", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "documents", b"documents", "fusion", b"fusion", "instruction", b"instruction", "instruction_preset", b"instruction_preset", "long_documents", b"long_documents", "mode", b"mode", "passage_overlap", b"passage_overlap", "query", b"query", "rank_constant", b"rank_constant", "return_reasoning", b"return_reasoning", "thinking_budget", b"thinking_budget", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_passage_overlap", b"_passage_overlap", "_rank_constant", b"_rank_constant", "_thinking_budget", b"_thinking_budget", "alpha", b"alpha", "budget_ms", b"budget_ms", "deadline_policy", b"deadline_policy", "documents", b"documents", "finish_in_background", b"finish_in_background", "fusion", b"fusion", "instruction", b"instruction", "instruction_preset", b"instruction_preset", "long_documents", b"long_documents", "mode", b"mode", "passage_overlap", b"passage_overlap", "query", b"query", "rank_constant", b"rank_constant", "return_reasoning", b"return_reasoning", "thinking_budget", b"thinking_budget", "top_n", b"top_n", "truncate_length", b"truncate_length"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__alpha: _TypeAlias = _typing.Literal["alpha"]  # noqa: Y015
     _WhichOneofArgType__alpha: _TypeAlias = _typing.Literal["_alpha", b"_alpha"]  # noqa: Y015
@@ -346,6 +440,8 @@ class RerankResult(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
     PASSAGE_FIELD_NUMBER: _builtins.int
+    COMPLETION_FIELD_NUMBER: _builtins.int
+    THINKING_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     index: _builtins.int
     """Position of the document in the request."""
@@ -370,6 +466,12 @@ class RerankResult(_message.Message):
     """The mode that produced this score."""
     cached: _builtins.bool
     """The score came from the server's score cache (no engine work for this document)."""
+    completion: Global___Completion.ValueType
+    """Full reasoning, cut at the deadline, or unscored."""
+    thinking_tokens: _builtins.int
+    """Tokens the model generated before its answer (after <think>, for a cut document where its
+    reasoning was closed); 0 for cached scores and score-only mode.
+    """
     @_builtins.property
     def passage(self) -> Global___Passage:
         """With LONG_DOCUMENTS_BEST_PASSAGE: the passage whose score the document took."""
@@ -391,10 +493,12 @@ class RerankResult(_message.Message):
         mode: Global___ScoringMode.ValueType = ...,
         cached: _builtins.bool = ...,
         passage: Global___Passage | None = ...,
+        completion: Global___Completion.ValueType = ...,
+        thinking_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_passage", b"_passage", "_reasoning", b"_reasoning", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "passage", b"passage", "reasoning", b"reasoning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_passage", b"_passage", "_reasoning", b"_reasoning", "answer", b"answer", "answer_probability", b"answer_probability", "cached", b"cached", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "id", b"id", "index", b"index", "mode", b"mode", "passage", b"passage", "rank_score", b"rank_score", "reasoning", b"reasoning", "status", b"status", "status_detail", b"status_detail", "truncated", b"truncated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score", "_hybrid_score", b"_hybrid_score", "_passage", b"_passage", "_reasoning", b"_reasoning", "answer", b"answer", "answer_probability", b"answer_probability", "cached", b"cached", "completion", b"completion", "first_stage_score", b"first_stage_score", "hybrid_score", b"hybrid_score", "id", b"id", "index", b"index", "mode", b"mode", "passage", b"passage", "rank_score", b"rank_score", "reasoning", b"reasoning", "status", b"status", "status_detail", b"status_detail", "thinking_tokens", b"thinking_tokens", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__first_stage_score: _TypeAlias = _typing.Literal["first_stage_score"]  # noqa: Y015
     _WhichOneofArgType__first_stage_score: _TypeAlias = _typing.Literal["_first_stage_score", b"_first_stage_score"]  # noqa: Y015
@@ -496,6 +600,7 @@ class RerankResponse(_message.Message):
     ORDERED_BY_FIELD_NUMBER: _builtins.int
     NOTICE_FIELD_NUMBER: _builtins.int
     FUSION_FIELD_NUMBER: _builtins.int
+    COMPLETIONS_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     ordered_by: Global___Ordering.ValueType
     notice: _builtins.str
@@ -510,6 +615,10 @@ class RerankResponse(_message.Message):
 
     @_builtins.property
     def usage(self) -> Global___Usage: ...
+    @_builtins.property
+    def completions(self) -> Global___Completions:
+        """How many documents got a full, a cut or no answer, and the deadline the server worked to."""
+
     def __init__(
         self,
         *,
@@ -519,14 +628,50 @@ class RerankResponse(_message.Message):
         ordered_by: Global___Ordering.ValueType = ...,
         notice: _builtins.str = ...,
         fusion: Global___Fusion.ValueType = ...,
+        completions: Global___Completions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completions", b"completions", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fusion", b"fusion", "model", b"model", "notice", b"notice", "ordered_by", b"ordered_by", "results", b"results", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completions", b"completions", "fusion", b"fusion", "model", b"model", "notice", b"notice", "ordered_by", b"ordered_by", "results", b"results", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RerankResponse: _TypeAlias = RerankResponse  # noqa: Y015
+
+@_typing.final
+class Completions(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULL_FIELD_NUMBER: _builtins.int
+    CUT_FIELD_NUMBER: _builtins.int
+    UNSCORED_FIELD_NUMBER: _builtins.int
+    DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    CLOSING_MARGIN_MS_FIELD_NUMBER: _builtins.int
+    full: _builtins.int
+    cut: _builtins.int
+    unscored: _builtins.int
+    deadline_ms: _builtins.int
+    """The call's deadline in milliseconds from when the server received it; 0 = none."""
+    closing_margin_ms: _builtins.float
+    """How long before the deadline the server began closing reasoning (measured, see
+    DEADLINE_POLICY_CUT); 0 when nothing had to be cut.
+    """
+    def __init__(
+        self,
+        *,
+        full: _builtins.int = ...,
+        cut: _builtins.int = ...,
+        unscored: _builtins.int = ...,
+        deadline_ms: _builtins.int = ...,
+        closing_margin_ms: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closing_margin_ms", b"closing_margin_ms", "cut", b"cut", "deadline_ms", b"deadline_ms", "full", b"full", "unscored", b"unscored"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Completions: _TypeAlias = Completions  # noqa: Y015
 
 @_typing.final
 class RerankEvent(_message.Message):
