@@ -37,7 +37,16 @@ def server_command(
         int, typer.Option(help="generated tokens per document (the scripted model's length)")
     ] = 64,
     min_docs: Annotated[int, typer.Option(help="documents per level and pass, at least")] = 200,
-    rounds: Annotated[int, typer.Option(help="server/raw alternations per level")] = 2,
+    rounds: Annotated[
+        int, typer.Option(help="rounds per level: each pass once, the first pass alternating")
+    ] = 2,
+    paths: Annotated[
+        str | None,
+        typer.Option(
+            help="the two passes compared, first ÷ second: server,raw; the same path twice "
+            "(raw,raw) measures the bench itself [server,raw; server with --target]"
+        ),
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="model path or id [a tiny scripted checkpoint]")
     ] = None,
@@ -50,28 +59,35 @@ def server_command(
         "bench/out"
     ),
 ) -> None:
-    """Load over gRPC (RerankStream) at each size and concurrency; raw AsyncLLM on the identical
-    prompts in the same run; docs/s, tokens/s, p50/p95/p99, first result, server ÷ raw."""
+    """Load over gRPC (RerankStream) at each size and concurrency; raw AsyncLLM on prompts of the
+    same token lengths in the same run, each pass on its own new documents; every round,
+    docs/s, tokens/s, p50/p95/p99, first result, server ÷ raw (median of the rounds' ratios)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from erank_cli.bench.report import server_table
+    from erank_cli.bench.report import rounds_table, server_table
     from erank_cli.bench.server import ServerBench, run, write
 
     if doc_tokens < 1 or output_tokens < 1 or min_docs < 1 or rounds < 1:
         raise typer.BadParameter("doc-tokens, output-tokens, min-docs and rounds must be ≥ 1")
-    bench = ServerBench(
-        docs=_ints(docs, "docs"),
-        doc_tokens=doc_tokens,
-        concurrency=_ints(concurrency, "concurrency"),
-        output_tokens=output_tokens,
-        min_docs=min_docs,
-        rounds=rounds,
-        model=model,
-        target=target,
-        enforce_eager=enforce_eager,
-        dtype=dtype,
-    )
+    default = "server" if target else "server,raw"
+    try:
+        bench = ServerBench(
+            docs=_ints(docs, "docs"),
+            doc_tokens=doc_tokens,
+            concurrency=_ints(concurrency, "concurrency"),
+            output_tokens=output_tokens,
+            min_docs=min_docs,
+            rounds=rounds,
+            paths=tuple(p.strip() for p in (paths or default).split(",")),
+            model=model,
+            target=target,
+            enforce_eager=enforce_eager,
+            dtype=dtype,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
     result = asyncio.run(run(bench))
     console = Console()
+    console.print(rounds_table(result))
     console.print(server_table(result))
     json_path, png_path = write(result, out)
     console.print(f"wrote {json_path} and {png_path}")

@@ -9,30 +9,61 @@ from rich.table import Table
 
 
 def server_table(result: dict[str, Any]) -> Table:
-    """One row per level: both paths' docs/s and p50, and the server ÷ raw ratios."""
+    """One row per level: each pass's medians over the rounds, and the medians of the rounds'
+    ratios (first pass ÷ second: server ÷ raw by default)."""
     table = Table(title=f"erank bench server: {result['server']['model']}")
-    columns = ["docs", "conc.", "server docs/s", "server tok/s", "p50 ms", "p95 ms", "p99 ms"]
-    columns += ["1st result ms", "raw docs/s", "raw p50 ms", "docs/s ÷ raw", "p50 ÷ raw"]
-    columns += ["CPU ms/doc server − raw"]
+    labels = result["levels"][0]["paths"]
+    a, b = labels[0], labels[-1]
+    columns = ["docs", "conc.", f"{a} docs/s", f"{a} tok/s", "p50 ms", "p95 ms", "p99 ms"]
+    columns += ["1st result ms", f"{b} docs/s", f"{b} p50 ms", f"docs/s {a} ÷ {b}"]
+    columns += [f"p50 {a} ÷ {b}", f"CPU ms/doc {a} − {b}"]
     for col in columns:
         table.add_column(col, justify="right")
     for level in result["levels"]:
-        s, raw = level["server"], level.get("raw")
+        s = level[a]
         row = [str(level["docs"]), str(level["concurrency"]), f"{s['docs_per_s']:.1f}"]
         row += [f"{s['generated_tokens_per_s']:.0f}"]
         row += [f"{s[k]:.0f}" for k in ("p50_ms", "p95_ms", "p99_ms", "first_result_p50_ms")]
-        if raw is None:
+        if len(labels) == 1:
             row += ["-"] * 5
         else:
-            row += [f"{raw['docs_per_s']:.1f}", f"{raw['p50_ms']:.0f}"]
+            other = level[b]
+            row += [f"{other['docs_per_s']:.1f}", f"{other['p50_ms']:.0f}"]
             row += [f"{level['ratio_docs_per_s']:.3f}", f"{level['ratio_p50']:.3f}"]
-            row += [f"{level['server_extra_cpu_ms_per_doc']:.2f}"]
+            row += [f"{level['extra_cpu_ms_per_doc']:.2f}"]
         table.add_row(*row)
     return table
 
 
+def rounds_table(result: dict[str, Any]) -> Table:
+    """Every round of every level: which pass went first, both passes' docs/s and p50, the
+    round's own ratios, and the prompt tokens each found in vLLM's prefix cache."""
+    labels = result["levels"][0]["paths"]
+    table = Table(title="every round (each pass on its own new requests)")
+    columns = ["docs", "conc.", "round", "first"]
+    for label in labels:
+        columns += [f"{label} docs/s", f"{label} p50 ms", f"{label} cached prompt %"]
+    if len(labels) == 2:
+        columns += ["docs/s ratio", "p50 ratio", "2nd ÷ 1st docs/s"]
+    for col in columns:
+        table.add_column(col, justify="right")
+    for level in result["levels"]:
+        for rd in level["rounds"]:
+            row = [str(level["docs"]), str(level["concurrency"]), str(rd["round"]), rd["order"][0]]
+            for label in labels:
+                p = rd[label]
+                cached = 100 * p["cached_prompt_tokens"] / max(1, p["prompt_tokens"])
+                row += [f"{p['docs_per_s']:.1f}", f"{p['p50_ms']:.0f}", f"{cached:.0f}"]
+            if len(labels) == 2:
+                row += [f"{rd['ratio_docs_per_s']:.3f}", f"{rd['ratio_p50']:.3f}"]
+                row += [f"{rd['second_over_first_docs_per_s']:.3f}"]
+            table.add_row(*row)
+    return table
+
+
 def plot_server(result: dict[str, Any], path: Path) -> None:
-    """p50 latency and docs/s against concurrency, one line per size and path."""
+    """p50 latency and docs/s against concurrency, one line per size and pass (medians over
+    the rounds), every round's docs/s as a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,12 +74,13 @@ def plot_server(result: dict[str, Any], path: Path) -> None:
     for docs in sizes:
         levels = [lv for lv in result["levels"] if lv["docs"] == docs]
         conc = [lv["concurrency"] for lv in levels]
-        for path_name, style in (("server", "-o"), ("raw", "--x")):
-            if path_name not in levels[0]:
-                continue
-            label = f"{path_name}, {docs} docs"
-            lat.plot(conc, [lv[path_name]["p50_ms"] for lv in levels], style, label=label)
-            thr.plot(conc, [lv[path_name]["docs_per_s"] for lv in levels], style, label=label)
+        for label, style in zip(levels[0]["paths"], ("-o", "--x"), strict=False):
+            name = f"{label}, {docs} docs"
+            lat.plot(conc, [lv[label]["p50_ms"] for lv in levels], style, label=name)
+            line = thr.plot(conc, [lv[label]["docs_per_s"] for lv in levels], style, label=name)
+            for lv in levels:
+                dots = lv[label]["rounds_docs_per_s"]
+                thr.plot([lv["concurrency"]] * len(dots), dots, ".", color=line[0].get_color())
     for ax, ylabel in ((lat, "p50 latency per request (ms)"), (thr, "documents / s")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrent requests")
