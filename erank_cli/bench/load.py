@@ -202,15 +202,15 @@ def summary(p: Pass) -> dict[str, float]:
         "generated_tokens": sum(c.generated_tokens for c in calls),
         "prompt_tokens": sum(c.prompt_tokens for c in calls),
         "cached_prompt_tokens": sum(c.cached_prompt_tokens for c in calls),
-        "p50_ms": 1000 * _percentile(totals, 50),
-        "p95_ms": 1000 * _percentile(totals, 95),
-        "p99_ms": 1000 * _percentile(totals, 99),
-        "first_result_p50_ms": 1000 * _percentile(firsts, 50),
+        "p50_ms": 1000 * percentile(totals, 50),
+        "p95_ms": 1000 * percentile(totals, 95),
+        "p99_ms": 1000 * percentile(totals, 99),
+        "first_result_p50_ms": 1000 * percentile(firsts, 50),
         "cpu_ms_per_doc": 1000 * p.cpu_s / sum(c.docs for c in calls),
     }
 
 
-def _percentile(ordered: Sequence[float], q: float) -> float:
+def percentile(ordered: Sequence[float], q: float) -> float:
     """Nearest-rank percentile of sorted samples."""
     rank = max(1, -(-len(ordered) * q // 100))
     return ordered[int(rank) - 1]

@@ -112,3 +112,79 @@ def proxy_table(result: dict[str, Any]) -> Table:
         rate = iso[f"{key}_hits_per_cpu_s"]
         table.add_row(f"{label}, {iso['hits_per_call']} hits", "", "", "", f"{rate:,.0f}")
     return table
+
+
+def budget_table(result: dict[str, Any]) -> Table:
+    """One row per budget: latency against it, completions, thinking, closing margin, goal."""
+    full = result["full"]
+    table = Table(
+        title=f"erank bench budget: {result['bench']['docs']} documents, full-length "
+        f"{full['median_ms']:.0f} ms (median of {len(full['rounds_ms'])}), "
+        f"{full['mean_thinking_tokens']:.0f} thinking tokens"
+    )
+    columns = ["budget %", "budget ms", "requests", "p50 ms", "p99 ms", "p99 ÷ budget"]
+    columns += ["full %", "cut %", "unscored %", "thinking tokens", "closing margin ms", "goal"]
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in result["budgets"]:
+        cells = [str(row["percent"]), str(row["budget_ms"]), str(row["requests"])]
+        cells += [f"{row['p50_ms']:.0f}", f"{row['p99_ms']:.0f}", f"{row['p99_over_budget']:.2f}"]
+        cells += [f"{row[k]:.0f}" for k in ("full_pct", "cut_pct", "unscored_pct")]
+        cells += [f"{row['mean_thinking_tokens']:.0f}", f"{row['closing_margin_ms']:.0f}"]
+        cells += ["met" if row["goal_met"] else "missed"]
+        table.add_row(*cells)
+    return table
+
+
+def budget_extras_table(result: dict[str, Any]) -> Table:
+    """The background completion's two searches and the cache lookups."""
+    table = Table(title="background completion and cache lookups")
+    for col in ("what", "ms", "full", "cut", "unscored", "cache hits"):
+        table.add_column(col, justify="right")
+    bg = result["background"]
+    for key, label in (("first", "cut search, finish in background"), ("second", "same again")):
+        s = bg[key]
+        name = f"{label} ({bg['percent']} % budget)"
+        cells = [f"{s['ms']:.0f}", str(s["full"]), str(s["cut"]), str(s["unscored"])]
+        table.add_row(name, *cells, str(s["cache_hits"]))
+    for key, lookup in result["cache_lookup"].items():
+        name = f"all {lookup['documents']} from the {key.replace('_', '-')} cache, p50 (p99)"
+        ms = f"{lookup['p50_ms']:.1f} ({lookup['p99_ms']:.1f})"
+        table.add_row(name, ms, "", "", "", str(lookup["min_cache_hits"]))
+    return table
+
+
+def plot_budget(result: dict[str, Any], path: Path) -> None:
+    """Latency (p50, p99) against the budget with the goal line; completions per budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["budgets"]
+    fig, (lat, share) = plt.subplots(1, 2, figsize=(10, 4))
+    budgets = [r["budget_ms"] for r in rows]
+    lat.plot(budgets, budgets, ":", color="grey", label="budget")
+    lat.plot(budgets, [1.1 * b for b in budgets], "--", color="grey", label="budget + 10 %")
+    lat.plot(budgets, [r["p50_ms"] for r in rows], "-o", label="p50")
+    lat.plot(budgets, [r["p99_ms"] for r in rows], "-x", label="p99")
+    lat.axvline(result["full"]["median_ms"], color="black", alpha=0.3, label="full length")
+    lat.set_xlabel("budget (ms)")
+    lat.set_ylabel("latency per request (ms)")
+    lat.legend(fontsize=7)
+    lat.grid(True, alpha=0.3)
+    labels = [f"{r['percent']} %" for r in rows]
+    bottom = [0.0] * len(rows)
+    for key, color in (("full_pct", "tab:green"), ("cut_pct", "tab:orange")):
+        values = [r[key] for r in rows]
+        share.bar(labels, values, bottom=bottom, color=color, label=key.split("_")[0])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    values = [r["unscored_pct"] for r in rows]
+    share.bar(labels, values, bottom=bottom, color="tab:red", label="unscored")
+    share.set_xlabel("budget (% of the full-length time)")
+    share.set_ylabel("documents (%)")
+    share.legend(fontsize=7)
+    fig.suptitle(f"{result['date']} · {result['machine']}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
