@@ -1,10 +1,12 @@
 """One load level: ``requests`` rerank requests of ``docs`` documents, ``concurrency`` at a time.
 
-The same level is driven two ways, on the same engine and the identical prompt token ids:
-``server_pass`` sends each request over gRPC (``RerankStream``: the time to the first streamed
-result is measured too) and ``raw_pass`` submits its prompts straight to vLLM's ``AsyncLLM`` with
-the sampling parameters the server uses. What differs is exactly what the server adds:
-validation, prompt building, answer parsing, fusion, protobuf and gRPC.
+The same level is driven two ways, on the same engine, each on its own new requests of the same
+token lengths (``Corpus``): ``server_pass`` sends each request over gRPC (``RerankStream``: the
+time to the first streamed result is measured too) and ``raw_pass`` submits its prompts straight
+to vLLM's ``AsyncLLM`` with the sampling parameters the server uses. What differs is exactly what
+the server adds: validation, prompt building, answer parsing, fusion, protobuf and gRPC. Each
+pass records the prompt tokens it sent and how many of them vLLM's prefix cache held, so a
+pass that found another's prompts cached would show.
 """
 
 from __future__ import annotations
