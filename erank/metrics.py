@@ -42,6 +42,26 @@ LATENCY = Histogram(
 )
 INFLIGHT = Gauge("erank_inflight_requests", "Reranker calls admitted and not finished")
 QUEUED_DOCUMENTS = Gauge("erank_queued_documents", "Documents of the calls in flight")
+# deadlines (erank/anytime.py)
+COMPLETIONS = Counter(
+    "erank_document_completions", "Documents by how their answer was reached", ["completion"]
+)
+CLOSING = Histogram(
+    "erank_closing_seconds",
+    "Time to close the reasoning of a call's cut documents and read their answers",
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+CLOSING_MARGIN = Gauge(
+    "erank_closing_margin_seconds", "How long before a deadline reasoning is closed (learned)"
+)
+BACKGROUND_QUEUED = Gauge(
+    "erank_background_documents", "Cut documents waiting or running to finish in the background"
+)
+BACKGROUND = Counter(
+    "erank_background_documents_finished",
+    "Cut documents finished in the background (into the score cache), or dropped",
+    ["outcome"],
+)
 
 
 def observe_call(method: str, code: grpc.StatusCode, seconds: float) -> None:

@@ -72,6 +72,14 @@ class ServerSettings(BaseSettings):
         4000, ge=1, description="documents of admitted calls (a call alone is always admitted)"
     )
     retry_after_s: float = Field(1.0, gt=0, description="retry hint sent with a refusal")
+    # deadlines (erank/anytime.py): budget_ms limit, finishing cut documents in the background
+    max_budget_ms: int = Field(600_000, ge=1, description="largest budget_ms a request may give")
+    background_max_documents: int = Field(
+        1000, ge=0, description="cut documents waiting to finish in the background; 0 = never"
+    )
+    background_concurrency: int = Field(
+        8, ge=1, description="background completions in the engine at once"
+    )
     # shutdown on SIGTERM/SIGINT (and on engine death): drain, then grace, then stop the engine
     shutdown_drain_s: float = Field(
         5.0, ge=0, description="health NOT_SERVING while calls are still accepted"
