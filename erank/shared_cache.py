@@ -61,7 +61,7 @@ SCHEMES = {
 
 def client_url(url: str) -> str:
     """``url`` as redis-py takes it (``valkey://`` → ``redis://``, ``valkeys://`` →
-    ``rediss://``); ValueError naming the schemes, and never echoing the URL, if it is not one."""
+    ``rediss://``); ValueError naming the schemes if it is not one (the URL redacted at most)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in SCHEMES:
         *others, last = (f"{name}://" for name in SCHEMES)

@@ -189,15 +189,17 @@ async def test_a_hung_server_costs_a_lookup_its_timeout() -> None:
     again once the server does."""
     timeout_s = 0.2
     with valkey_server() as server:
-        cache = SharedScoreCache(server.url, None, timeout_s, max_pending_writes=2)
+        cache = SharedScoreCache(server.url, None, timeout_s)
         cache.put_many([(KEYS[0], SCORED)])
         assert await found(cache, KEYS[:1]) == [SCORED]
         server.pause()
+        writer = SharedScoreCache(server.url, None, timeout_s, max_pending_writes=2)
         try:
             backlog = errors("put", "backlog")
             for _ in range(3):
-                cache.put_many([(KEYS[1], SCORED)])
+                writer.put_many([(KEYS[1], SCORED)])
             assert errors("put", "backlog") == backlog + 1
+            await writer.close()  # its two writes end at their timeout
 
             timeouts = errors("get", "timeout")
             start = time.perf_counter()
