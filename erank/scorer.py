@@ -14,17 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from erank import metrics, passages
+from erank import anytime, metrics, passages
+from erank.anytime import CLOSE_MAX_TOKENS, ClosingCost
 from erank.backends.base import Backend, Generation, Sampling
+from erank.background import Background
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
-from erank.prompt import SCORE_ONLY_SUFFIX, Prompt, PromptBuilder
-from erank.ranking import Scored, rank, result
-from erank.score import THINK_CLOSE, ParsedAnswer, best_digit, parse_answer, score_only_answer
+from erank.job import Job
+from erank.prompt import SCORE_ONLY_SUFFIX, PromptBuilder
+from erank.ranking import CompletionName, Scored, rank, result
+from erank.reader import AnswerReader
+from erank.score import ParsedAnswer, best_digit, score_only_answer
 from erank.settings import ServerSettings
+from erank.shared_cache import SharedScoreCache
 from erank.validation import (
     MODE_ENUMS,
     InvalidRequest,
@@ -37,39 +42,6 @@ from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import FUSION_ENUMS
 
 
-@dataclass
-class Job:
-    """One request in flight: its prompts (one per passage), cache keys and what is scored so far.
-
-    Without best-passage mode every document is one passage. ``groups[i]`` are document ``i``'s
-    prompts, ``owners[j]`` the document of prompt ``j`` and ``places[j]`` its character span.
-    """
-
-    params: RerankParams
-    prompts: list[Prompt]
-    keys: list[bytes]
-    groups: list[range]
-    owners: list[int]
-    places: list[tuple[int, int]]
-    scored: list[Scored | None]
-    usage: pb.Usage = field(default_factory=pb.Usage)
-
-    def spent(self, g: Generation) -> None:
-        self.usage.prompt_tokens += g.prompt_tokens
-        self.usage.generated_tokens += len(g.token_ids)
-        self.usage.cached_prompt_tokens += g.cached_prompt_tokens
-
-    def document(self, i: int) -> Scored | None:
-        """Document ``i``'s outcome once every passage of it is scored, else None."""
-        parts = [self.scored[j] for j in self.groups[i]]
-        done = [p for p in parts if p is not None]
-        if len(done) < len(parts):
-            return None
-        if not self.params.best_passage:
-            return done[0]
-        return passages.best(done, [self.places[j] for j in self.groups[i]])
-
-
 class Scorer:
     """Scores requests with one backend under one set of server settings."""
 
@@ -80,9 +52,29 @@ class Scorer:
         self.cache = ScoreCache(
             settings.score_cache_entries, settings.score_cache_bytes, settings.score_cache_ttl_s
         )
-        self._digits: list[int] | None = None
-        self._think_close = _single_token(backend.tokenizer, THINK_CLOSE)
-        self._piece_of: dict[int, str] = {}
+        self.reader = AnswerReader(backend.tokenizer)
+        self.parse = self.reader.parse
+        self.digit_ids = self.reader.digit_ids
+        url = settings.score_cache_url
+        self.shared = (
+            None
+            if url is None
+            else SharedScoreCache(
+                url.get_secret_value(),
+                settings.score_cache_ttl_s,
+                settings.score_cache_shared_timeout_ms / 1000,
+            )
+        )
+        self.closing = ClosingCost()
+        self.background = Background(
+            backend, settings.background_max_documents, settings.background_concurrency
+        )
+
+    async def close(self) -> None:
+        """Stop background work and let the shared cache's last writes go out."""
+        await self.background.close()
+        if self.shared is not None:
+            await self.shared.close()
 
     def model_info(self) -> pb.ModelInfo:
         s = self.settings
@@ -107,18 +99,30 @@ class Scorer:
             ],
         )
 
-    async def rerank(self, request: pb.RerankRequest) -> pb.RerankResponse:
-        """Validate, score and order; raises ``InvalidRequest`` for a bad request."""
-        job = self.prepare(request)
-        await self.score(job)
-        return self.respond(job)
+    async def rerank(
+        self, request: pb.RerankRequest, deadline: float | None = None
+    ) -> pb.RerankResponse:
+        """Validate, score and order; raises ``InvalidRequest`` for a bad request.
 
-    async def stream(self, request: pb.RerankRequest) -> AsyncGenerator[pb.RerankEvent, None]:
+        ``deadline`` (``time.monotonic()``): with DEADLINE_POLICY_CUT every document has an
+        answer by then (erank/anytime.py).
+        """
+        job = self.prepare(request, deadline)
+        await self.score(job)
+        began = time.monotonic()
+        response = self.respond(job)
+        self.closing.responded(time.monotonic() - began)
+        self._finish_later(job)
+        return response
+
+    async def stream(
+        self, request: pb.RerankRequest, deadline: float | None = None
+    ) -> AsyncGenerator[pb.RerankEvent, None]:
         """One event per document as soon as it is scored (cache hits first), then the response.
 
         Closing the iterator (the RPC was cancelled) cancels the engine work still running.
         """
-        job = self.prepare(request)
+        job = self.prepare(request, deadline)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(job.groups)):
             if job.document(i) is not None:
@@ -130,14 +134,16 @@ class Scorer:
                 yield pb.RerankEvent(result=self.result(job, i))
             await task
             yield pb.RerankEvent(response=self.respond(job))
+            self._finish_later(job)
         finally:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    def prepare(self, request: pb.RerankRequest) -> Job:
+    def prepare(self, request: pb.RerankRequest, deadline: float | None = None) -> Job:
         """Validate, build the prompts and look every document up in the score cache."""
+        received = time.monotonic()
         params = validate(request, self.settings)
         if params.mode == "thinking_budget" and not getattr(
             self.backend, "supports_thinking_budget", False
@@ -165,6 +171,10 @@ class Scorer:
         )
         keys = [score_key(prefix, p.token_ids) for p in prompts]
         job = Job(params, prompts, keys, groups, owners, places, [None] * len(prompts))
+        job.received = received
+        job.due = deadline
+        job.deadline = deadline if params.cut_at_deadline else None
+        job.ranks = anytime.first_stage_ranks(params.first_stage)
         for i, key in enumerate(keys):
             hit = self.cache.get(key, with_reasoning=params.return_reasoning)
             if hit is not None:
@@ -190,38 +200,173 @@ class Scorer:
 
     async def score(self, job: Job, on_scored: Callable[[int], None] | None = None) -> None:
         """Engine work for every passage not yet scored; ``on_scored(i)`` as each document
-        (all its passages) is."""
+        (all its passages) is. With a deadline, reasoning still running shortly before it is
+        closed (:meth:`_close`)."""
         todo = [i for i, s in enumerate(job.scored) if s is None]
+        if todo and self.shared is not None:
+            await self._shared_hits(job, todo, on_scored)
+            todo = [i for i in todo if job.scored[i] is None]
         if not todo:
             return
+        fresh: list[tuple[bytes, CachedScore]] = []
+        try:
+            await self._engine(job, todo, fresh, on_scored)
+        finally:
+            if self.shared is not None and fresh:
+                self.shared.put_many(fresh)
+
+    async def _shared_hits(
+        self, job: Job, todo: list[int], on_scored: Callable[[int], None] | None
+    ) -> None:
+        """Scores another replica (or this one, before a restart) stored in the shared cache.
+        A slow or absent cache costs at most a quarter of the time left to the deadline."""
+        assert self.shared is not None
+        left = None if job.due is None else max(0.0, (job.due - time.monotonic()) / 4)
+        keys = [job.keys[j] for j in todo]
+        hits = await self.shared.get_many(keys, job.params.return_reasoning, left)
+        for j, hit in zip(todo, hits, strict=True):
+            if hit is None:
+                continue
+            job.scored[j] = Scored(
+                hit.parsed, job.prompts[j].truncation, job.params.mode, cached=True
+            )
+            self.cache.put(job.keys[j], hit)
+            job.usage.cache_hits += 1
+            job.usage.cache_misses -= 1
+            metrics.DOCUMENTS.labels(job.params.mode).inc()
+            if on_scored is not None and job.document(job.owners[j]) is not None:
+                on_scored(job.owners[j])
+
+    async def _engine(
+        self,
+        job: Job,
+        todo: list[int],
+        fresh: list[tuple[bytes, CachedScore]],
+        on_scored: Callable[[int], None] | None,
+    ) -> None:
+        """Engine work for the passages ``todo``; full scores go to the caches (``fresh``:
+        the shared one's batch)."""
         params = job.params
 
-        def done(k: int, parsed: ParsedAnswer) -> None:
+        def done(k: int, parsed: ParsedAnswer, completion: CompletionName, thinking: int) -> None:
             j = todo[k]
-            job.scored[j] = Scored(parsed, job.prompts[j].truncation, params.mode)
-            complete = params.return_reasoning or params.mode == "score_only"
-            self.cache.put(job.keys[j], CachedScore(parsed, with_reasoning=complete))
+            job.scored[j] = Scored(
+                parsed,
+                job.prompts[j].truncation,
+                params.mode,
+                completion=completion,
+                thinking_tokens=thinking,
+            )
+            if completion == "full":  # a cut answer is never a cached score
+                complete = params.return_reasoning or params.mode == "score_only"
+                kept = CachedScore(parsed, with_reasoning=complete)
+                self.cache.put(job.keys[j], kept)
+                fresh.append((job.keys[j], kept))
             metrics.DOCUMENTS.labels(params.mode).inc()
+            metrics.COMPLETIONS.labels(completion).inc()
             i = job.owners[j]
             if on_scored is not None and job.document(i) is not None:
                 on_scored(i)
 
         prompts = [job.prompts[i].token_ids for i in todo]
-        if params.mode == "score_only":
-            await self._score_only(job, prompts, done)
+        ranks = [job.ranks[job.owners[j]] for j in todo]
+        order = anytime.priorities(ranks, job.due, job.received)
+        if params.mode == "score_only":  # no reasoning to close: one step, due by the deadline
+            last = None if job.deadline is None else job.deadline - self.closing.reserve()
+            await self._score_only(job, prompts, done, order, last)
             return
-        sampling = Sampling(self.settings.max_new_tokens, thinking_budget=params.thinking_budget)
+        stop_at = None
+        if job.deadline is not None:
+            job.closing_margin = self.closing.margin(len(todo))
+            stop_at = job.deadline - job.closing_margin
+        sampling = Sampling(
+            self.settings.max_new_tokens, thinking_budget=params.thinking_budget, stop_at=stop_at
+        )
 
         def generated(k: int, g: Generation) -> None:
             job.spent(g)
-            done(k, self.parse(g, params.return_reasoning))
+            done(k, self.parse(g, params.return_reasoning), "full", self.reader.thinking(g))
 
-        await self.backend.generate(prompts, sampling, generated)
+        generations = await self.backend.generate(prompts, sampling, generated, order)
+        stopped = [k for k, g in enumerate(generations) if g.stopped]
+        if stopped:
+            await self._close(job, todo, prompts, generations, stopped, ranks, done)
+
+    async def _close(
+        self,
+        job: Job,
+        todo: list[int],
+        prompts: list[list[int]],
+        generations: list[Generation],
+        stopped: list[int],
+        ranks: list[int],
+        done: Callable[[int, ParsedAnswer, CompletionName, int], None],
+    ) -> None:
+        """Answers for generations stopped at the margin: each prompt + its reasoning so far +
+        ``</think><answer>``, a few tokens each, before every other engine request. What has
+        no answer when the deadline comes is unscored."""
+        assert job.deadline is not None
+        params = job.params
+        closing: list[int] = []
+        for k in stopped:
+            job.spent(generations[k])
+            own = self.parse(generations[k], params.return_reasoning)
+            if own.answer is not None:  # it had answered; only the end of the turn was missing
+                done(k, own, "full", self.reader.thinking(generations[k]))
+            else:
+                closing.append(k)
+                job.partials[todo[k]] = generations[k]
+        if not closing:
+            return
+        close = self.reader.close_ids
+        began = time.monotonic()
+        answers = await self.backend.generate(
+            [[*prompts[k], *generations[k].token_ids, *close] for k in closing],
+            Sampling(CLOSE_MAX_TOKENS, stop_at=job.deadline - self.closing.reserve()),
+            priorities=anytime.closing_priorities([ranks[k] for k in closing], job.deadline),
+        )
+        overran = any(a.stopped for a in answers)
+        self.closing.observe(time.monotonic() - began, len(closing), overran)
+        for k, answer in zip(closing, answers, strict=True):
+            job.spent(answer)
+            whole = anytime.closed(generations[k], close, answer)
+            parsed = self.parse(whole, params.return_reasoning)
+            thinking = len(generations[k].token_ids)
+            if answer.stopped and parsed.answer is None:
+                done(k, _UNSCORED, "unscored", thinking)
+            else:
+                done(k, parsed, "cut", thinking)
+
+    def _finish_later(self, job: Job) -> None:
+        """Cut full-mode documents go on to their full reasoning in the background, their
+        full scores into the score cache (erank/background.py)."""
+        params = job.params
+        if not (params.finish_in_background and job.partials and params.mode == "full"):
+            return
+        budget = self.settings.max_new_tokens
+        for j, partial in job.partials.items():
+            key, prompt = job.keys[j], job.prompts[j].token_ids
+
+            def store(g: Generation, key: bytes = key) -> None:
+                kept = CachedScore(self.parse(g, with_reasoning=True), with_reasoning=True)
+                self.cache.put(key, kept)
+                if self.shared is not None:
+                    self.shared.put_many([(key, kept)])
+
+            self.background.submit(prompt, partial, budget, store)
 
     async def _score_only(
-        self, job: Job, prompts: list[list[int]], done: Callable[[int, ParsedAnswer], None]
+        self,
+        job: Job,
+        prompts: list[list[int]],
+        done: Callable[[int, ParsedAnswer, CompletionName, int], None],
+        order: list[int],
+        stop_at: float | None,
     ) -> None:
-        """One step per prompt reads the digits; "1" takes a second step to tell 10 from 1."""
+        """One step per prompt reads the digits; "1" takes a second step to tell 10 from 1.
+
+        With a deadline there is nothing to cut (no reasoning): a prompt whose step has not
+        run by the margin is unscored; a second step that has not run keeps the first's 1."""
         digits = self.digit_ids()
         first: dict[int, list[float]] = {}
 
@@ -232,32 +377,28 @@ class Scorer:
             if best_digit(lps) == 1:
                 first[k] = lps
             else:
-                done(k, score_only_answer(lps))
+                done(k, score_only_answer(lps), "full", 0)
 
-        step = Sampling(max_new_tokens=1, watch_token_ids=tuple(digits))
-        await self.backend.generate(prompts, step, read)
+        step = Sampling(max_new_tokens=1, watch_token_ids=tuple(digits), stop_at=stop_at)
+        for k, g in enumerate(await self.backend.generate(prompts, step, read, order)):
+            if g.stopped:
+                done(k, _UNSCORED, "unscored", 0)
         ones = sorted(first)
 
         def read_second(j: int, g: Generation) -> None:
             job.spent(g)
             ten = g.logprobs[0] if g.token_ids[:1] == [digits[0]] else None
-            done(ones[j], score_only_answer(first[ones[j]], ten))
+            done(ones[j], score_only_answer(first[ones[j]], ten), "full", 0)
 
         if ones:
             followed = [[*prompts[k], digits[1]] for k in ones]
-            await self.backend.generate(followed, Sampling(1), read_second)
-
-    def digit_ids(self) -> list[int]:
-        """Token ids of "0".."9"; score-only mode needs each digit to be one token."""
-        if self._digits is None:
-            encode = self.backend.tokenizer.encode
-            ids = [encode(str(d), add_special_tokens=False) for d in range(10)]
-            if any(len(t) != 1 for t in ids):
-                raise InvalidRequest(
-                    [Violation("mode", "score-only needs a tokenizer with one token per digit")]
-                )
-            self._digits = [int(t[0]) for t in ids]
-        return self._digits
+            second = Sampling(1, stop_at=stop_at)
+            seconds = await self.backend.generate(
+                followed, second, read_second, [order[k] for k in ones]
+            )
+            for j, g in enumerate(seconds):
+                if g.stopped:
+                    done(ones[j], score_only_answer(first[ones[j]]), "cut", 0)
 
     def result(self, job: Job, i: int) -> pb.RerankResult:
         """Document ``i``'s streamed result (no hybrid score: that needs every document)."""
@@ -277,34 +418,8 @@ class Scorer:
             ordered_by=pb.ORDERING_HYBRID_SCORE if fused else pb.ORDERING_RANK_SCORE,
             notice=notice,
             fusion=FUSION_ENUMS[job.params.fusion] if fused else pb.FUSION_UNSPECIFIED,
+            completions=job.completions(scored),
         )
-
-    def parse(self, generation: Generation, with_reasoning: bool = False) -> ParsedAnswer:
-        """Read the answer of one generation (token pieces from the model's tokenizer).
-
-        The answer counts only after the last ``</think>``: unless the reasoning is wanted, only
-        the tokens from the last ``</think>`` token on are decoded (decoding every token of
-        ~400-token reasoning chains for 100 documents costs more than the rest of the request's
-        Python). A tokenizer without a one-token ``</think>`` decodes everything.
-        """
-        ids, logprobs = generation.token_ids, generation.logprobs
-        start = 0
-        if not with_reasoning and self._think_close is not None:
-            start = _last_index(ids, self._think_close)
-        pieces = self._pieces(ids[start:])
-        return parse_answer(pieces, logprobs[start:], generation.hit_token_limit)
-
-    def _pieces(self, ids: list[int]) -> list[str]:
-        """Each token's text on its own, decoded once per token id and kept (at most the
-        vocabulary): a tokenizer call per generation cost more than the parse itself."""
-        pieces = self._piece_of
-        new = list({t for t in ids if t not in pieces})
-        if new:
-            decoded = self.backend.tokenizer.batch_decode(
-                [[t] for t in new], skip_special_tokens=False
-            )
-            pieces.update(zip(new, decoded, strict=True))
-        return [pieces[t] for t in ids]
 
     def _check_lengths(self, lengths: list[int], owners: list[int]) -> None:
         """Every prompt (``owners[j]``: its document) must leave room for the generation."""
@@ -342,15 +457,4 @@ async def _next(queue: asyncio.Queue[int], task: asyncio.Future[None]) -> int:
     raise RuntimeError("scoring ended before every document was scored")
 
 
-def _single_token(tokenizer: Any, text: str) -> int | None:
-    """The id of ``text`` when the tokenizer writes it as one token, else None."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    return int(ids[0]) if len(ids) == 1 else None
-
-
-def _last_index(ids: list[int], token: int) -> int:
-    """Index of the last ``token`` in ``ids``; 0 when absent (decode all: nothing to skip)."""
-    for i in range(len(ids) - 1, -1, -1):
-        if ids[i] == token:
-            return i
-    return 0
+_UNSCORED = ParsedAnswer(None, 0.0, "", "the deadline came before an answer")
