@@ -63,22 +63,24 @@ def rounds_table(result: dict[str, Any]) -> Table:
 
 def plot_server(result: dict[str, Any], path: Path) -> None:
     """p50 latency and docs/s against concurrency, one line per size and pass (medians over
-    the rounds), every round's docs/s as a dot."""
+    the rounds, every round's docs/s a dot); with two passes, each round's own ratio."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (lat, thr) = plt.subplots(1, 2, figsize=(10, 4))
-    sizes = sorted({level["docs"] for level in result["levels"]})
-    for docs in sizes:
-        levels = [lv for lv in result["levels"] if lv["docs"] == docs]
-        conc = [lv["concurrency"] for lv in levels]
-        for label, style in zip(levels[0]["paths"], ("-o", "--x"), strict=False):
+    levels = result["levels"]
+    pair = len(levels[0]["paths"]) == 2
+    fig, axes = plt.subplots(1, 3 if pair else 2, figsize=(15 if pair else 10, 4))
+    lat, thr = axes[0], axes[1]
+    for docs in sorted({level["docs"] for level in levels}):
+        same = [lv for lv in levels if lv["docs"] == docs]
+        conc = [lv["concurrency"] for lv in same]
+        for label, style in zip(same[0]["paths"], ("-o", "--x"), strict=False):
             name = f"{label}, {docs} docs"
-            lat.plot(conc, [lv[label]["p50_ms"] for lv in levels], style, label=name)
-            line = thr.plot(conc, [lv[label]["docs_per_s"] for lv in levels], style, label=name)
-            for lv in levels:
+            lat.plot(conc, [lv[label]["p50_ms"] for lv in same], style, label=name)
+            line = thr.plot(conc, [lv[label]["docs_per_s"] for lv in same], style, label=name)
+            for lv in same:
                 dots = lv[label]["rounds_docs_per_s"]
                 thr.plot([lv["concurrency"]] * len(dots), dots, ".", color=line[0].get_color())
     for ax, ylabel in ((lat, "p50 latency per request (ms)"), (thr, "documents / s")):
@@ -88,10 +90,28 @@ def plot_server(result: dict[str, Any], path: Path) -> None:
         ax.grid(True, alpha=0.3)
     lat.set_yscale("log")
     thr.legend(fontsize=7)
+    if pair:
+        _plot_round_ratios(axes[2], levels)
     fig.suptitle(f"{result['date']} · {result['machine']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _plot_round_ratios(ax: Any, levels: list[dict[str, Any]]) -> None:
+    """Each round's docs/s ratio (first pass ÷ second, both cold), one line per level."""
+    a, b = levels[0]["paths"]
+    for lv in levels:
+        rounds = [rd["round"] for rd in lv["rounds"]]
+        ratios = [rd["ratio_docs_per_s"] for rd in lv["rounds"]]
+        name = f"{lv['docs']} docs × {lv['concurrency']}: median {lv['ratio_docs_per_s']:.2f}"
+        ax.plot(rounds, ratios, "-o", markersize=3, label=name)
+    ax.axhline(1.0, color="black", alpha=0.4)
+    ax.set_ylim(0.5, 1.5)
+    ax.set_xlabel("round (odd: first pass first)")
+    ax.set_ylabel(f"docs/s {a} ÷ {b}, per round")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
 
 
 def proxy_table(result: dict[str, Any]) -> Table:
