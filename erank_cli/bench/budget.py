@@ -118,7 +118,7 @@ async def run(bench: BudgetBench) -> dict[str, Any]:
         await caller.call(caller.new(budget_ms=max(1, int(full["median_ms"] / 2))))
         rows = await measure_budgets(bench, caller, full["median_ms"])
         background = await measure_background(bench, caller, full["median_ms"])
-        lookups = {"in_process": await measure_lookups(bench, caller)}
+        lookups = {"in_process": await measure_lookups(bench, caller, server)}
         if bench.score_cache_url:
             lookups["shared"] = await _shared_lookups(bench, server, caller.corpus)
         s = server.settings
@@ -184,6 +184,7 @@ def _row(percent: int, budget_ms: int, answers: list[Answer], docs: int) -> dict
         "deadline_ms": statistics.median(a.response.completions.deadline_ms for a in answers),
         "goal_met": p99 <= budget_ms * (1 + GOAL_SLACK) and counts["unscored"] == 0,
         "latencies_ms": [a.ms for a in answers],
+        "unscored_per_request": [a.count(UNSCORED) for a in answers],
     }
 
 
@@ -233,33 +234,32 @@ def _summary(answer: Answer) -> dict[str, Any]:
     }
 
 
-def _background_finished() -> float | None:
+def _background_finished() -> float:
     """Cut documents the in-process server has finished, dropped or failed in the background
-    (``erank_background_documents_finished``); None where the server has no such metric."""
+    (``erank_background_documents_finished``; no sample before the first)."""
     from prometheus_client import REGISTRY
 
     name = "erank_background_documents_finished_total"
-    values = [REGISTRY.get_sample_value(name, {"outcome": o}) for o in _OUTCOMES]
-    return None if all(v is None for v in values) else sum(v or 0.0 for v in values)
+    return sum(REGISTRY.get_sample_value(name, {"outcome": o}) or 0.0 for o in _OUTCOMES)
 
 
 _OUTCOMES = ("finished", "dropped", "failed")
 
 
-async def _background_done(before: float | None, cut: int, timeout_s: float) -> float:
-    """Seconds until ``cut`` more background documents are done (at most ``timeout_s``; the
-    whole of it where the server does not count them)."""
+async def _background_done(before: float, cut: int, timeout_s: float) -> float:
+    """Seconds until ``cut`` more background documents are done (``timeout_s`` at most)."""
     began = time.perf_counter()
     while time.perf_counter() - began < timeout_s:
-        done = _background_finished()
-        if before is not None and done is not None and done - before >= cut:
+        if _background_finished() - before >= cut:
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.02)
     return time.perf_counter() - began
 
 
-async def measure_lookups(bench: BudgetBench, caller: Caller) -> dict[str, Any]:
-    """A request scored once, then asked ``bench.lookups`` times: answered from the cache.
+async def measure_lookups(bench: BudgetBench, caller: Caller, server: Any) -> dict[str, Any]:
+    """A request scored once, then asked ``bench.lookups`` times: answered from the cache. And
+    the lookup alone: the request's keys looked up in the server's cache, as its scorer does
+    (one ``get`` per key in process, one ``MGET`` in a shared cache).
 
     Asked again first until every document is a hit (a shared cache's writes are asynchronous).
     """
@@ -269,17 +269,33 @@ async def measure_lookups(bench: BudgetBench, caller: Caller) -> dict[str, Any]:
         if (await caller.call(request)).response.usage.cache_hits == bench.docs:
             break
         await asyncio.sleep(0.1)
-    answers = []
-    for _ in range(bench.lookups):
-        answers.append(await caller.call(request))
+    answers = [await caller.call(request) for _ in range(bench.lookups)]
     latencies = sorted(a.ms for a in answers)
+    scorer = server.service.scorer
+    keys = scorer.prepare(request).keys
+    lookups = sorted([await _lookup_ms(scorer, keys) for _ in range(bench.lookups)])
     return {
         "documents": bench.docs,
         "requests": len(answers),
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
+        "request_p50_ms": percentile(latencies, 50),
+        "request_p99_ms": percentile(latencies, 99),
+        "lookup_p50_ms": percentile(lookups, 50),
+        "lookup_p99_ms": percentile(lookups, 99),
         "min_cache_hits": min(a.response.usage.cache_hits for a in answers),
     }
+
+
+async def _lookup_ms(scorer: Any, keys: list[bytes]) -> float:
+    """One lookup of ``keys``: in the shared cache where the server has one, else in process."""
+    began = time.perf_counter()
+    if scorer.shared is not None:
+        found = await scorer.shared.get_many(keys, False)
+    else:
+        found = [scorer.cache.get(key) for key in keys]
+    ms = 1000 * (time.perf_counter() - began)
+    if any(entry is None for entry in found):
+        raise RuntimeError("a cache lookup missed a key the server had just answered from it")
+    return ms
 
 
 async def _shared_lookups(bench: BudgetBench, server: Any, corpus: Corpus) -> dict[str, Any]:
@@ -292,7 +308,7 @@ async def _shared_lookups(bench: BudgetBench, server: Any, corpus: Corpus) -> di
         running_server(settings, server.backend) as shared,
         open_channel(f"127.0.0.1:{shared.port}") as channel,
     ):
-        return await measure_lookups(bench, Caller(channel, corpus, bench.docs))
+        return await measure_lookups(bench, Caller(channel, corpus, bench.docs), shared)
 
 
 def write(result: dict[str, Any], out: Path) -> tuple[Path, Path]:
