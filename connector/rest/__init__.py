@@ -33,9 +33,10 @@ Response ``200``: ``{"model", "fused", "fusion"?, "results": [...], "usage", "co
 fused, else ``rank_score``), ``rank_score``, ``answer``, ``answer_probability``, ``status``
 (``ok``, ``no_answer``, ``truncated_input``, ``unscored``), ``completion`` (``full``, ``cut``:
 its reasoning closed at the deadline, ``unscored``: no answer by then) and ``thinking_tokens``,
-``hybrid_score`` and ``first_stage_score`` when there are any, ``document`` with ``return_documents``, ``reasoning`` (the model's text before its
-answer) with ``return_reasoning``, ``passage`` (``index``, ``start_char``, ``end_char``,
-``count``: the passage whose score the document took) with ``long_documents: best_passage``.
+``hybrid_score`` and ``first_stage_score`` when there are any, ``document`` with
+``return_documents``, ``reasoning`` (the model's text before its answer) with
+``return_reasoning``, ``passage`` (``index``, ``start_char``, ``end_char``, ``count``: the
+passage whose score the document took) with ``long_documents: best_passage``.
 ``completions`` is ``{"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"}``:
 documents per completion, those from the score cache, the deadline the server worked to (ms from
 its receipt; 0: none) and how long before it the server began closing reasoning.
