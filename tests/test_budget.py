@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -352,3 +354,15 @@ def test_the_proxy_header_and_the_rest_json_say_the_same() -> None:
         ("cut", 43),
     ]
     assert stats.overhead.calls == 1 and stats.as_json()["overhead"]["to_deadline"] == 1
+
+
+def test_the_documented_budget_config_loads() -> None:
+    """docs/PROXY.md's budget example is a valid config; with ``fail_open`` it is an error
+    naming the key, as the comment says."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "PROXY.md").read_text()
+    section = doc.split("## The budget: cut answers instead of failing open", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(block)).default
+    assert (config.budget_ms, config.on_budget, config.finish_in_background) == (500, "cut", True)
+    with pytest.raises(ConfigError, match="finish_in_background only applies to on_budget: cut"):
+        parse_config(yaml.safe_load(block.replace("on_budget: cut", "on_budget: fail_open")))
