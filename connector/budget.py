@@ -38,13 +38,14 @@ DEADLINE_POLICIES: Mapping[OnBudget, pb.DeadlinePolicy.ValueType] = MappingProxy
 )
 MAX_BUDGET_MS = 300_000
 
-# Where the estimates start, before the first call has been measured (loopback figures: a
-# remote server raises them within a few calls).
-INITIAL_TRANSPORT_MS = 2.0
+# Where the estimates start, before the first call has been measured (a loaded machine's
+# loopback; a remote server raises them with its first answers).
+INITIAL_TRANSPORT_MS = 5.0
 INITIAL_ASSEMBLY_MS = 1.0
-# Weights of a new measurement in the moving estimates: one above the estimate moves it at once
-# (an answer past the budget costs more than one a little early), one below only slowly.
-RISE = 0.5
+# Weights of a new measurement in the moving estimates: one above the estimate replaces it at
+# once (an answer later than the gRPC deadline fails the whole call, one a little early costs a
+# few tokens of reasoning), one below moves it only slowly.
+RISE = 1.0
 FALL = 0.1
 
 

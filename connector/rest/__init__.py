@@ -39,7 +39,8 @@ its reasoning closed at the deadline, ``unscored``: no answer by then) and ``thi
 passage whose score the document took) with ``long_documents: best_passage``.
 ``completions`` is ``{"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"}``:
 documents per completion, those from the score cache, the deadline the server worked to (ms from
-its receipt; 0: none) and how long before it the server began closing reasoning.
+its receipt; 0: none, as with ``fail_open``) and how long before it the server began closing
+reasoning.
 Scores are always JSON floats (``0.0``, never ``0``): ml-commons' Cohere post-process function
 casts ``relevance_score`` to ``Double`` and fails on an integer.
 
