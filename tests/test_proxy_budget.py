@@ -235,6 +235,8 @@ async def test_cut_hits_finish_in_the_background_for_the_next_search(
         _, second, _ = await search(cut.url, again)
     completions = second["ext"]["erank"]["completions"]
     assert completions["full"] == completions["cached"] == WINDOW, completions
+    marks = [h["fields"]["_erank"][0] for h in second["hits"]["hits"]]
+    assert {(m["completion"], m["thinking_tokens"]) for m in marks} == {("full", 0)}  # cached
 
 
 async def test_the_rest_front_cuts_within_budget_ms_or_answers_504(
