@@ -730,7 +730,7 @@ async def test_the_keystore_token_goes_with_every_call(client: OpenSearch, rest_
 
 # --- budgets (issue 19): what the processor sends, what it reports ---
 
-COUNTS = {"full", "cut", "unscored", "cached"}
+COUNTS = {"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"}
 
 
 async def test_each_call_carries_its_budget_and_each_search_its_completions(
@@ -800,7 +800,14 @@ async def test_cut_and_unscored_hits_are_reranked_and_marked(
             await blocking(uninstall, client, options.pipeline)
     erank = answer["ext"]["erank"]
     assert erank["status"] == "reranked", erank
-    assert erank["completions"] == {"full": 3, "cut": 1, "unscored": 1, "cached": 1}
+    assert erank["completions"] == {
+        "full": 3,
+        "cut": 1,
+        "unscored": 1,
+        "cached": 1,
+        "deadline_ms": 900,
+        "closing_margin_ms": 12.5,
+    }
     hits = [erank_of(h) for h in answer["hits"]["hits"]]
     assert [(h["completion"], h["thinking_tokens"]) for h in hits] == [
         ("full", 0),

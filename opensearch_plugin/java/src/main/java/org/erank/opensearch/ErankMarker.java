@@ -9,7 +9,8 @@ import java.util.Map;
  * named as the query proxy names them ({@code connector/proxy/}), so a client reads both the same way:
  *
  * <pre>
- * {"status": "reranked", "model", "fused", "fusion"?, "reranked", "completions": {"full", "cut", "unscored", "cached"},
+ * {"status": "reranked", "model", "fused", "fusion"?, "reranked",
+ *  "completions": {"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"},
  *  "window", "text_missing"?, "first_stage_ms", "rerank_ms"}
  * {"status": "failed", "error": {"type", "reason"}, "fail_open": true, "window", "first_stage_ms", "rerank_ms"}
  * {"status": "skipped", "reason", "document_fields"? (no_text), "window", "first_stage_ms", "rerank_ms"}
@@ -17,8 +18,8 @@ import java.util.Map;
  *
  * {@code fusion} is the method the server says it fused with (not the one asked for: the server's word is what
  * the scores mean). {@code completions} counts the reranked hits whose answer came after the model's full reasoning,
- * was cut at the call's budget, or did not fit at all, and those of them the server's score cache answered
- * ({@link RerankResponse.Completions}).
+ * was cut at the call's budget, or did not fit at all, and those the server's score cache answered, with the
+ * deadline the server worked to ({@link RerankResponse.Completions}).
  *
  * {@code first_stage_ms} is the engine's own {@code took}; {@code rerank_ms} is the time the processor added
  * (the scoring call, text extraction, rewriting), which is also added to the response's {@code took}.

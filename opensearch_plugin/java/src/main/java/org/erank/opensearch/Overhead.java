@@ -15,8 +15,9 @@ import java.util.concurrent.TimeUnit;
  *   <li>after the reply: decoding it and rewriting the response, measured on every reply;</li>
  *   <li>the exchange: how long after its budget a reply arrives (the trip to the REST front and back, what the REST
  *       front does after its deadline), measured on the replies that reached their deadline (some document cut or
- *       unscored): a reply that finished early says nothing about it. A call that times out with a budget was late
- *       by more than the margin it had: twice that margin is taken as a sample.</li>
+ *       unscored). A reply that finished early took at least the trip: when it came back sooner than the estimate,
+ *       its round trip is taken as a sample. A call that times out with a budget was late by more than the margin
+ *       it had: twice that margin is taken as a sample.</li>
  * </ul>
  * Before its first sample, each part starts from a seed ({@link #SEED_AFTER_REPLY}, {@link #SEED_EXCHANGE}, at most a
  * tenth of the timeout each). The sum is held to half the timeout, so the server keeps at least half of it whatever was
@@ -51,12 +52,14 @@ final class Overhead {
     }
 
     /**
-     * A reply to a call that was given {@code budgetMillis} arrived {@code roundTripNanos} after it was posted;
-     * {@code reachedDeadline}: the server cut or left unscored some document, so it worked up to its deadline.
+     * A reply to a call that was given {@code budgetMillis} (0: none) arrived {@code roundTripNanos} after it was
+     * posted; {@code reachedDeadline}: the server cut or left unscored some document, so it worked up to its deadline.
      */
     synchronized void replied(long roundTripNanos, long budgetMillis, boolean reachedDeadline) {
         if (reachedDeadline && budgetMillis > 0) {
             exchange.add(roundTripNanos - budgetMillis * NANOS_PER_MILLI);
+        } else if (roundTripNanos < exchange.value()) {
+            exchange.add(roundTripNanos);
         }
     }
 

@@ -34,7 +34,8 @@ import java.util.Map;
  * </pre>
  *
  * A REST front from before budgets sends no {@code completion}s and no {@code completions}: every result is then
- * {@code full}, and the counts are the results' ({@link RerankResponse.Completions#count}).
+ * {@code full}, and the counts are the results' ({@link RerankResponse.Completions#count}), {@code cached} its
+ * {@code usage.cache_hits}.
  */
 public final class RerankCodec {
 
@@ -217,26 +218,41 @@ public final class RerankCodec {
             fused instanceof Boolean ? (Boolean) fused : null,
             fusion instanceof String ? (String) fusion : null,
             Collections.unmodifiableList(results),
-            completions(map.get(COMPLETIONS), results)
+            completions(map, results)
         );
     }
 
-    /** The reply's {@code completions} counts, or the results' own when it has none (an older REST front). */
-    private static RerankResponse.Completions completions(Object value, List<RerankResponse.Result> results) throws RerankException {
+    /**
+     * The reply's {@code completions}, or, from an older REST front without them, the results' own completions
+     * counted with its {@code usage.cache_hits} as {@code cached}.
+     */
+    private static RerankResponse.Completions completions(Map<String, Object> reply, List<RerankResponse.Result> results)
+        throws RerankException {
+        Object value = reply.get(COMPLETIONS);
         if (value == null) {
-            return RerankResponse.Completions.count(results);
+            Object usage = reply.get("usage");
+            Integer cached = usage instanceof Map ? count(((Map<?, ?>) usage).get("cache_hits"), "reply [usage.cache_hits]") : null;
+            return RerankResponse.Completions.count(results, cached == null ? 0 : cached);
         }
         if (value instanceof Map == false) {
             throw new RerankException(RerankException.MALFORMED_RESPONSE, "reply has a [" + COMPLETIONS + "] that is not an object");
         }
         Map<?, ?> map = (Map<?, ?>) value;
-        int[] counts = new int[4];
-        String[] keys = { RerankResponse.COMPLETION_FULL, RerankResponse.COMPLETION_CUT, RerankResponse.COMPLETION_UNSCORED, "cached" };
+        String[] keys = { RerankResponse.COMPLETION_FULL, RerankResponse.COMPLETION_CUT, RerankResponse.COMPLETION_UNSCORED, "cached", "deadline_ms" };
+        int[] counts = new int[keys.length];
         for (int i = 0; i < keys.length; i++) {
             Integer n = count(map.get(keys[i]), "reply [" + COMPLETIONS + "." + keys[i] + "]");
             counts[i] = n == null ? 0 : n;
         }
-        return new RerankResponse.Completions(counts[0], counts[1], counts[2], counts[3]);
+        Object margin = map.get("closing_margin_ms");
+        double closingMargin = 0.0;
+        if (margin != null) {
+            closingMargin = margin instanceof Number ? ((Number) margin).doubleValue() : Double.NaN;
+            if (Double.isFinite(closingMargin) == false || closingMargin < 0) {
+                throw new RerankException(RerankException.MALFORMED_RESPONSE, "reply [" + COMPLETIONS + ".closing_margin_ms] is not a duration: " + margin);
+            }
+        }
+        return new RerankResponse.Completions(counts[0], counts[1], counts[2], counts[3], counts[4], closingMargin);
     }
 
     /** A non-negative integer, or {@code null} when absent. */

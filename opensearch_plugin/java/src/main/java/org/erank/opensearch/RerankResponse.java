@@ -54,25 +54,32 @@ public final class RerankResponse {
     }
 
     /**
-     * The REST front's {@code completions} counts ({@code full}, {@code cut}, {@code unscored}, {@code cached}), or,
-     * from a REST front that does not send them, the results' own {@code completion}s counted (a result without
-     * one is {@code full}) with {@code cached} 0.
+     * The REST front's {@code completions}: how many documents got a full, a cut or no answer ({@code full},
+     * {@code cut}, {@code unscored}), how many came from the score cache ({@code cached}), the deadline the server
+     * worked to ({@code deadline_ms}, 0: none) and how long before it the server began closing reasoning
+     * ({@code closing_margin_ms}). From a REST front that does not send them: the results' own {@code completion}s
+     * counted (a result without one is {@code full}), {@code cached} from the reply's {@code usage.cache_hits}, no
+     * deadline.
      */
     public static final class Completions {
         private final int full;
         private final int cut;
         private final int unscored;
         private final int cached;
+        private final int deadlineMillis;
+        private final double closingMarginMillis;
 
-        Completions(int full, int cut, int unscored, int cached) {
+        Completions(int full, int cut, int unscored, int cached, int deadlineMillis, double closingMarginMillis) {
             this.full = full;
             this.cut = cut;
             this.unscored = unscored;
             this.cached = cached;
+            this.deadlineMillis = deadlineMillis;
+            this.closingMarginMillis = closingMarginMillis;
         }
 
-        /** The results' completions counted; a completion other than cut or unscored counts as full. */
-        static Completions count(List<Result> results) {
+        /** The results' completions counted (one other than cut or unscored counts as full), {@code cached} as given. */
+        static Completions count(List<Result> results, int cached) {
             int cut = 0;
             int unscored = 0;
             for (Result r : results) {
@@ -82,7 +89,7 @@ public final class RerankResponse {
                     unscored++;
                 }
             }
-            return new Completions(results.size() - cut - unscored, cut, unscored, 0);
+            return new Completions(results.size() - cut - unscored, cut, unscored, cached, 0, 0.0);
         }
 
         public int full() {
@@ -101,18 +108,32 @@ public final class RerankResponse {
             return cached;
         }
 
+        /** The deadline the server worked to, in ms from when it received the call; 0: none. */
+        public int deadlineMillis() {
+            return deadlineMillis;
+        }
+
+        public double closingMarginMillis() {
+            return closingMarginMillis;
+        }
+
         /** Whether the server worked up to its deadline: some document was cut or left unscored. */
         public boolean reachedDeadline() {
             return cut > 0 || unscored > 0;
         }
 
-        /** {@code {"full", "cut", "unscored", "cached"}}, the names of the query proxy's {@code completions}. */
+        /**
+         * {@code {"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"}}, as the query proxy writes
+         * its {@code ext.erank.completions}.
+         */
         Map<String, Object> toMap() {
             Map<String, Object> map = new LinkedHashMap<>();
             map.put(COMPLETION_FULL, full);
             map.put(COMPLETION_CUT, cut);
             map.put(COMPLETION_UNSCORED, unscored);
             map.put("cached", cached);
+            map.put("deadline_ms", deadlineMillis);
+            map.put("closing_margin_ms", closingMarginMillis);
             return map;
         }
     }

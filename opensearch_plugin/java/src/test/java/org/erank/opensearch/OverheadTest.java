@@ -45,7 +45,9 @@ public class OverheadTest {
         overhead.rewrote(4 * MS); // after the reply: 4 + 4 * 2 = 12 ms; exchange still its 30 ms seed
         assertEquals(10_000 - 12 - 30, overhead.budgetMillis());
         overhead.replied(9_000 * MS, 9_950, false);
-        assertEquals("a reply that finished early says nothing about the exchange", 10_000 - 12 - 30, overhead.budgetMillis());
+        assertEquals("a slow reply that finished early says nothing about the exchange", 10_000 - 12 - 30, overhead.budgetMillis());
+        overhead.replied(2 * MS, 9_950, false);
+        assertEquals("a fast one bounds it: the trip took at most 2 ms (2 + 4 x 1)", 10_000 - 12 - 6, overhead.budgetMillis());
     }
 
     @Test

@@ -103,8 +103,14 @@ public class RerankCodecTest {
         assertEquals(Integer.valueOf(412), cut.thinkingTokens());
         assertEquals("unscored", response.results().get(2).completion());
         RerankResponse.Completions counts = response.completions();
-        assertEquals(Map.of("full", 1, "cut", 1, "unscored", 1, "cached", 1), counts.toMap());
-        assertEquals(Arrays.asList("full", "cut", "unscored", "cached"), List.copyOf(counts.toMap().keySet()));
+        assertEquals(
+            Map.of("full", 1, "cut", 1, "unscored", 1, "cached", 1, "deadline_ms", 1950, "closing_margin_ms", 61.5),
+            counts.toMap()
+        );
+        assertEquals(
+            Arrays.asList("full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"),
+            List.copyOf(counts.toMap().keySet())
+        );
         assertTrue(counts.reachedDeadline());
     }
 
@@ -115,8 +121,19 @@ public class RerankCodecTest {
             assertEquals("full", result.completion());
             assertNull(result.thinkingTokens());
         }
-        assertEquals(Map.of("full", 2, "cut", 0, "unscored", 0, "cached", 0), response.completions().toMap());
+        assertEquals(noDeadline(2, 0, 0, 0), response.completions().toMap());
         assertFalse(response.completions().reachedDeadline());
+        RerankResponse withUsage = RerankCodec.decodeResponse(
+            200,
+            "{\"results\":[{\"index\":0,\"relevance_score\":1}],\"usage\":{\"prompt_tokens\":90,\"cache_hits\":1}}",
+            1
+        );
+        assertEquals("cached: the reply's usage.cache_hits", noDeadline(1, 0, 0, 1), withUsage.completions().toMap());
+    }
+
+    /** The counts of a reply without a deadline. */
+    private static Map<String, Object> noDeadline(int full, int cut, int unscored, int cached) {
+        return Map.of("full", full, "cut", cut, "unscored", unscored, "cached", cached, "deadline_ms", 0, "closing_margin_ms", 0.0);
     }
 
     @Test
@@ -127,13 +144,13 @@ public class RerankCodecTest {
                 + "{\"index\":2,\"relevance_score\":0,\"completion\":\"unscored\"}]}",
             3
         );
-        assertEquals(Map.of("full", 1, "cut", 1, "unscored", 1, "cached", 0), response.completions().toMap());
+        assertEquals(noDeadline(1, 1, 1, 0), response.completions().toMap());
         RerankResponse partial = RerankCodec.decodeResponse(
             200,
             "{\"results\":[{\"index\":0,\"relevance_score\":1}],\"completions\":{\"full\":1}}",
             1
         );
-        assertEquals("a count the REST front leaves out is 0", Map.of("full", 1, "cut", 0, "unscored", 0, "cached", 0), partial.completions().toMap());
+        assertEquals("a count the REST front leaves out is 0", noDeadline(1, 0, 0, 0), partial.completions().toMap());
     }
 
     static final String GOOD = "{\"model\":\"erank-4b\",\"fused\":true,\"results\":["
@@ -239,6 +256,9 @@ public class RerankCodecTest {
             "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"thinking_tokens\":\"many\"}]}",
             "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":[2]}",
             "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":{\"cut\":1.5}}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":{\"closing_margin_ms\":-2}}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":{\"closing_margin_ms\":\"soon\"}}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"usage\":{\"cache_hits\":-1}}",
             "",
             null };
         for (String body : bodies) {
