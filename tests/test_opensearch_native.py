@@ -854,7 +854,8 @@ async def test_a_slow_document_is_cut_at_the_budget_not_failed_open(
 ) -> None:
     """End to end with the real REST front and scoring server (no score cache): a timeout that
     fits the short documents' reasoning but not the long one's answers with the long one cut and
-    the others full, where it used to fail open to BM25."""
+    the others full, where it used to fail open to BM25. Skipped while the REST front takes no
+    `budget_ms`, or the scoring server reports no deadline it worked to."""
     settings = engine_settings(branch_checkpoint, score_cache_entries=0)
     async with (
         running_server(settings, backend=branch_server.backend) as server,
@@ -872,6 +873,8 @@ async def test_a_slow_document_is_cut_at_the_budget_not_failed_open(
         try:
             full = await search(client, body, options.pipeline, "sofas")
             assert full["ext"]["erank"]["completions"]["full"] == 3, full["ext"]
+            if full["ext"]["erank"]["completions"]["deadline_ms"] == 0:
+                pytest.skip("waits on the scoring server working to a deadline (issue 19, erank/)")
             half = f"{max(1, round(full['ext']['erank']['rerank_ms'] / 2))}ms"
             short = await pipeline_variant(
                 client, options.pipeline, "erank_sofas_short", timeout=half
