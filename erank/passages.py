@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from erank.ranking import Scored
+from erank.ranking import CompletionName, Scored
 from erank.validation import InvalidRequest, Violation
 from erank_contract.v1 import reranker_pb2 as pb
 
@@ -87,4 +87,9 @@ def best(passages: Sequence[Scored], places: Sequence[tuple[int, int]]) -> Score
     start, end = places[k]
     where = pb.Passage(index=k, start_char=start, end_char=end, count=len(passages))
     s = passages[k]
-    return Scored(s.parsed, s.truncation, s.mode, all(p.cached for p in passages), where)
+    completions = {p.completion for p in passages}
+    completion: CompletionName = (
+        "unscored" if completions == {"unscored"} else "full" if completions == {"full"} else "cut"
+    )
+    cached = all(p.cached for p in passages)
+    return Scored(s.parsed, s.truncation, s.mode, cached, where, completion, s.thinking_tokens)

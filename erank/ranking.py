@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 from erank.fusion import hybrid_scores
 from erank.score import ParsedAnswer
 from erank.settings import ScoringModeName
 from erank.validation import MODE_ENUMS, RerankParams
 from erank_contract.v1 import reranker_pb2 as pb
+
+CompletionName: TypeAlias = Literal["full", "cut", "unscored"]
+COMPLETION_ENUMS: dict[CompletionName, pb.Completion.ValueType] = {
+    "full": pb.COMPLETION_FULL,
+    "cut": pb.COMPLETION_CUT,
+    "unscored": pb.COMPLETION_UNSCORED,
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,8 @@ class Scored:
     mode: ScoringModeName = "full"
     cached: bool = False
     passage: pb.Passage | None = None  # best-passage mode: the passage this score came from
+    completion: CompletionName = "full"  # cut or unscored at the call's deadline (anytime.py)
+    thinking_tokens: int = 0  # tokens generated before the answer (before the cut, if cut)
 
 
 def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.RerankResult], str]:
@@ -31,7 +41,7 @@ def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.Rerank
     Ordered by hybrid score when every document has a first-stage score, else by rank score;
     descending; ties keep input order. ``top_n`` (0 = all) cuts after ordering.
     """
-    rank_scores = [s.parsed.rank_score for s in scored]
+    rank_scores = _for_fusion(scored)
     first = params.first_stage
     missing = sum(f is None for f in first)
     hybrid: list[float] | None = None
@@ -56,12 +66,23 @@ def rank(params: RerankParams, scored: Sequence[Scored]) -> tuple[list[pb.Rerank
     return [result(params, scored[i], i, hybrid) for i in order], notice
 
 
+def _for_fusion(scored: Sequence[Scored]) -> list[float]:
+    """Rank scores as fusion and ordering see them: an unscored document (the deadline came
+    first) takes the mean of the scored ones, so it is neither sunk nor lifted on the model's
+    account and keeps its first-stage standing."""
+    known = [s.parsed.rank_score for s in scored if s.completion != "unscored"]
+    mean = sum(known) / len(known) if known else 0.0
+    return [mean if s.completion == "unscored" else s.parsed.rank_score for s in scored]
+
+
 def result(
     params: RerankParams, s: Scored, i: int, hybrid: list[float] | None = None
 ) -> pb.RerankResult:
     """Document ``i``'s result; ``hybrid`` None leaves hybrid_score unset (streamed events)."""
     p = s.parsed
-    if p.answer is None:
+    if s.completion == "unscored":
+        status = pb.RESULT_STATUS_UNSCORED
+    elif p.answer is None:
         status = pb.RESULT_STATUS_NO_ANSWER
     elif s.truncation:
         status = pb.RESULT_STATUS_TRUNCATED_INPUT
@@ -79,6 +100,8 @@ def result(
         status_detail=detail,
         mode=MODE_ENUMS[s.mode],
         cached=s.cached,
+        completion=COMPLETION_ENUMS[s.completion],
+        thinking_tokens=s.thinking_tokens,
     )
     if params.first_stage[i] is not None:
         out.first_stage_score = params.first_stage[i]  # type: ignore[assignment]

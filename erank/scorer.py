@@ -14,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from erank import metrics, passages
-from erank.backends.base import Backend, Generation, Sampling
+from erank import anytime, metrics, passages
+from erank.anytime import CLOSE_MAX_TOKENS, ClosingCost
+from erank.backends.base import THINK_END, Backend, Generation, Sampling
+from erank.background import Background
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
 from erank.prompt import SCORE_ONLY_SUFFIX, Prompt, PromptBuilder
-from erank.ranking import Scored, rank, result
+from erank.ranking import CompletionName, Scored, rank, result
 from erank.score import THINK_CLOSE, ParsedAnswer, best_digit, parse_answer, score_only_answer
 from erank.settings import ServerSettings
 from erank.validation import (
@@ -53,6 +56,15 @@ class Job:
     places: list[tuple[int, int]]
     scored: list[Scored | None]
     usage: pb.Usage = field(default_factory=pb.Usage)
+    # When the call must be answered (time.monotonic()) if its reasoning may be cut there;
+    # None: no deadline, or DEADLINE_POLICY_FAIL (the service enforces that one).
+    deadline: float | None = None
+    due: float | None = None  # the call's deadline whatever its policy: engine priorities
+    received: float = field(default_factory=time.monotonic)
+    ranks: list[int] = field(default_factory=list)  # each document's first-stage rank
+    closing_margin: float = 0.0  # seconds before the deadline that reasoning was stopped
+    # Prompts cut at the deadline: the reasoning they had, to finish in the background.
+    partials: dict[int, Generation] = field(default_factory=dict)
 
     def spent(self, g: Generation) -> None:
         self.usage.prompt_tokens += g.prompt_tokens
@@ -82,7 +94,12 @@ class Scorer:
         )
         self._digits: list[int] | None = None
         self._think_close = _single_token(backend.tokenizer, THINK_CLOSE)
+        self._close_ids: list[int] = backend.tokenizer.encode(THINK_END, add_special_tokens=False)
         self._piece_of: dict[int, str] = {}
+        self.closing = ClosingCost()
+        self.background = Background(
+            backend, settings.background_max_documents, settings.background_concurrency
+        )
 
     def model_info(self) -> pb.ModelInfo:
         s = self.settings
@@ -107,18 +124,30 @@ class Scorer:
             ],
         )
 
-    async def rerank(self, request: pb.RerankRequest) -> pb.RerankResponse:
-        """Validate, score and order; raises ``InvalidRequest`` for a bad request."""
-        job = self.prepare(request)
-        await self.score(job)
-        return self.respond(job)
+    async def rerank(
+        self, request: pb.RerankRequest, deadline: float | None = None
+    ) -> pb.RerankResponse:
+        """Validate, score and order; raises ``InvalidRequest`` for a bad request.
 
-    async def stream(self, request: pb.RerankRequest) -> AsyncGenerator[pb.RerankEvent, None]:
+        ``deadline`` (``time.monotonic()``): with DEADLINE_POLICY_CUT every document has an
+        answer by then (erank/anytime.py).
+        """
+        job = self.prepare(request, deadline)
+        await self.score(job)
+        began = time.monotonic()
+        response = self.respond(job)
+        self.closing.responded(time.monotonic() - began)
+        self._finish_later(job)
+        return response
+
+    async def stream(
+        self, request: pb.RerankRequest, deadline: float | None = None
+    ) -> AsyncGenerator[pb.RerankEvent, None]:
         """One event per document as soon as it is scored (cache hits first), then the response.
 
         Closing the iterator (the RPC was cancelled) cancels the engine work still running.
         """
-        job = self.prepare(request)
+        job = self.prepare(request, deadline)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(job.groups)):
             if job.document(i) is not None:
@@ -130,14 +159,16 @@ class Scorer:
                 yield pb.RerankEvent(result=self.result(job, i))
             await task
             yield pb.RerankEvent(response=self.respond(job))
+            self._finish_later(job)
         finally:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    def prepare(self, request: pb.RerankRequest) -> Job:
+    def prepare(self, request: pb.RerankRequest, deadline: float | None = None) -> Job:
         """Validate, build the prompts and look every document up in the score cache."""
+        received = time.monotonic()
         params = validate(request, self.settings)
         if params.mode == "thinking_budget" and not getattr(
             self.backend, "supports_thinking_budget", False
@@ -165,6 +196,10 @@ class Scorer:
         )
         keys = [score_key(prefix, p.token_ids) for p in prompts]
         job = Job(params, prompts, keys, groups, owners, places, [None] * len(prompts))
+        job.received = received
+        job.due = deadline
+        job.deadline = deadline if params.cut_at_deadline else None
+        job.ranks = anytime.first_stage_ranks(params.first_stage)
         for i, key in enumerate(keys):
             hit = self.cache.get(key, with_reasoning=params.return_reasoning)
             if hit is not None:
@@ -190,38 +225,134 @@ class Scorer:
 
     async def score(self, job: Job, on_scored: Callable[[int], None] | None = None) -> None:
         """Engine work for every passage not yet scored; ``on_scored(i)`` as each document
-        (all its passages) is."""
+        (all its passages) is. With a deadline, reasoning still running shortly before it is
+        closed (:meth:`_close`)."""
         todo = [i for i, s in enumerate(job.scored) if s is None]
         if not todo:
             return
         params = job.params
 
-        def done(k: int, parsed: ParsedAnswer) -> None:
+        def done(k: int, parsed: ParsedAnswer, completion: CompletionName, thinking: int) -> None:
             j = todo[k]
-            job.scored[j] = Scored(parsed, job.prompts[j].truncation, params.mode)
-            complete = params.return_reasoning or params.mode == "score_only"
-            self.cache.put(job.keys[j], CachedScore(parsed, with_reasoning=complete))
+            job.scored[j] = Scored(
+                parsed,
+                job.prompts[j].truncation,
+                params.mode,
+                completion=completion,
+                thinking_tokens=thinking,
+            )
+            if completion == "full":  # a cut answer is never a cached score
+                complete = params.return_reasoning or params.mode == "score_only"
+                self.cache.put(job.keys[j], CachedScore(parsed, with_reasoning=complete))
             metrics.DOCUMENTS.labels(params.mode).inc()
+            metrics.COMPLETIONS.labels(completion).inc()
             i = job.owners[j]
             if on_scored is not None and job.document(i) is not None:
                 on_scored(i)
 
         prompts = [job.prompts[i].token_ids for i in todo]
-        if params.mode == "score_only":
-            await self._score_only(job, prompts, done)
+        ranks = [job.ranks[job.owners[j]] for j in todo]
+        order = anytime.priorities(ranks, job.due, job.received)
+        if params.mode == "score_only":  # no reasoning to close: one step, due by the deadline
+            last = None if job.deadline is None else job.deadline - self.closing.reserve()
+            await self._score_only(job, prompts, done, order, last)
             return
-        sampling = Sampling(self.settings.max_new_tokens, thinking_budget=params.thinking_budget)
+        stop_at = None
+        if job.deadline is not None:
+            job.closing_margin = self.closing.margin(len(todo))
+            stop_at = job.deadline - job.closing_margin
+        sampling = Sampling(
+            self.settings.max_new_tokens, thinking_budget=params.thinking_budget, stop_at=stop_at
+        )
 
         def generated(k: int, g: Generation) -> None:
             job.spent(g)
-            done(k, self.parse(g, params.return_reasoning))
+            done(k, self.parse(g, params.return_reasoning), "full", self._thinking(g))
 
-        await self.backend.generate(prompts, sampling, generated)
+        generations = await self.backend.generate(prompts, sampling, generated, order)
+        stopped = [k for k, g in enumerate(generations) if g.stopped]
+        if stopped:
+            await self._close(job, todo, prompts, generations, stopped, ranks, done)
+
+    async def _close(
+        self,
+        job: Job,
+        todo: list[int],
+        prompts: list[list[int]],
+        generations: list[Generation],
+        stopped: list[int],
+        ranks: list[int],
+        done: Callable[[int, ParsedAnswer, CompletionName, int], None],
+    ) -> None:
+        """Answers for generations stopped at the margin: each prompt + its reasoning so far +
+        ``</think><answer>``, a few tokens each, before every other engine request. What has
+        no answer when the deadline comes is unscored."""
+        assert job.deadline is not None
+        params = job.params
+        closing: list[int] = []
+        for k in stopped:
+            job.spent(generations[k])
+            own = self.parse(generations[k], params.return_reasoning)
+            if own.answer is not None:  # it had answered; only the end of the turn was missing
+                done(k, own, "full", self._thinking(generations[k]))
+            else:
+                closing.append(k)
+                job.partials[todo[k]] = generations[k]
+        if not closing:
+            return
+        close = self._close_ids
+        began = time.monotonic()
+        answers = await self.backend.generate(
+            [[*prompts[k], *generations[k].token_ids, *close] for k in closing],
+            Sampling(CLOSE_MAX_TOKENS, stop_at=job.deadline - self.closing.reserve()),
+            priorities=anytime.closing_priorities([ranks[k] for k in closing], job.deadline),
+        )
+        overran = any(a.stopped for a in answers)
+        self.closing.observe(time.monotonic() - began, len(closing), overran)
+        for k, answer in zip(closing, answers, strict=True):
+            job.spent(answer)
+            whole = anytime.closed(generations[k], close, answer)
+            parsed = self.parse(whole, params.return_reasoning)
+            thinking = len(generations[k].token_ids)
+            if answer.stopped and parsed.answer is None:
+                done(k, _UNSCORED, "unscored", thinking)
+            else:
+                done(k, parsed, "cut", thinking)
+
+    def _thinking(self, g: Generation) -> int:
+        """Tokens generated before the answer: up to the last ``</think>`` (all without one)."""
+        if self._think_close is None or self._think_close not in g.token_ids:
+            return len(g.token_ids)
+        return _last_index(g.token_ids, self._think_close)
+
+    def _finish_later(self, job: Job) -> None:
+        """Cut full-mode documents go on to their full reasoning in the background, their
+        full scores into the score cache (erank/background.py)."""
+        params = job.params
+        if not (params.finish_in_background and job.partials and params.mode == "full"):
+            return
+        budget = self.settings.max_new_tokens
+        for j, partial in job.partials.items():
+            key, prompt = job.keys[j], job.prompts[j].token_ids
+
+            def store(g: Generation, key: bytes = key) -> None:
+                parsed = self.parse(g, with_reasoning=True)
+                self.cache.put(key, CachedScore(parsed, with_reasoning=True))
+
+            self.background.submit(prompt, partial, budget, store)
 
     async def _score_only(
-        self, job: Job, prompts: list[list[int]], done: Callable[[int, ParsedAnswer], None]
+        self,
+        job: Job,
+        prompts: list[list[int]],
+        done: Callable[[int, ParsedAnswer, CompletionName, int], None],
+        order: list[int],
+        stop_at: float | None,
     ) -> None:
-        """One step per prompt reads the digits; "1" takes a second step to tell 10 from 1."""
+        """One step per prompt reads the digits; "1" takes a second step to tell 10 from 1.
+
+        With a deadline there is nothing to cut (no reasoning): a prompt whose step has not
+        run by the margin is unscored; a second step that has not run keeps the first's 1."""
         digits = self.digit_ids()
         first: dict[int, list[float]] = {}
 
@@ -232,20 +363,28 @@ class Scorer:
             if best_digit(lps) == 1:
                 first[k] = lps
             else:
-                done(k, score_only_answer(lps))
+                done(k, score_only_answer(lps), "full", 0)
 
-        step = Sampling(max_new_tokens=1, watch_token_ids=tuple(digits))
-        await self.backend.generate(prompts, step, read)
+        step = Sampling(max_new_tokens=1, watch_token_ids=tuple(digits), stop_at=stop_at)
+        for k, g in enumerate(await self.backend.generate(prompts, step, read, order)):
+            if g.stopped:
+                done(k, _UNSCORED, "unscored", 0)
         ones = sorted(first)
 
         def read_second(j: int, g: Generation) -> None:
             job.spent(g)
             ten = g.logprobs[0] if g.token_ids[:1] == [digits[0]] else None
-            done(ones[j], score_only_answer(first[ones[j]], ten))
+            done(ones[j], score_only_answer(first[ones[j]], ten), "full", 0)
 
         if ones:
             followed = [[*prompts[k], digits[1]] for k in ones]
-            await self.backend.generate(followed, Sampling(1), read_second)
+            second = Sampling(1, stop_at=stop_at)
+            seconds = await self.backend.generate(
+                followed, second, read_second, [order[k] for k in ones]
+            )
+            for j, g in enumerate(seconds):
+                if g.stopped:
+                    done(ones[j], score_only_answer(first[ones[j]]), "cut", 0)
 
     def digit_ids(self) -> list[int]:
         """Token ids of "0".."9"; score-only mode needs each digit to be one token."""
@@ -270,6 +409,15 @@ class Scorer:
         assert len(scored) == len(job.groups), "respond() before every document was scored"
         results, notice = rank(job.params, scored)
         fused = all(f is not None for f in job.params.first_stage)
+        counts = {c: sum(s.completion == c for s in scored) for c in ("full", "cut", "unscored")}
+        deadline_ms = 0 if job.deadline is None else (job.deadline - job.received) * 1000
+        completions = pb.Completions(
+            full=counts["full"],
+            cut=counts["cut"],
+            unscored=counts["unscored"],
+            deadline_ms=max(0, round(deadline_ms)),
+            closing_margin_ms=job.closing_margin * 1000 if counts["full"] < len(scored) else 0.0,
+        )
         return pb.RerankResponse(
             results=results,
             model=self.settings.model,
@@ -277,6 +425,7 @@ class Scorer:
             ordered_by=pb.ORDERING_HYBRID_SCORE if fused else pb.ORDERING_RANK_SCORE,
             notice=notice,
             fusion=FUSION_ENUMS[job.params.fusion] if fused else pb.FUSION_UNSPECIFIED,
+            completions=completions,
         )
 
     def parse(self, generation: Generation, with_reasoning: bool = False) -> ParsedAnswer:
@@ -340,6 +489,9 @@ async def _next(queue: asyncio.Queue[int], task: asyncio.Future[None]) -> int:
         return queue.get_nowait()
     task.result()  # raises the engine's error, if any
     raise RuntimeError("scoring ended before every document was scored")
+
+
+_UNSCORED = ParsedAnswer(None, 0.0, "", "the deadline came before an answer")
 
 
 def _single_token(tokenizer: Any, text: str) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -45,6 +46,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
 # Calls admission does not count (health, reflection, GetModelInfo) get this long at the end.
 STOP_GRACE_S = 1.0
 WARMUP = pb.RerankRequest(query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")])
+WARMUP_MANY = pb.RerankRequest(
+    query="warm-up", documents=[pb.Document(id=f"w{i}", text=f"warm-up {i}") for i in range(8)]
+)
 
 
 class ScoringServer:
@@ -119,6 +123,10 @@ class ScoringServer:
         scorer = Scorer(backend, self.settings)
         await scorer.rerank(WARMUP)
         scorer.cache.clear()  # the warm-up is not a user's score
+        # Cut at once and closed, one document and then several: seeds the closing margin.
+        for request in (WARMUP, WARMUP_MANY):
+            await scorer.rerank(request, time.monotonic() + scorer.closing.margin(1))
+            scorer.cache.clear()
         self.service.scorer = scorer
         await self._set_health(True)
         log.info("SERVING %s on port %d", self.settings.model, self.port)
@@ -149,6 +157,8 @@ class ScoringServer:
         await self.health.enter_graceful_shutdown()
         grace = self.settings.shutdown_grace_s if grace is None else grace
         await self.server.stop(grace)
+        if self.service.scorer is not None:
+            await self.service.scorer.background.close()
         self.service.scorer = None
         if self.metrics is not None:
             self.metrics.stop()

@@ -13,7 +13,9 @@ Every failure a caller can act on ends with a status that says what to do, never
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
@@ -24,6 +26,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from erank.admission import Admission, Overloaded, ShuttingDown
+from erank.anytime import call_deadline
 from erank.lifecycle import engine_failure
 from erank.scorer import Scorer
 from erank.validation import InvalidRequest, Violation
@@ -49,22 +52,30 @@ class RerankerService(pb_grpc.RerankerServicer):
     async def Rerank(
         self, request: pb.RerankRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> pb.RerankResponse:
+        received = time.monotonic()
         async with self._status_on_error(context):
             decoded = _decoded(request)
             scorer = self._ready()
+            deadline = call_deadline(received, decoded.budget_ms, context.time_remaining())
             with self.admission.admit(len(decoded.documents)):
-                return await scorer.rerank(decoded)
+                async with _fails_at(deadline, decoded):
+                    return await scorer.rerank(decoded, deadline)
         raise AssertionError("unreachable: errors abort the call")
 
     async def RerankStream(
         self, request: pb.RerankRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[pb.RerankEvent, None]:
+        received = time.monotonic()
         async with self._status_on_error(context):
             decoded = _decoded(request)
             scorer = self._ready()
+            deadline = call_deadline(received, decoded.budget_ms, context.time_remaining())
             with self.admission.admit(len(decoded.documents)):
                 # aclosing: a cancelled call closes the scorer's stream, which stops engine work
-                async with contextlib.aclosing(scorer.stream(decoded)) as events:
+                async with (
+                    _fails_at(deadline, decoded),
+                    contextlib.aclosing(scorer.stream(decoded, deadline)) as events,
+                ):
                     async for event in events:
                         yield event
 
@@ -84,7 +95,11 @@ class RerankerService(pb_grpc.RerankerServicer):
         except InvalidRequest as err:
             await context.abort_with_status(_bad_request(err))
         except Overloaded as err:
+            if self.scorer is not None:
+                self.scorer.background.shed()  # background work goes first under pressure
             await context.abort_with_status(_overloaded(err))
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the call's budget_ms passed")
         except (_Unavailable, ShuttingDown) as err:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
         except Exception:
@@ -99,6 +114,19 @@ class RerankerService(pb_grpc.RerankerServicer):
 
 class _Unavailable(Exception):
     pass
+
+
+# With DEADLINE_POLICY_CUT the scorer answers by the deadline; this is only a backstop.
+_CUT_BACKSTOP_S = 1.0
+
+
+def _fails_at(deadline: float | None, request: pb.RerankRequest) -> asyncio.Timeout:
+    """``TimeoutError`` (→ DEADLINE_EXCEEDED) when a ``budget_ms`` deadline passes: at once with
+    DEADLINE_POLICY_FAIL, after a backstop with CUT. A gRPC deadline ends the call by itself."""
+    if deadline is None or not request.budget_ms:
+        return asyncio.timeout(None)
+    late = 0.0 if request.deadline_policy == pb.DEADLINE_POLICY_FAIL else _CUT_BACKSTOP_S
+    return asyncio.timeout(max(0.0, deadline + late - time.monotonic()))
 
 
 def _decoded(request: M | Malformed) -> M:

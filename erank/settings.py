@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,7 +25,10 @@ ScoringModeName = Literal["full", "thinking_budget", "score_only"]
 class ServerSettings(BaseSettings):
     """Everything ``erank serve`` can be told; each field is also ``ERANK_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="ERANK_", extra="forbid")
+    # hide_input_in_errors: a refused value is never echoed (score_cache_url may hold a password)
+    model_config = SettingsConfigDict(
+        env_prefix="ERANK_", extra="forbid", hide_input_in_errors=True
+    )
 
     # what to load
     model: str = Field("Alibaba-NLP/ERank-4B", description="Hugging Face id or local path")
@@ -60,6 +63,14 @@ class ServerSettings(BaseSettings):
     score_cache_entries: int = Field(100_000, ge=0, description="max cached document scores")
     score_cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="max cache size (bytes)")
     score_cache_ttl_s: float | None = Field(None, gt=0, description="cached scores expire after")
+    # shared score cache (erank/shared_cache.py): one Valkey/Redis all replicas read and write;
+    # a secret because the URL may carry a password. Its entries expire after score_cache_ttl_s.
+    score_cache_url: SecretStr | None = Field(
+        None, description="redis://, rediss://, valkey://, valkeys:// or unix:// URL; off if unset"
+    )
+    score_cache_shared_timeout_ms: int = Field(
+        50, ge=1, description="a shared-cache lookup gives up after this (then all miss)"
+    )
     # request limits
     max_documents: int = Field(1000, ge=1)
     max_text_chars: int = Field(100_000, ge=1, description="per query, instruction or document")
@@ -72,6 +83,14 @@ class ServerSettings(BaseSettings):
         4000, ge=1, description="documents of admitted calls (a call alone is always admitted)"
     )
     retry_after_s: float = Field(1.0, gt=0, description="retry hint sent with a refusal")
+    # deadlines (erank/anytime.py): budget_ms limit, finishing cut documents in the background
+    max_budget_ms: int = Field(600_000, ge=1, description="largest budget_ms a request may give")
+    background_max_documents: int = Field(
+        1000, ge=0, description="cut documents waiting to finish in the background; 0 = never"
+    )
+    background_concurrency: int = Field(
+        8, ge=1, description="background completions in the engine at once"
+    )
     # shutdown on SIGTERM/SIGINT (and on engine death): drain, then grace, then stop the engine
     shutdown_drain_s: float = Field(
         5.0, ge=0, description="health NOT_SERVING while calls are still accepted"
@@ -112,6 +131,17 @@ class ServerSettings(BaseSettings):
         if self.token is not None and not self.token.get_secret_value().strip():
             raise ValueError("token is empty; leave it unset to accept calls without one")
         return self
+
+    @field_validator("score_cache_url")
+    @classmethod
+    def _cache_url(cls, url: SecretStr | None) -> SecretStr | None:
+        """A wrong scheme or port fails at start, not at the first lookup; the URL is shown
+        redacted at most (pydantic names the setting)."""
+        if url is not None:
+            from erank.shared_cache import client_url  # redis-py, only when a URL is set
+
+            client_url(url.get_secret_value())
+        return url
 
     @classmethod
     def settings_customise_sources(

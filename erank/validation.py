@@ -51,7 +51,16 @@ class RerankParams:
     rank_constant: int = DEFAULT_RANK_CONSTANT
     best_passage: bool = False  # LONG_DOCUMENTS_BEST_PASSAGE, else the reference's truncation
     passage_overlap: int = 0  # tokens shared by neighbouring passages (best_passage only)
+    budget_ms: int = 0  # the caller's budget from receipt; 0 = none (a gRPC deadline may be)
+    cut_at_deadline: bool = True  # DEADLINE_POLICY_CUT, else the call fails at its deadline
+    finish_in_background: bool = False
 
+
+DEADLINE_POLICIES = (
+    pb.DEADLINE_POLICY_UNSPECIFIED,
+    pb.DEADLINE_POLICY_CUT,
+    pb.DEADLINE_POLICY_FAIL,
+)
 
 MODE_NAMES: dict[pb.ScoringMode.ValueType, ScoringModeName] = {
     pb.SCORING_MODE_FULL: "full",
@@ -124,6 +133,7 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
     instruction = _instruction(request, settings, bad)
     fusion, rank_constant = _fusion(request, bad)
     best_passage, overlap = _long_documents(request, truncate_length, bad)
+    cut = _deadline_policy(request, settings, bad)
     if bad:
         raise InvalidRequest(bad[:_MAX_REPORTED])
     return RerankParams(
@@ -145,7 +155,29 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
         rank_constant=rank_constant,
         best_passage=best_passage,
         passage_overlap=overlap,
+        budget_ms=request.budget_ms,
+        cut_at_deadline=cut,
+        finish_in_background=request.finish_in_background,
     )
+
+
+def _deadline_policy(
+    request: pb.RerankRequest, settings: ServerSettings, bad: list[Violation]
+) -> bool:
+    """Whether reasoning is cut at the deadline (the default) or the call fails there."""
+    if request.deadline_policy not in DEADLINE_POLICIES:
+        unknown = f"unknown DeadlinePolicy {request.deadline_policy}"
+        bad.append(Violation("deadline_policy", unknown))
+    if request.budget_ms > settings.max_budget_ms:
+        bad.append(
+            Violation(
+                "budget_ms", f"is {request.budget_ms} ms; the limit is {settings.max_budget_ms}"
+            )
+        )
+    cut = request.deadline_policy != pb.DEADLINE_POLICY_FAIL
+    if request.finish_in_background and not cut:
+        bad.append(Violation("finish_in_background", "only applies to DEADLINE_POLICY_CUT"))
+    return cut
 
 
 def _fusion(request: pb.RerankRequest, bad: list[Violation]) -> tuple[FusionName, int]:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,9 +24,13 @@ from erank_cli.common import (
     MetricsHost,
     MetricsPort,
     Model,
+    fail,
     needs_extra,
     observability,
 )
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class DemoTokenizer(str, enum.Enum):
@@ -89,6 +93,17 @@ def serve(
     score_cache_ttl: Annotated[
         float | None, typer.Option(help="seconds a cached score lives [forever]")
     ] = None,
+    score_cache_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Valkey/Redis score cache the replicas share: redis://, rediss://, valkey://,"
+            " valkeys:// or unix:// (with a password: ERANK_SCORE_CACHE_URL, as flags show in"
+            " ps) [off]"
+        ),
+    ] = None,
+    score_cache_shared_timeout_ms: Annotated[
+        int | None, typer.Option(help="a shared-cache lookup gives up after this, ms [50]")
+    ] = None,
     metrics_port: MetricsPort = None,
     metrics_host: MetricsHost = None,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: TLS only")] = None,
@@ -105,43 +120,62 @@ def serve(
     """Serve erank.v1.Reranker over gRPC (health + reflection included).
 
     Every option is also an ERANK_<NAME> environment variable or a key of the --config file
-    (--thinking-budget: default_thinking_budget, --score-cache-ttl: score_cache_ttl_s).
+    (--thinking-budget: default_thinking_budget, --score-cache-ttl: score_cache_ttl_s). A
+    refused setting is one line naming it.
     """
     with needs_extra("serve"):
+        from pydantic import ValidationError
+
         from erank.server import serve_forever
         from erank.settings import load_settings
 
     observability("erank-serve", log_format)
-    settings = load_settings(
-        model=model,
-        host=host,
-        port=port,
-        config_file=config,
-        **_engine_options(
-            revision,
-            max_model_len,
-            gpu_memory_utilization,
-            tensor_parallel_size,
-            max_num_seqs,
-            dtype,
-            enforce_eager,
-            max_new_tokens,
-        ),
-        backend=backend,
-        device=device,
-        default_mode=default_mode,
-        default_thinking_budget=thinking_budget,
-        score_cache_entries=score_cache_entries,
-        score_cache_bytes=score_cache_bytes,
-        score_cache_ttl_s=score_cache_ttl,
-        metrics_port=metrics_port,
-        metrics_host=metrics_host,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        tls_client_ca=tls_client_ca,
-        token_file=token_file,
-    )
+    try:
+        settings = load_settings(
+            model=model,
+            host=host,
+            port=port,
+            config_file=config,
+            **_engine_options(
+                revision,
+                max_model_len,
+                gpu_memory_utilization,
+                tensor_parallel_size,
+                max_num_seqs,
+                dtype,
+                enforce_eager,
+                max_new_tokens,
+            ),
+            backend=backend,
+            device=device,
+            default_mode=default_mode,
+            default_thinking_budget=thinking_budget,
+            score_cache_entries=score_cache_entries,
+            score_cache_bytes=score_cache_bytes,
+            score_cache_ttl_s=score_cache_ttl,
+            score_cache_url=score_cache_url,
+            score_cache_shared_timeout_ms=score_cache_shared_timeout_ms,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+            token_file=token_file,
+        )
+    except ValidationError as err:
+        raise fail(_settings_error(err)) from None
     asyncio.run(serve_forever(settings))
+
+
+def _settings_error(err: ValidationError) -> str:
+    """``setting: reason`` per refused setting on one line; the value is never echoed (a URL or
+    token may hold a secret), where pydantic's own message spans three lines per setting."""
+    parts = []
+    for error in err.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in error["loc"])
+        reason = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {reason}" if where else reason)
+    return "; ".join(parts)
 
 
 def demo(

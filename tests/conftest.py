@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from engines import RunningEngine, engine_pool_fixture, fetch_plugin, start_engine
 from hypothesis import HealthCheck, settings
+from valkey_server import valkey_server
 
 from connector.rest import create_app, serving
 from erank.checkpoints import (
@@ -144,3 +145,11 @@ async def rest_url(tiny_server: ScoringServer) -> AsyncIterator[str]:
     """The REST front (``erank rest``) on a free port in front of the tiny scoring server."""
     async with serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def valkey_url() -> Iterator[str]:
+    """A real Valkey server (tests/valkey_server.py) shared by the session's tests that only
+    read and write it; tests that kill or pause a server start their own."""
+    with valkey_server() as server:
+        yield server.url

@@ -141,6 +141,7 @@ def test_every_manifest_validates_against_kubernetes_schemas(
         ("proxy.metrics.prot=9400", "at '/proxy/metrics': additional properties 'prot'"),
         ("rest.metrics.port=0", "at '/rest/metrics/port': minimum: got 0, want 1"),
         ("rest.metrics.enabled=yes", "at '/rest/metrics/enabled': got string, want boolean"),
+        ("scoring.scoreCache.url=http://cache:6379", "'http://cache:6379' does not match pattern"),
     ],
 )
 def test_values_schema_refuses_what_would_be_ignored(setting: str, message: str) -> None:
@@ -231,6 +232,33 @@ def test_secrets_are_mounted_files_and_tokens_never_arguments(secure: list[Manif
         )
         for env in container.get("env", []):
             assert "TOKEN" not in env["name"] or "value" not in env
+
+
+def test_shared_score_cache_url_from_a_secret_or_the_values() -> None:
+    """scoring.scoreCache: docs/DEPLOY.md's values take the URL from the operator's Secret (it
+    may hold a password: never a value or a flag); a URL without one may be a plain value that
+    erank accepts; none by default; url and urlSecret together are refused, named."""
+
+    def cache_env(manifests: list[Manifest]) -> list[Manifest]:
+        _, container = pod(manifests, "scoring")
+        assert not any("cache-url" in arg for arg in container["args"])
+        return [e for e in container["env"] if e["name"] == "ERANK_SCORE_CACHE_URL"]
+
+    assert cache_env(render(CHART, namespace=NAMESPACE)) == []
+    documented = yaml.safe_load(doc_block(DEPLOY_DOC, "# cache-values.yaml"))
+    manifests = render(CHART, documented, namespace=NAMESPACE)
+    for manifest in manifests:
+        kubernetes_validate.validate(manifest, K8S_VERSIONS[-1], strict=True)
+    [from_secret] = cache_env(manifests)
+    secret = documented["scoring"]["scoreCache"]["urlSecret"]
+    assert from_secret["valueFrom"] == {"secretKeyRef": {"name": secret, "key": "url"}}
+    url = "valkey://valkey.search.svc.cluster.local:6379/0"
+    [plain] = cache_env(render(CHART, {"scoring": {"scoreCache": {"url": url}}}))
+    assert plain == {"name": "ERANK_SCORE_CACHE_URL", "value": url}
+    assert ServerSettings(score_cache_url=plain["value"]).score_cache_url is not None
+    both = {"scoring": {"scoreCache": {"url": url, "urlSecret": secret}}}
+    with pytest.raises(AssertionError, match="give url or urlSecret, not both"):
+        render(CHART, both)
 
 
 def test_termination_period_outlasts_drain_and_grace(

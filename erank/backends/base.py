@@ -34,6 +34,10 @@ class Sampling:
     watch_token_ids: tuple[int, ...] = ()
     # Also report the top-1 minus top-2 logprob at every step (``Generation.margins``).
     margins: bool = False
+    # A ``time.monotonic()`` instant: generations not finished by then stop where they are and
+    # come back with what they have (``Generation.stopped``); the deadline-aware ("anytime")
+    # scoring of erank/anytime.py closes their reasoning. None: run to the end.
+    stop_at: float | None = None
 
 
 def as_sampling(sampling: Sampling | int) -> Sampling:
@@ -52,6 +56,8 @@ class Generation:
     cached_prompt_tokens: int
     watched: list[dict[int, float]] | None = None
     margins: list[float] | None = None
+    # Stopped at ``Sampling.stop_at`` before it finished: ``token_ids`` are what it had.
+    stopped: bool = False
 
 
 # Called once per prompt as soon as its generation is finished: (index in the call, generation).
@@ -90,8 +96,14 @@ class Backend(Protocol):
         prompts: Sequence[list[int]],
         sampling: Sampling | int,
         on_done: OnDone | None = None,
+        priorities: Sequence[int] | None = None,
     ) -> list[Generation]:
-        """Generations in prompt order; cancelling the call stops its unfinished prompts."""
+        """Generations in prompt order; cancelling the call stops its unfinished prompts.
+
+        ``priorities`` (lower first; erank/anytime.py computes them) order the prompts of every
+        call when the engine is full: nearer deadlines and better first-stage ranks first.
+        ``on_done`` is called for finished generations only, never for stopped ones.
+        """
         ...
 
     def running_requests(self) -> int: ...

@@ -13,8 +13,10 @@ and never starts its later batches.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,8 +71,13 @@ class TransformersBackend:
         prompts: Sequence[list[int]],
         sampling: Sampling | int,
         on_done: OnDone | None = None,
+        priorities: Sequence[int] | None = None,
     ) -> list[Generation]:
-        """Generate batch after batch on the worker thread; stop early if cancelled."""
+        """Generate batch after batch on the worker thread; stop early if cancelled.
+
+        Prompts go in batches by priority (lower first), longest first within one; at
+        ``Sampling.stop_at`` every unfinished generation comes back stopped.
+        """
         s = as_sampling(sampling)
         loop = asyncio.get_running_loop()
         results: list[Generation | None] = [None] * len(prompts)
@@ -78,7 +85,7 @@ class TransformersBackend:
 
         def report(i: int, generation: Generation) -> None:  # on the event loop
             self.counters.done(generation)
-            if on_done is not None and not cancel.is_set():
+            if on_done is not None and not cancel.is_set() and not generation.stopped:
                 on_done(i, generation)
 
         def finished(i: int, generation: Generation) -> None:  # on the worker thread
@@ -86,7 +93,8 @@ class TransformersBackend:
             self._add_running(-1)
             loop.call_soon_threadsafe(report, i, generation)
 
-        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+        rank = list(priorities) if priorities is not None else [0] * len(prompts)
+        order = sorted(range(len(prompts)), key=lambda i: (rank[i], -len(prompts[i])))
         batches = [order[k : k + self.batch_size] for k in range(0, len(order), self.batch_size)]
         self.counters.submitted(len(prompts))
         self._add_running(len(prompts))
@@ -284,6 +292,12 @@ def _greedy(
     watch = torch.tensor(s.watch_token_ids, device=device) if s.watch_token_ids else None
     for _ in range(s.max_new_tokens):
         if cancel.is_set():
+            return
+        if s.stop_at is not None and time.monotonic() >= s.stop_at:
+            for j, seq in enumerate(seqs):
+                if not seq.done:
+                    seq.done = True
+                    finish(j, dataclasses.replace(seq.generation(s, False), stopped=True))
             return
         out = model(
             input_ids=ids,

@@ -78,6 +78,9 @@ class VllmBackend:
             enforce_eager=settings.enforce_eager,
             block_size=block_size,
             enable_prefix_caching=True,
+            # Lower first when the engine is full (erank/anytime.py: nearer deadlines, better
+            # first-stage ranks; closings before everything, background completion after).
+            scheduling_policy="priority",
             disable_log_stats=True,
             **{k: v for k, v in optional.items() if v is not None},
         )
@@ -117,36 +120,61 @@ class VllmBackend:
         prompts: Sequence[list[int]],
         sampling: Sampling | int,
         on_done: OnDone | None = None,
+        priorities: Sequence[int] | None = None,
     ) -> list[Generation]:
-        """Generate for all prompts concurrently; abort every unfinished one if cancelled."""
+        """Generate for all prompts concurrently; abort every unfinished one if cancelled.
+
+        With ``Sampling.stop_at`` the unfinished ones are aborted at that instant: vLLM's final
+        output of an aborted request holds the tokens generated so far (and their logprobs),
+        which come back as stopped generations; their blocks stay in the prefix cache, so a
+        request continuing from them recomputes almost nothing.
+        """
         from vllm.inputs import TokensPrompt
 
         s = as_sampling(sampling)
         params = self._params(s)
         call = uuid.uuid4().hex
         ids = [f"{call}-{i}" for i in range(len(prompts))]
+        order = list(priorities) if priorities is not None else [0] * len(prompts)
+        stopping = False
 
-        async def one(i: int, rid: str, prompt: list[int]) -> Generation:
+        async def one(i: int, rid: str, prompt: list[int], priority: int) -> Generation:
+            if stopping:  # never sent: stopped before it began
+                return Generation([], [], False, len(prompt), 0, stopped=True)
             final = None
             async for out in self.engine.generate(
-                TokensPrompt(prompt_token_ids=prompt), params, rid
+                TokensPrompt(prompt_token_ids=prompt), params, rid, priority=priority
             ):
                 final = out
             assert final is not None
-            generation = _generation(final, len(prompt), s)
+            generation = _generation(final, len(prompt), s, stopping)
             self.counters.done(generation)
-            if on_done is not None:
+            if on_done is not None and not generation.stopped:
                 on_done(i, generation)
             return generation
 
+        async def stop_at(when: float) -> None:
+            nonlocal stopping
+            await asyncio.sleep(max(0.0, when - time.monotonic()))
+            stopping = True
+            # Again until all are back: a request still on its way into the engine when the
+            # first abort went out is unknown to it and would run to its end.
+            while unfinished := [rid for rid, t in zip(ids, tasks, strict=True) if not t.done()]:
+                await self.engine.abort(unfinished)
+                await asyncio.sleep(_ABORT_POLL_S)
+
         self.counters.submitted(len(prompts))
-        tasks = [
-            asyncio.ensure_future(one(i, r, p))
-            for i, (r, p) in enumerate(zip(ids, prompts, strict=True))
-        ]
+        # Submitted best priority first: the engine schedules whatever has arrived, so the
+        # first requests in would take the free sequences whatever their priority.
+        first = sorted(range(len(prompts)), key=order.__getitem__)
+        started = {i: asyncio.ensure_future(one(i, ids[i], prompts[i], order[i])) for i in first}
+        tasks = [started[i] for i in range(len(prompts))]
+        timer = asyncio.ensure_future(stop_at(s.stop_at)) if s.stop_at is not None else None
         try:
             return list(await asyncio.gather(*tasks))
         finally:
+            if timer is not None:
+                timer.cancel()
             unfinished = [rid for rid, t in zip(ids, tasks, strict=True) if not t.done()]
             for t in tasks:
                 t.cancel()
@@ -177,9 +205,10 @@ def _reasoning_config() -> Any:
     return ReasoningConfig(reasoning_start_str=THINK_START, reasoning_end_str=THINK_END)
 
 
-def _generation(out: Any, prompt_len: int, sampling: Sampling) -> Generation:
+def _generation(out: Any, prompt_len: int, sampling: Sampling, stopping: bool) -> Generation:
     completion = out.outputs[0]
-    if completion.finish_reason == "abort":
+    stopped = completion.finish_reason == "abort"
+    if stopped and not stopping:
         raise asyncio.CancelledError(f"engine request {out.request_id} was aborted")
     token_ids = list(completion.token_ids)
     steps = completion.logprobs or []
@@ -200,6 +229,7 @@ def _generation(out: Any, prompt_len: int, sampling: Sampling) -> Generation:
         cached_prompt_tokens=int(out.num_cached_tokens or 0),
         watched=watched,
         margins=margins,
+        stopped=stopped,
     )
 
 
@@ -209,6 +239,7 @@ def _margin(step: dict[int, Any]) -> float:
     return best[0] - best[1] if len(best) > 1 else float("inf")
 
 
+_ABORT_POLL_S = 0.002  # how often a stop re-sends its abort until every request is back
 PARENT_POLL_S = 0.25  # how soon an orphaned engine core notices
 _VLLM_ENGINE_CORE: Any = None  # vLLM's own entry point, for engine cores started by fork
 
