@@ -45,7 +45,6 @@ from opensearchpy import NotFoundError, OpenSearch, RequestError
 from typer.testing import CliRunner
 
 from connector.rest import create_app, serving
-from connector.rest.cohere import CohereBody
 from erank.server import ScoringServer, running_server
 from erank_cli.app import app
 from erank_contract.client import AsyncRerankerClient
@@ -845,17 +844,12 @@ SOFAS = {"cat": "where the cat sleeps all day", "dog": "a dog sleeps in the gard
 SOFAS |= {"sofa": LONG_DOCUMENT}  # reasons 200 tokens (conftest SCRIPT_BRANCH), the others a few
 
 
-@pytest.mark.skipif(
-    "budget_ms" not in CohereBody.model_fields,
-    reason="waits on the REST front's budget_ms (issue 19: connector/rest, anytime scoring)",
-)
 async def test_a_slow_document_is_cut_at_the_budget_not_failed_open(
     client: OpenSearch, branch_server: ScoringServer, branch_checkpoint: Path
 ) -> None:
     """End to end with the real REST front and scoring server (no score cache): a timeout that
     fits the short documents' reasoning but not the long one's answers with the long one cut and
-    the others full, where it used to fail open to BM25. Skipped while the REST front takes no
-    `budget_ms`, or the scoring server reports no deadline it worked to."""
+    the others full, where it used to fail open to BM25."""
     settings = engine_settings(branch_checkpoint, score_cache_entries=0)
     async with (
         running_server(settings, backend=branch_server.backend) as server,
@@ -873,8 +867,7 @@ async def test_a_slow_document_is_cut_at_the_budget_not_failed_open(
         try:
             full = await search(client, body, options.pipeline, "sofas")
             assert full["ext"]["erank"]["completions"]["full"] == 3, full["ext"]
-            if full["ext"]["erank"]["completions"]["deadline_ms"] == 0:
-                pytest.skip("waits on the scoring server working to a deadline (issue 19, erank/)")
+            assert full["ext"]["erank"]["completions"]["deadline_ms"] > 0, full["ext"]
             half = f"{max(1, round(full['ext']['erank']['rerank_ms'] / 2))}ms"
             short = await pipeline_variant(
                 client, options.pipeline, "erank_sofas_short", timeout=half
