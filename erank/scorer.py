@@ -16,18 +16,20 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from erank import anytime, metrics, passages
 from erank.anytime import CLOSE_MAX_TOKENS, ClosingCost
-from erank.backends.base import THINK_END, Backend, Generation, Sampling
+from erank.backends.base import Backend, Generation, Sampling
 from erank.background import Background
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
-from erank.prompt import SCORE_ONLY_SUFFIX, Prompt, PromptBuilder
+from erank.job import Job
+from erank.prompt import SCORE_ONLY_SUFFIX, PromptBuilder
 from erank.ranking import CompletionName, Scored, rank, result
-from erank.score import THINK_CLOSE, ParsedAnswer, best_digit, parse_answer, score_only_answer
+from erank.reader import AnswerReader
+from erank.score import ParsedAnswer, best_digit, score_only_answer
 from erank.settings import ServerSettings
+from erank.shared_cache import SharedScoreCache
 from erank.validation import (
     MODE_ENUMS,
     InvalidRequest,
@@ -40,48 +42,6 @@ from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import FUSION_ENUMS
 
 
-@dataclass
-class Job:
-    """One request in flight: its prompts (one per passage), cache keys and what is scored so far.
-
-    Without best-passage mode every document is one passage. ``groups[i]`` are document ``i``'s
-    prompts, ``owners[j]`` the document of prompt ``j`` and ``places[j]`` its character span.
-    """
-
-    params: RerankParams
-    prompts: list[Prompt]
-    keys: list[bytes]
-    groups: list[range]
-    owners: list[int]
-    places: list[tuple[int, int]]
-    scored: list[Scored | None]
-    usage: pb.Usage = field(default_factory=pb.Usage)
-    # When the call must be answered (time.monotonic()) if its reasoning may be cut there;
-    # None: no deadline, or DEADLINE_POLICY_FAIL (the service enforces that one).
-    deadline: float | None = None
-    due: float | None = None  # the call's deadline whatever its policy: engine priorities
-    received: float = field(default_factory=time.monotonic)
-    ranks: list[int] = field(default_factory=list)  # each document's first-stage rank
-    closing_margin: float = 0.0  # seconds before the deadline that reasoning was stopped
-    # Prompts cut at the deadline: the reasoning they had, to finish in the background.
-    partials: dict[int, Generation] = field(default_factory=dict)
-
-    def spent(self, g: Generation) -> None:
-        self.usage.prompt_tokens += g.prompt_tokens
-        self.usage.generated_tokens += len(g.token_ids)
-        self.usage.cached_prompt_tokens += g.cached_prompt_tokens
-
-    def document(self, i: int) -> Scored | None:
-        """Document ``i``'s outcome once every passage of it is scored, else None."""
-        parts = [self.scored[j] for j in self.groups[i]]
-        done = [p for p in parts if p is not None]
-        if len(done) < len(parts):
-            return None
-        if not self.params.best_passage:
-            return done[0]
-        return passages.best(done, [self.places[j] for j in self.groups[i]])
-
-
 class Scorer:
     """Scores requests with one backend under one set of server settings."""
 
@@ -92,14 +52,29 @@ class Scorer:
         self.cache = ScoreCache(
             settings.score_cache_entries, settings.score_cache_bytes, settings.score_cache_ttl_s
         )
-        self._digits: list[int] | None = None
-        self._think_close = _single_token(backend.tokenizer, THINK_CLOSE)
-        self._close_ids: list[int] = backend.tokenizer.encode(THINK_END, add_special_tokens=False)
-        self._piece_of: dict[int, str] = {}
+        self.reader = AnswerReader(backend.tokenizer)
+        self.parse = self.reader.parse
+        self.digit_ids = self.reader.digit_ids
+        url = settings.score_cache_url
+        self.shared = (
+            None
+            if url is None
+            else SharedScoreCache(
+                url.get_secret_value(),
+                settings.score_cache_ttl_s,
+                settings.score_cache_shared_timeout_ms / 1000,
+            )
+        )
         self.closing = ClosingCost()
         self.background = Background(
             backend, settings.background_max_documents, settings.background_concurrency
         )
+
+    async def close(self) -> None:
+        """Stop background work and let the shared cache's last writes go out."""
+        await self.background.close()
+        if self.shared is not None:
+            await self.shared.close()
 
     def model_info(self) -> pb.ModelInfo:
         s = self.settings
@@ -228,8 +203,49 @@ class Scorer:
         (all its passages) is. With a deadline, reasoning still running shortly before it is
         closed (:meth:`_close`)."""
         todo = [i for i, s in enumerate(job.scored) if s is None]
+        if todo and self.shared is not None:
+            await self._shared_hits(job, todo, on_scored)
+            todo = [i for i in todo if job.scored[i] is None]
         if not todo:
             return
+        fresh: list[tuple[bytes, CachedScore]] = []
+        try:
+            await self._engine(job, todo, fresh, on_scored)
+        finally:
+            if self.shared is not None and fresh:
+                self.shared.put_many(fresh)
+
+    async def _shared_hits(
+        self, job: Job, todo: list[int], on_scored: Callable[[int], None] | None
+    ) -> None:
+        """Scores another replica (or this one, before a restart) stored in the shared cache.
+        A slow or absent cache costs at most a quarter of the time left to the deadline."""
+        assert self.shared is not None
+        left = None if job.due is None else max(0.0, (job.due - time.monotonic()) / 4)
+        keys = [job.keys[j] for j in todo]
+        hits = await self.shared.get_many(keys, job.params.return_reasoning, left)
+        for j, hit in zip(todo, hits, strict=True):
+            if hit is None:
+                continue
+            job.scored[j] = Scored(
+                hit.parsed, job.prompts[j].truncation, job.params.mode, cached=True
+            )
+            self.cache.put(job.keys[j], hit)
+            job.usage.cache_hits += 1
+            job.usage.cache_misses -= 1
+            metrics.DOCUMENTS.labels(job.params.mode).inc()
+            if on_scored is not None and job.document(job.owners[j]) is not None:
+                on_scored(job.owners[j])
+
+    async def _engine(
+        self,
+        job: Job,
+        todo: list[int],
+        fresh: list[tuple[bytes, CachedScore]],
+        on_scored: Callable[[int], None] | None,
+    ) -> None:
+        """Engine work for the passages ``todo``; full scores go to the caches (``fresh``:
+        the shared one's batch)."""
         params = job.params
 
         def done(k: int, parsed: ParsedAnswer, completion: CompletionName, thinking: int) -> None:
@@ -243,7 +259,9 @@ class Scorer:
             )
             if completion == "full":  # a cut answer is never a cached score
                 complete = params.return_reasoning or params.mode == "score_only"
-                self.cache.put(job.keys[j], CachedScore(parsed, with_reasoning=complete))
+                kept = CachedScore(parsed, with_reasoning=complete)
+                self.cache.put(job.keys[j], kept)
+                fresh.append((job.keys[j], kept))
             metrics.DOCUMENTS.labels(params.mode).inc()
             metrics.COMPLETIONS.labels(completion).inc()
             i = job.owners[j]
@@ -267,7 +285,7 @@ class Scorer:
 
         def generated(k: int, g: Generation) -> None:
             job.spent(g)
-            done(k, self.parse(g, params.return_reasoning), "full", self._thinking(g))
+            done(k, self.parse(g, params.return_reasoning), "full", self.reader.thinking(g))
 
         generations = await self.backend.generate(prompts, sampling, generated, order)
         stopped = [k for k, g in enumerate(generations) if g.stopped]
@@ -294,13 +312,13 @@ class Scorer:
             job.spent(generations[k])
             own = self.parse(generations[k], params.return_reasoning)
             if own.answer is not None:  # it had answered; only the end of the turn was missing
-                done(k, own, "full", self._thinking(generations[k]))
+                done(k, own, "full", self.reader.thinking(generations[k]))
             else:
                 closing.append(k)
                 job.partials[todo[k]] = generations[k]
         if not closing:
             return
-        close = self._close_ids
+        close = self.reader.close_ids
         began = time.monotonic()
         answers = await self.backend.generate(
             [[*prompts[k], *generations[k].token_ids, *close] for k in closing],
@@ -319,12 +337,6 @@ class Scorer:
             else:
                 done(k, parsed, "cut", thinking)
 
-    def _thinking(self, g: Generation) -> int:
-        """Tokens generated before the answer: up to the last ``</think>`` (all without one)."""
-        if self._think_close is None or self._think_close not in g.token_ids:
-            return len(g.token_ids)
-        return _last_index(g.token_ids, self._think_close)
-
     def _finish_later(self, job: Job) -> None:
         """Cut full-mode documents go on to their full reasoning in the background, their
         full scores into the score cache (erank/background.py)."""
@@ -336,8 +348,10 @@ class Scorer:
             key, prompt = job.keys[j], job.prompts[j].token_ids
 
             def store(g: Generation, key: bytes = key) -> None:
-                parsed = self.parse(g, with_reasoning=True)
-                self.cache.put(key, CachedScore(parsed, with_reasoning=True))
+                kept = CachedScore(self.parse(g, with_reasoning=True), with_reasoning=True)
+                self.cache.put(key, kept)
+                if self.shared is not None:
+                    self.shared.put_many([(key, kept)])
 
             self.background.submit(prompt, partial, budget, store)
 
@@ -386,18 +400,6 @@ class Scorer:
                 if g.stopped:
                     done(ones[j], score_only_answer(first[ones[j]]), "cut", 0)
 
-    def digit_ids(self) -> list[int]:
-        """Token ids of "0".."9"; score-only mode needs each digit to be one token."""
-        if self._digits is None:
-            encode = self.backend.tokenizer.encode
-            ids = [encode(str(d), add_special_tokens=False) for d in range(10)]
-            if any(len(t) != 1 for t in ids):
-                raise InvalidRequest(
-                    [Violation("mode", "score-only needs a tokenizer with one token per digit")]
-                )
-            self._digits = [int(t[0]) for t in ids]
-        return self._digits
-
     def result(self, job: Job, i: int) -> pb.RerankResult:
         """Document ``i``'s streamed result (no hybrid score: that needs every document)."""
         scored = job.document(i)
@@ -409,15 +411,6 @@ class Scorer:
         assert len(scored) == len(job.groups), "respond() before every document was scored"
         results, notice = rank(job.params, scored)
         fused = all(f is not None for f in job.params.first_stage)
-        counts = {c: sum(s.completion == c for s in scored) for c in ("full", "cut", "unscored")}
-        deadline_ms = 0 if job.deadline is None else (job.deadline - job.received) * 1000
-        completions = pb.Completions(
-            full=counts["full"],
-            cut=counts["cut"],
-            unscored=counts["unscored"],
-            deadline_ms=max(0, round(deadline_ms)),
-            closing_margin_ms=job.closing_margin * 1000 if counts["full"] < len(scored) else 0.0,
-        )
         return pb.RerankResponse(
             results=results,
             model=self.settings.model,
@@ -425,35 +418,8 @@ class Scorer:
             ordered_by=pb.ORDERING_HYBRID_SCORE if fused else pb.ORDERING_RANK_SCORE,
             notice=notice,
             fusion=FUSION_ENUMS[job.params.fusion] if fused else pb.FUSION_UNSPECIFIED,
-            completions=completions,
+            completions=job.completions(scored),
         )
-
-    def parse(self, generation: Generation, with_reasoning: bool = False) -> ParsedAnswer:
-        """Read the answer of one generation (token pieces from the model's tokenizer).
-
-        The answer counts only after the last ``</think>``: unless the reasoning is wanted, only
-        the tokens from the last ``</think>`` token on are decoded (decoding every token of
-        ~400-token reasoning chains for 100 documents costs more than the rest of the request's
-        Python). A tokenizer without a one-token ``</think>`` decodes everything.
-        """
-        ids, logprobs = generation.token_ids, generation.logprobs
-        start = 0
-        if not with_reasoning and self._think_close is not None:
-            start = _last_index(ids, self._think_close)
-        pieces = self._pieces(ids[start:])
-        return parse_answer(pieces, logprobs[start:], generation.hit_token_limit)
-
-    def _pieces(self, ids: list[int]) -> list[str]:
-        """Each token's text on its own, decoded once per token id and kept (at most the
-        vocabulary): a tokenizer call per generation cost more than the parse itself."""
-        pieces = self._piece_of
-        new = list({t for t in ids if t not in pieces})
-        if new:
-            decoded = self.backend.tokenizer.batch_decode(
-                [[t] for t in new], skip_special_tokens=False
-            )
-            pieces.update(zip(new, decoded, strict=True))
-        return [pieces[t] for t in ids]
 
     def _check_lengths(self, lengths: list[int], owners: list[int]) -> None:
         """Every prompt (``owners[j]``: its document) must leave room for the generation."""
@@ -492,17 +458,3 @@ async def _next(queue: asyncio.Queue[int], task: asyncio.Future[None]) -> int:
 
 
 _UNSCORED = ParsedAnswer(None, 0.0, "", "the deadline came before an answer")
-
-
-def _single_token(tokenizer: Any, text: str) -> int | None:
-    """The id of ``text`` when the tokenizer writes it as one token, else None."""
-    ids = tokenizer.encode(text, add_special_tokens=False)
-    return int(ids[0]) if len(ids) == 1 else None
-
-
-def _last_index(ids: list[int], token: int) -> int:
-    """Index of the last ``token`` in ``ids``; 0 when absent (decode all: nothing to skip)."""
-    for i in range(len(ids) - 1, -1, -1):
-        if ids[i] == token:
-            return i
-    return 0

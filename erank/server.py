@@ -158,7 +158,7 @@ class ScoringServer:
         grace = self.settings.shutdown_grace_s if grace is None else grace
         await self.server.stop(grace)
         if self.service.scorer is not None:
-            await self.service.scorer.background.close()
+            await self.service.scorer.close()
         self.service.scorer = None
         if self.metrics is not None:
             self.metrics.stop()

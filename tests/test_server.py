@@ -243,7 +243,10 @@ async def test_deadline_aborts_engine_requests(
 ) -> None:
     backend = tiny_server.backend
     assert backend is not None
-    request = pb.RerankRequest(query="q", documents=docs(200))
+    # All or nothing (the default, DEADLINE_POLICY_CUT, answers by the deadline: test_anytime.py)
+    request = pb.RerankRequest(
+        query="q", documents=docs(200), deadline_policy=pb.DEADLINE_POLICY_FAIL
+    )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await tiny_client.rerank(request, timeout=1.0)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED

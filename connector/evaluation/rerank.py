@@ -54,6 +54,9 @@ def request(
         ],
         truncate_length=options.truncate_length,
         alpha=alpha,
+        # An evaluation measures the model's trained behaviour: never a reasoning cut at the
+        # deadline (a call that runs out of time fails instead).
+        deadline_policy=pb.DEADLINE_POLICY_FAIL,
     )
 
 

@@ -364,15 +364,16 @@ class RerankRequest(_message.Message):
     budget_ms: _builtins.int
     """Milliseconds the server may spend on this call, counted from when it receives it; 0 = no
     limit beyond the gRPC deadline. With both, the nearer one is the call's deadline. For callers
-    that cannot set a gRPC deadline (or whose clock is not the server's).
+    that cannot set a gRPC deadline (or whose clock is not the server's). At most the server's
+    max_budget_ms (600000 by default).
     """
     deadline_policy: Global___DeadlinePolicy.ValueType
     """What happens when the deadline comes before every document has answered; unspecified =
     DEADLINE_POLICY_CUT.
     """
     finish_in_background: _builtins.bool
-    """With DEADLINE_POLICY_CUT: after the response is sent, documents that were cut go on to their
-    full reasoning at the lowest priority and their full scores go into the score cache, so the
+    """With DEADLINE_POLICY_CUT: after the response is sent, documents that were cut (in
+    SCORING_MODE_FULL) go on to their full reasoning at the lowest priority and their full scores go into the score cache, so the
     same request a moment later is answered in full. Bounded by the server's
     background_max_documents; dropped first when the server is busy.
     """
