@@ -43,11 +43,7 @@ def server_command(
         int, typer.Option(help="rounds per level: each pass once, the first pass alternating")
     ] = 2,
     paths: Annotated[
-        str | None,
-        typer.Option(
-            help="the two passes compared, first ÷ second: server,raw; the same path twice "
-            "(raw,raw) measures the bench itself [server,raw; server with --target]"
-        ),
+        str | None, typer.Option(help="passes, first ÷ second (server,raw); raw,raw: self-test")
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="model path or id [a tiny scripted checkpoint]")
