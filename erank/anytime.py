@@ -30,9 +30,11 @@ from collections.abc import Sequence
 from erank import metrics
 from erank.backends.base import Generation
 
-# At most this many tokens after </think><answer>: "10", "</answer>" (three Qwen3 tokens), the
-# end of the turn; a model that wanders off gets no more.
-CLOSE_MAX_TOKENS = 8
+# At most this many tokens after </think><answer>: the answer's digits ("10" is two Qwen3
+# tokens) and the token after them, which says they are complete; the reader closes the tag
+# (AnswerReader.answered), so a closing costs three decode steps, not the eight of the whole
+# "10</answer><|im_end|>", and one stopped after its digits is still read.
+CLOSE_MAX_TOKENS = 3
 # A call without a deadline is ordered as if it had one this far after its arrival.
 NO_DEADLINE_HORIZON_S = 60.0
 _RANKS = 1024  # first-stage ranks told apart within one deadline (the window is smaller)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from erank.backends.base import THINK_END, Generation
-from erank.score import THINK_CLOSE, ParsedAnswer, parse_answer
+from erank.score import ANSWER_CLOSE, MAX_ANSWER, THINK_CLOSE, ParsedAnswer, parse_answer
 from erank.validation import InvalidRequest, Violation
 
 
@@ -23,6 +23,7 @@ class AnswerReader:
         self._think_close = _single_token(tokenizer, THINK_CLOSE)
         # Forced after a stopped reasoning (erank/anytime.py) or a spent thinking budget.
         self.close_ids: list[int] = tokenizer.encode(THINK_END, add_special_tokens=False)
+        self._answer_close: list[int] = tokenizer.encode(ANSWER_CLOSE, add_special_tokens=False)
         self._piece_of: dict[int, str] = {}
 
     def parse(self, generation: Generation, with_reasoning: bool = False) -> ParsedAnswer:
@@ -49,6 +50,31 @@ class AnswerReader:
             decoded = self.tokenizer.batch_decode([[t] for t in new], skip_special_tokens=False)
             pieces.update(zip(new, decoded, strict=True))
         return [pieces[t] for t in ids]
+
+    def answered(self, answer: Generation) -> Generation:
+        """A closing's answer (the tokens after a forced ``<answer>``) through its digits and a
+        ``</answer>`` the model need not write, once the digits are known complete: another
+        token followed them, or they spell the most an answer can have. Otherwise as it came
+        (then it parses only if the model wrote the whole tag itself)."""
+        pieces = self._pieces(answer.token_ids)
+        first = 0
+        while first < len(pieces) and pieces[first].isspace():
+            first += 1
+        end = first
+        while end < len(pieces) and pieces[end].isdigit():
+            end += 1
+        digits = "".join(pieces[first:end])
+        if not digits or (end == len(pieces) and len(digits) < len(str(MAX_ANSWER))):
+            return answer
+        close = self._answer_close
+        return Generation(
+            token_ids=[*answer.token_ids[:end], *close],
+            logprobs=[*answer.logprobs[:end], *[0.0] * len(close)],
+            hit_token_limit=False,
+            prompt_tokens=answer.prompt_tokens,
+            cached_prompt_tokens=answer.cached_prompt_tokens,
+            stopped=answer.stopped,
+        )
 
     def thinking(self, g: Generation) -> int:
         """Tokens generated before the answer: up to the last ``</think>`` (all without one)."""

@@ -329,7 +329,7 @@ class Scorer:
         self.closing.observe(time.monotonic() - began, len(closing), overran)
         for k, answer in zip(closing, answers, strict=True):
             job.spent(answer)
-            whole = anytime.closed(generations[k], close, answer)
+            whole = anytime.closed(generations[k], close, self.reader.answered(answer))
             parsed = self.parse(whole, params.return_reasoning)
             thinking = len(generations[k].token_ids)
             if answer.stopped and parsed.answer is None:
