@@ -8,13 +8,16 @@ client's connection). Hypothesis tries any integer in every integer field of eve
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from connector.rest.cohere import CohereBody, RerankBody, RerankBodyV2
+from connector.rest.cohere import CohereBody, ErankOptions, RerankBody, RerankBodyV2
 from connector.rest.tei import TeiBody
+from connector.results import COMPLETIONS, completions_json
+from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import UINT32_MAX
 
 # (route's body, field, smallest value it takes)
@@ -64,3 +67,21 @@ def test_messages_never_quote_a_long_value(model: type[BaseModel], value: str) -
             model.model_validate_json(json.dumps({name: value}))
         except ValidationError as err:
             assert all(value not in e["msg"] for e in err.errors())
+
+
+def test_the_budget_fields_docs_opensearch_names_are_the_fronts() -> None:
+    """docs/OPENSEARCH.md's REST API: every budget key it names is a request field of both
+    Cohere routes, every completions key one the answer has, every completion a name results
+    carry; a renamed field fails here before a reader trusts the doc."""
+    doc = (Path(__file__).parent.parent / "docs" / "OPENSEARCH.md").read_text()
+    bullet = doc[doc.index("- The call's budget:") :].split("\n\n")[0]
+    for name in ("budget_ms", "on_budget", "finish_in_background"):
+        assert f'"{name}"' in bullet and name in ErankOptions.model_fields
+    assert ErankOptions.model_fields["budget_ms"].metadata[-1].le == int(
+        bullet.split('"budget_ms"` (1..')[1].split(";")[0]
+    )
+    counts = bullet.split('"completions": {')[1].split("}")[0]
+    named = [key.strip().strip('"') for key in counts.replace("\n", " ").split(",")]
+    assert named == list(completions_json(pb.RerankResponse()))
+    for completion in COMPLETIONS:
+        assert f"`{completion}`" in bullet
