@@ -35,6 +35,9 @@ from erank.backends.base import Generation
 # (AnswerReader.answered), so a closing costs three decode steps, not the eight of the whole
 # "10</answer><|im_end|>", and one stopped after its digits is still read.
 CLOSE_MAX_TOKENS = 3
+# Closings in waves of this many documents, then twice as many each time (``waves``): a page of
+# results is closed first.
+FIRST_WAVE = 10
 # A call without a deadline is ordered as if it had one this far after its arrival.
 NO_DEADLINE_HORIZON_S = 60.0
 _RANKS = 1024  # first-stage ranks told apart within one deadline (the window is smaller)
@@ -78,6 +81,17 @@ def closing_priorities(ranks: Sequence[int], deadline: float) -> list[int]:
     """Closings go before every generation, nearer deadlines first."""
     base = _CLOSING_BASE + max(0, int((deadline - _EPOCH) * 1000))
     return [base * _RANKS + min(r, _RANKS - 1) for r in ranks]
+
+
+def waves(items: Sequence[int], first: int = FIRST_WAVE) -> list[list[int]]:
+    """``items`` (best first) in waves of ``first``, then twice as many each time: the
+    closings of one wave are answered together, so a deadline that comes mid-closing leaves
+    only the later waves (the lower-ranked documents) unscored, not the whole window."""
+    out, start, size = [], 0, first
+    while start < len(items):
+        out.append(list(items[start : start + size]))
+        start, size = start + size, size * 2
+    return out
 
 
 def closed(partial: Generation, close_ids: Sequence[int], answer: Generation) -> Generation:

@@ -19,10 +19,11 @@ from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from erank import anytime, metrics, passages
-from erank.anytime import CLOSE_MAX_TOKENS, ClosingCost
+from erank.anytime import ClosingCost
 from erank.backends.base import Backend, Generation, Sampling
 from erank.background import Background
 from erank.cache import CachedScore, ScoreCache, key_prefix, score_key
+from erank.closing import UNSCORED, Closer, Done
 from erank.job import Job
 from erank.prompt import SCORE_ONLY_SUFFIX, PromptBuilder
 from erank.ranking import CompletionName, Scored, rank, result
@@ -66,6 +67,7 @@ class Scorer:
             )
         )
         self.closing = ClosingCost()
+        self.closer = Closer(backend, self.reader, self.closing)
         self.background = Background(
             backend, settings.background_max_documents, settings.background_concurrency
         )
@@ -290,52 +292,7 @@ class Scorer:
         generations = await self.backend.generate(prompts, sampling, generated, order)
         stopped = [k for k, g in enumerate(generations) if g.stopped]
         if stopped:
-            await self._close(job, todo, prompts, generations, stopped, ranks, done)
-
-    async def _close(
-        self,
-        job: Job,
-        todo: list[int],
-        prompts: list[list[int]],
-        generations: list[Generation],
-        stopped: list[int],
-        ranks: list[int],
-        done: Callable[[int, ParsedAnswer, CompletionName, int], None],
-    ) -> None:
-        """Answers for generations stopped at the margin: each prompt + its reasoning so far +
-        ``</think><answer>``, a few tokens each, before every other engine request. What has
-        no answer when the deadline comes is unscored."""
-        assert job.deadline is not None
-        params = job.params
-        closing: list[int] = []
-        for k in stopped:
-            job.spent(generations[k])
-            own = self.parse(generations[k], params.return_reasoning)
-            if own.answer is not None:  # it had answered; only the end of the turn was missing
-                done(k, own, "full", self.reader.thinking(generations[k]))
-            else:
-                closing.append(k)
-                job.partials[todo[k]] = generations[k]
-        if not closing:
-            return
-        close = self.reader.close_ids
-        began = time.monotonic()
-        answers = await self.backend.generate(
-            [[*prompts[k], *generations[k].token_ids, *close] for k in closing],
-            Sampling(CLOSE_MAX_TOKENS, stop_at=job.deadline - self.closing.reserve()),
-            priorities=anytime.closing_priorities([ranks[k] for k in closing], job.deadline),
-        )
-        overran = any(a.stopped for a in answers)
-        self.closing.observe(time.monotonic() - began, len(closing), overran)
-        for k, answer in zip(closing, answers, strict=True):
-            job.spent(answer)
-            whole = anytime.closed(generations[k], close, self.reader.answered(answer))
-            parsed = self.parse(whole, params.return_reasoning)
-            thinking = len(generations[k].token_ids)
-            if answer.stopped and parsed.answer is None:
-                done(k, _UNSCORED, "unscored", thinking)
-            else:
-                done(k, parsed, "cut", thinking)
+            await self.closer.close(job, todo, prompts, generations, stopped, ranks, done)
 
     def _finish_later(self, job: Job) -> None:
         """Cut full-mode documents go on to their full reasoning in the background, their
@@ -359,7 +316,7 @@ class Scorer:
         self,
         job: Job,
         prompts: list[list[int]],
-        done: Callable[[int, ParsedAnswer, CompletionName, int], None],
+        done: Done,
         order: list[int],
         stop_at: float | None,
     ) -> None:
@@ -382,7 +339,7 @@ class Scorer:
         step = Sampling(max_new_tokens=1, watch_token_ids=tuple(digits), stop_at=stop_at)
         for k, g in enumerate(await self.backend.generate(prompts, step, read, order)):
             if g.stopped:
-                done(k, _UNSCORED, "unscored", 0)
+                done(k, UNSCORED, "unscored", 0)
         ones = sorted(first)
 
         def read_second(j: int, g: Generation) -> None:
@@ -455,6 +412,3 @@ async def _next(queue: asyncio.Queue[int], task: asyncio.Future[None]) -> int:
         return queue.get_nowait()
     task.result()  # raises the engine's error, if any
     raise RuntimeError("scoring ended before every document was scored")
-
-
-_UNSCORED = ParsedAnswer(None, 0.0, "", "the deadline came before an answer")

@@ -1,4 +1,5 @@
-"""Reading a closing's answer early (erank/reader.py ``answered``) on the real Qwen3 tokenizer.
+"""Reading a closing's answer early (erank/reader.py ``answered``) on the real Qwen3 tokenizer,
+and the waves closings go in (erank/anytime.py ``waves``).
 
 A closing generates at most three tokens after ``</think><answer>`` (erank/anytime.py): the
 digits and the token after them. Whatever the model writes after its digits, the reader's answer
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from erank.anytime import CLOSE_MAX_TOKENS
+from erank.anytime import CLOSE_MAX_TOKENS, waves
 from erank.backends.base import THINK_END, Generation, load_tokenizer
 from erank.qwen3_tokenizer import qwen3_tokenizer_dir
 from erank.reader import AnswerReader
@@ -75,3 +76,14 @@ def test_digits_that_may_go_on_are_not_an_answer(reader: AnswerReader) -> None:
 
 def test_the_closing_tokens_are_the_reference_ones(reader: AnswerReader) -> None:
     assert reader.tokenizer.decode(reader.close_ids) == THINK_END == "</think><answer>"
+
+
+@given(st.lists(st.integers(), unique=True, max_size=300), st.integers(1, 16))
+def test_closing_waves_take_every_document_once_best_first(items: list[int], first: int) -> None:
+    """erank/anytime.py ``waves``: every document in exactly one wave, in the order given (best
+    first-stage rank first), the first wave ``first`` documents, each later one twice the last."""
+    got = waves(items, first)
+    assert [k for wave in got for k in wave] == items
+    sizes = [len(wave) for wave in got]
+    assert all(sizes[i] == first * 2**i for i in range(len(sizes) - 1))
+    assert all(0 < s <= first * 2**i for i, s in enumerate(sizes))
