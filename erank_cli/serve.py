@@ -72,7 +72,7 @@ def serve(
     max_num_seqs: Annotated[int | None, typer.Option(help="concurrent sequences")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto, bfloat16, float16, float32")] = None,
     enforce_eager: Annotated[bool | None, typer.Option(help="skip graph compilation")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="generated-token cap [1024]")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="generated-token cap [4096]")] = None,
     backend: Annotated[
         str | None, typer.Option(help="vllm, or transformers (no vLLM; same scores) [vllm]")
     ] = None,

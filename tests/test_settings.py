@@ -45,3 +45,45 @@ def test_bad_values_name_the_setting(tmp_path: Path) -> None:
         load_settings(config_file=config)
     with pytest.raises(FileNotFoundError, match=r"missing\.yaml"):
         load_settings(config_file=tmp_path / "missing.yaml")
+
+
+# `erank serve` options whose setting has another name (its docstring says so).
+_SETTING_OF = {"thinking_budget": "default_thinking_budget", "score_cache_ttl": "score_cache_ttl_s"}
+
+
+def _stated(text: str) -> object:
+    """A default as a flag's help writes it: "[1024]", "[256 MiB]", "[off]", "[0.9]"."""
+    if text in ("off", "forever"):
+        return None
+    if text.endswith(" MiB"):
+        return int(text[: -len(" MiB")]) * 1024 * 1024
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def test_serve_help_states_the_settings_defaults() -> None:
+    """Every "[default]" `erank serve --help` shows is the setting's real default (it once said
+    --max-new-tokens [1024] while the server generated up to 4096)."""
+    import re
+
+    import typer
+
+    from erank.settings import ServerSettings
+    from erank_cli.app import app
+
+    serve = typer.main.get_command(app).commands["serve"]  # type: ignore[attr-defined]
+    checked = 0
+    for param in serve.params:
+        stated = re.search(r"\[([^\]]+)\]$", getattr(param, "help", None) or "")
+        field = _SETTING_OF.get(param.name, param.name)
+        if stated is None or field not in ServerSettings.model_fields:
+            continue
+        default = ServerSettings.model_fields[field].default
+        want = default if default is None or isinstance(default, str) else float(default)
+        assert _stated(stated.group(1)) == want, (
+            f"--{param.name.replace('_', '-')}: help says {stated.group(0)}"
+        )
+        checked += 1
+    assert checked >= 8
