@@ -104,7 +104,10 @@ def test_bench_budget_end_to_end(tmp_path: Path) -> None:
     assert result["full"]["full"] == result["full"]["documents"] == 4  # no deadline: all full
     assert [row["percent"] for row in result["budgets"]] == [25, 50, 75, 100, 150]
     for row in result["budgets"]:
-        assert row["full"] + row["cut"] + row["unscored"] == row["documents"] == 4
+        # a call past the server's backstop is counted, not lost (the bench goes on)
+        answered = row["full"] + row["cut"] + row["unscored"]
+        assert answered + 4 * row["failed"] == row["documents"] == 4
+        assert row["goal_met"] is False or row["failed"] == 0
         assert row["budget_ms"] >= 1 and row["p99_ms"] >= row["p50_ms"] > 0
     first, second = result["background"]["first"], result["background"]["second"]
     assert second["full"] + second["cut"] + second["unscored"] == 4

@@ -81,7 +81,8 @@ class Answer:
     """One call: milliseconds at the client, and the response."""
 
     ms: float
-    response: pb.RerankResponse
+    response: pb.RerankResponse  # empty when the call failed
+    error: str = ""  # the failed call's gRPC status (e.g. DEADLINE_EXCEEDED: the backstop)
 
     def count(self, completion: int) -> int:
         return sum(r.completion == completion for r in self.response.results)
@@ -105,6 +106,16 @@ class Caller:
         began = time.perf_counter()
         response = await self.stub.Rerank(request, timeout=600)
         return Answer(1000 * (time.perf_counter() - began), response)
+
+    async def try_call(self, request: pb.RerankRequest) -> Answer:
+        """A measured call that may fail: a budgeted call the server could not answer in time
+        (its backstop: DEADLINE_EXCEEDED) is a result of the bench, not the end of it."""
+        began = time.perf_counter()
+        try:
+            return await self.call(request)
+        except grpc.aio.AioRpcError as err:
+            ms = 1000 * (time.perf_counter() - began)
+            return Answer(ms, pb.RerankResponse(), err.code().name)
 
 
 async def run(bench: BudgetBench) -> dict[str, Any]:
@@ -158,7 +169,7 @@ async def measure_budgets(
     for r in range(bench.requests):
         order = bench.budgets if r % 2 == 0 else bench.budgets[::-1]
         for p in order:
-            answers[p].append(await caller.call(caller.new(budget_ms[p])))
+            answers[p].append(await caller.try_call(caller.new(budget_ms[p])))
     return [_row(p, budget_ms[p], answers[p], bench.docs) for p in bench.budgets]
 
 
@@ -169,6 +180,7 @@ def _row(percent: int, budget_ms: int, answers: list[Answer], docs: int) -> dict
     counts = {name: sum(a.count(c) for a in answers) for name, c in _COMPLETIONS.items()}
     margins = [a.response.completions.closing_margin_ms for a in answers if a.count(CUT)]
     p99 = percentile(latencies, 99)
+    failed = [a.error for a in answers if a.error]
     return {
         "percent": percent,
         "budget_ms": budget_ms,
@@ -182,7 +194,9 @@ def _row(percent: int, budget_ms: int, answers: list[Answer], docs: int) -> dict
         "mean_thinking_tokens": _mean_thinking(answers),
         "closing_margin_ms": statistics.median(margins) if margins else 0.0,
         "deadline_ms": statistics.median(a.response.completions.deadline_ms for a in answers),
-        "goal_met": p99 <= budget_ms * (1 + GOAL_SLACK) and counts["unscored"] == 0,
+        "failed": len(failed),
+        "failed_statuses": sorted(set(failed)),
+        "goal_met": p99 <= budget_ms * (1 + GOAL_SLACK) and counts["unscored"] == 0 and not failed,
         "latencies_ms": [a.ms for a in answers],
         "unscored_per_request": [a.count(UNSCORED) for a in answers],
     }

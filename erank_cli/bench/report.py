@@ -142,12 +142,13 @@ def budget_table(result: dict[str, Any]) -> Table:
         f"{full['median_ms']:.0f} ms (median of {len(full['rounds_ms'])}), "
         f"{full['mean_thinking_tokens']:.0f} thinking tokens"
     )
-    columns = ["budget %", "budget ms", "requests", "p50 ms", "p99 ms", "p99 ÷ budget"]
+    columns = ["budget %", "budget ms", "requests", "failed", "p50 ms", "p99 ms", "p99 ÷ budget"]
     columns += ["full %", "cut %", "unscored %", "thinking tokens", "closing margin ms", "goal"]
     for col in columns:
         table.add_column(col, justify="right")
     for row in result["budgets"]:
         cells = [str(row["percent"]), str(row["budget_ms"]), str(row["requests"])]
+        cells += [str(row["failed"])]
         cells += [f"{row['p50_ms']:.0f}", f"{row['p99_ms']:.0f}", f"{row['p99_over_budget']:.2f}"]
         cells += [f"{row[k]:.0f}" for k in ("full_pct", "cut_pct", "unscored_pct")]
         cells += [f"{row['mean_thinking_tokens']:.0f}", f"{row['closing_margin_ms']:.0f}"]
