@@ -20,14 +20,11 @@ through), ``erank_proxy_first_stage_duration_seconds`` (the engine's part of a r
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import get_args
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -38,15 +35,29 @@ from erank_contract.metrics import LATENCY_BUCKETS, MetricsServer, app_registry
 
 log = logging.getLogger("erank.metrics")
 UNMATCHED = "unmatched"
-CLIENT_CLOSED = 499  # the client went away before the answer (nginx's name for it)
 
 
 class AppMetrics:
-    """One app's registry and, while the app runs with a metrics port, its endpoint."""
+    """One app's registry and, while the app runs with a metrics port, its endpoint; told of
+    every request by the app's request context (connector/telemetry.py ``instrument``), which
+    measures each once for the access line, the span and these."""
 
     def __init__(self) -> None:
         self.registry = app_registry()
         self.server: MetricsServer | None = None
+        self.inflight: Gauge | None = None
+
+    def request_started(self, request: web.Request) -> None:
+        if self.inflight is not None:
+            self.inflight.inc()
+
+    def request_finished(self, request: web.Request, status: int, seconds: float) -> None:
+        if self.inflight is not None:
+            self.inflight.dec()
+        self._done(request, status, seconds)
+
+    def _done(self, request: web.Request, status: int, seconds: float) -> None:
+        """One finished request, per app."""
 
     def serve_with(self, app: web.Application, host: str | None, port: int | None) -> None:
         """Serve ``/metrics`` on ``host:port`` from ``app``'s start to its cleanup (port None:
@@ -68,32 +79,6 @@ class AppMetrics:
         app.cleanup_ctx.append(endpoint)
 
 
-def _timed(inflight: Gauge, done: Callable[[web.Request, int, float], None]) -> Middleware:
-    """A middleware that keeps ``inflight`` and reports each request's final status and
-    seconds to ``done``; outermost, so aiohttp's own refusals count with their status."""
-
-    @web.middleware
-    async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
-        began = time.perf_counter()
-        status = 500
-        inflight.inc()
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        except asyncio.CancelledError:
-            status = CLIENT_CLOSED
-            raise
-        finally:
-            inflight.dec()
-            done(request, status, time.perf_counter() - began)
-
-    return measure
-
-
 class RestMetrics(AppMetrics):
     """The REST front's metrics; :attr:`middleware` counts and times every request."""
 
@@ -113,7 +98,6 @@ class RestMetrics(AppMetrics):
             "erank_rest_scoring_failures", "Failed scoring calls by error type", ["type"],
             registry=r,
         )  # fmt: skip
-        self.middleware = _timed(self.inflight, self._done)
 
     def _done(self, request: web.Request, status: int, seconds: float) -> None:
         resource = request.match_info.route.resource
@@ -142,7 +126,6 @@ class ProxyMetrics(AppMetrics):
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.inflight = Gauge("erank_proxy_inflight_requests", "Requests in progress", registry=r)
-        self.middleware = _timed(self.inflight, self._done)
 
     def _done(self, request: web.Request, status: int, seconds: float) -> None:
         found = route(request.method, request.path)

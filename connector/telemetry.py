@@ -11,13 +11,15 @@ method, path (never the query string: a search's ``q=`` is the user's text), sta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
 from opentelemetry import propagate, trace
 
 from erank_contract.telemetry import REQUEST_ID_HEADER, accept_request_id, request_id, tracer
@@ -25,6 +27,18 @@ from erank_contract.vocabulary import preview
 
 log = logging.getLogger("erank.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CLIENT_CLOSED = 499  # the client went away before the answer (nginx's name for it)
+
+
+class Observer(Protocol):
+    """What else is told each request's outcome (the app's metrics), from the same status and
+    clock as its access line and span: one measurement, three reports."""
+
+    def request_started(self, request: web.Request) -> None: ...
+
+    def request_finished(self, request: web.Request, status: int, seconds: float) -> None: ...
+
+
 _CATCH_ALL = "/{tail"  # the proxy's one route: no route worth naming
 
 
@@ -35,12 +49,53 @@ def _route(request: web.Request) -> str | None:
     return None if template is None or template.startswith(_CATCH_ALL) else template
 
 
-@web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Span, request id and access line around ``handler`` (see the module doc)."""
-    given = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
-    token = request_id.set(given)
-    route = _route(request)
+def request_context(observer: Observer | None = None) -> Middleware:
+    """The middleware that gives each request its span, request id and access line, and tells
+    ``observer`` (see the module doc). A request whose client went away before the answer is
+    499 in all of them."""
+
+    @web.middleware
+    async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = accept_request_id(request.headers.get(REQUEST_ID_HEADER))
+        token = request_id.set(given)
+        route = _route(request)
+        began = time.perf_counter()
+        status = 500
+        if observer is not None:
+            observer.request_started(request)
+        with tracer.start_as_current_span(
+            f"{request.method} {route}" if route else request.method,
+            context=propagate.extract(request.headers),
+            kind=trace.SpanKind.SERVER,
+            attributes=_attributes(request, route),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                response = await handler(request)
+                status = response.status
+                if not response.prepared:  # else answer_request_id set it when it was sent
+                    response.headers[REQUEST_ID_HEADER] = given
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                exc.headers[REQUEST_ID_HEADER] = given
+                raise
+            except asyncio.CancelledError:
+                status = CLIENT_CLOSED
+                raise
+            finally:
+                seconds = time.perf_counter() - began
+                _report(request, span, status, seconds)
+                if observer is not None:
+                    observer.request_finished(request, status, seconds)
+                request_id.reset(token)
+
+    return context
+
+
+def _attributes(request: web.Request, route: str | None) -> dict[str, str | int]:
+    """The server span's HTTP attributes (OpenTelemetry's semantic conventions)."""
     attributes: dict[str, str | int] = {
         "http.request.method": request.method,
         "url.path": request.path,
@@ -48,34 +103,17 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     }
     if route is not None:
         attributes["http.route"] = route
-    began = time.perf_counter()
-    status = 500
-    with tracer.start_as_current_span(
-        f"{request.method} {route}" if route else request.method,
-        context=propagate.extract(request.headers),
-        kind=trace.SpanKind.SERVER,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
-        try:
-            response = await handler(request)
-            status = response.status
-            if not response.prepared:  # else answer_request_id set it when it was sent
-                response.headers[REQUEST_ID_HEADER] = given
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            exc.headers[REQUEST_ID_HEADER] = given
-            raise
-        finally:
-            span.set_attribute("http.response.status_code", status)
-            if status >= 500:
-                span.set_status(trace.StatusCode.ERROR)
-            millis = (time.perf_counter() - began) * 1000
-            path = preview(request.path)
-            log.info("%s %s %s %d %.1f ms", request.remote, request.method, path, status, millis)
-            request_id.reset(token)
+    return attributes
+
+
+def _report(request: web.Request, span: trace.Span, status: int, seconds: float) -> None:
+    """The span's status and the access line of a finished request."""
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(trace.StatusCode.ERROR)
+    path = preview(request.path)
+    millis = seconds * 1000
+    log.info("%s %s %s %d %.1f ms", request.remote, request.method, path, status, millis)
 
 
 async def answer_request_id(request: web.Request, response: web.StreamResponse) -> None:
@@ -86,9 +124,10 @@ async def answer_request_id(request: web.Request, response: web.StreamResponse) 
         response.headers[REQUEST_ID_HEADER] = current
 
 
-def instrument(app: web.Application) -> None:
-    """Give ``app`` the request context: first middleware, and the id on every answer."""
-    app.middlewares.insert(0, request_context)
+def instrument(app: web.Application, observer: Observer | None = None) -> None:
+    """Give ``app`` the request context: first middleware (so aiohttp's own refusals count with
+    their status), ``observer`` told of every request, and the id on every answer."""
+    app.middlewares.insert(0, request_context(observer))
     app.on_response_prepare.append(answer_request_id)
 
 

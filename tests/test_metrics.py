@@ -9,6 +9,7 @@ too), so its checks compare scrapes before and after; each REST front counts on 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -143,3 +144,31 @@ async def test_rest_front_counts_routes_statuses_and_scoring_failures(
     assert after(failures, type="illegal_argument_exception") == 1  # the server's refusal
     assert down_after(failures, type="connection_error") == 1
     assert down_after(requests, route="/rerank", status="503") == 1
+
+
+async def test_a_request_its_client_abandons_reads_the_same_in_log_and_metrics(
+    tiny_server: ScoringServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client goes away while the front waits on the engine: its handler (and scoring
+    call) is cancelled, and the access line and the request counter both say 499, nginx's
+    "client closed request" (one measurement, connector/telemetry.py)."""
+    caplog.set_level(logging.INFO, logger="erank.access")
+    app = create_app(f"127.0.0.1:{tiny_server.port}", timeout=120, metrics_port=0)
+    async with serving(app) as url, aiohttp.ClientSession() as http:
+        metrics = app[METRICS].server
+        assert metrics is not None
+        body = {"query": "q", "documents": fresh_texts(20)}
+        call = asyncio.ensure_future(_post(http, f"{url}/v1/rerank", body))
+        await engine_busy(tiny_server, call)
+        call.cancel()
+        lines: list[str] = []
+        for _ in range(600):
+            lines = [r.getMessage() for r in caplog.records if r.name == "erank.access"]
+            if lines:
+                break
+            await asyncio.sleep(0.1)
+        (line,) = lines
+        after = await scrape(metrics)
+    assert line.split()[3] == "499"
+    assert after("erank_rest_requests_total", route="/v1/rerank", status="499") == 1
+    assert after("erank_rest_inflight_requests") == 0

@@ -334,9 +334,11 @@ class Proxy:
 
 def make_app(proxy: Proxy) -> web.Application:
     """The aiohttp application: one catch-all route; closes the pool and client on cleanup."""
-    app = web.Application(middlewares=[proxy.metrics.middleware], client_max_size=1024**3)
+    app = web.Application(client_max_size=1024**3)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    instrument(app)  # span, request id (answered in X-Request-Id, never sent to the engine)
+    instrument(
+        app, proxy.metrics
+    )  # metrics, span, request id (answered in X-Request-Id, never sent to the engine)
 
     async def _close(_: web.Application) -> None:
         await proxy.close()
@@ -369,7 +371,13 @@ async def running_proxy(
     app = make_app(proxy)
     proxy.metrics.serve_with(app, metrics_host, metrics_port)
     # auto_decompress off: a compressed request body is forwarded as the client sent it
-    runner = web.AppRunner(app, access_log=None, auto_decompress=False, logger=SERVER_LOG)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        auto_decompress=False,
+        logger=SERVER_LOG,
+        handler_cancellation=True,  # a client gone: its searches and scoring call end
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

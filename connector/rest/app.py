@@ -179,10 +179,10 @@ def create_app(
     """
     metrics = RestMetrics()
     app = web.Application(
-        middlewares=[metrics.middleware, _json_errors, _bearer_token],
+        middlewares=[_json_errors, _bearer_token],
         client_max_size=max_body_bytes,
     )
-    instrument(app)  # first middleware: span, request id, access line
+    instrument(app, metrics)  # first middleware: span, request id, access line, metrics
     app[MAX_BODY] = max_body_bytes
     app[METRICS] = metrics
     app[OVERHEAD] = Overhead()
@@ -210,7 +210,7 @@ async def serving(
 ) -> AsyncIterator[str]:
     """Serve ``app`` on the running loop; yields its base URL (``port=0``: a free port). The
     server and the app's gRPC client close on exit."""
-    runner = web.AppRunner(app, access_log=None, logger=SERVER_LOG)
+    runner = web.AppRunner(app, access_log=None, logger=SERVER_LOG, handler_cancellation=True)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -250,4 +250,12 @@ def run(
         metrics_port=metrics_port,
         metrics_host=metrics_host,
     )
-    web.run_app(app, host=host, port=port, print=printer, access_log=None, logger=SERVER_LOG)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=printer,
+        access_log=None,
+        logger=SERVER_LOG,
+        handler_cancellation=True,  # a client gone: its scoring call (and engine work) ends
+    )
