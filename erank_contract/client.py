@@ -1,6 +1,7 @@
 """The one gRPC client for ``erank.v1.Reranker`` (asyncio and blocking), used by every adapter.
 
-One channel per client, reused for every call. Each call has a deadline. gRPC's own retry policy
+One channel per client, reused for every call. Each call has a deadline: the call's ``timeout``,
+else the client's (``None`` in either: none). gRPC's own retry policy
 retries ``UNAVAILABLE`` only, and gRPC commits to an attempt once the server has answered, so a
 call is retried only when no scoring server saw it. Several addresses are balanced with gRPC's
 ``round_robin`` policy: scale out by adding scoring servers. ``security=`` adds TLS, a client
@@ -51,6 +52,17 @@ _SERVICE_CONFIG = json.dumps(
 MAX_RECONNECT_BACKOFF_MS = 5000
 
 
+class UseClientDefault:
+    """A call's ``timeout`` left out: the client's own applies (``None`` is "no deadline")."""
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = UseClientDefault()
+Timeout = float | None | UseClientDefault
+
+
 def target_for(addresses: str | Sequence[str]) -> str:
     """A gRPC target for one address or several ``host:port`` IP addresses.
 
@@ -93,13 +105,24 @@ def _health_check(channel: grpc.Channel | grpc.aio.Channel) -> Any:
     )
 
 
-class AsyncRerankerClient:
+class _Deadlines:
+    """What both clients share besides I/O: each call's deadline. ``timeout`` (seconds) is the
+    client's default, ``None`` for none; a call's own ``timeout`` overrides it, ``None`` included
+    (``0`` is a deadline already passed, never "the default")."""
+
+    timeout: float | None
+
+    def _timeout(self, timeout: Timeout) -> float | None:
+        return self.timeout if isinstance(timeout, UseClientDefault) else timeout
+
+
+class AsyncRerankerClient(_Deadlines):
     """``async with AsyncRerankerClient("127.0.0.1:50051") as c: await c.rerank(req)``."""
 
     def __init__(
         self,
         addresses: str | Sequence[str],
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         security: ClientSecurity | None = None,
     ) -> None:
@@ -111,29 +134,29 @@ class AsyncRerankerClient:
         self._health_check = _health_check(self.channel)
 
     async def rerank(
-        self, request: pb.RerankRequest, timeout: float | None = None
+        self, request: pb.RerankRequest, timeout: Timeout = USE_CLIENT_DEFAULT
     ) -> pb.RerankResponse:
         with client_call("Rerank") as metadata:
             response: pb.RerankResponse = await self.stub.Rerank(
-                request, timeout=timeout or self.timeout, metadata=metadata
+                request, timeout=self._timeout(timeout), metadata=metadata
             )
         return response
 
     def stream(
-        self, request: pb.RerankRequest, timeout: float | None = None
+        self, request: pb.RerankRequest, timeout: Timeout = USE_CLIENT_DEFAULT
     ) -> grpc.aio.UnaryStreamCall[pb.RerankRequest, pb.RerankEvent]:
         """``RerankStream``: iterate it (``async for``) for one event per document, then the
         whole response; ``cancel()`` stops the engine work still running for it."""
         span, metadata = start_client_call("RerankStream")
         call: grpc.aio.UnaryStreamCall[pb.RerankRequest, pb.RerankEvent]
-        call = self.stub.RerankStream(request, timeout=timeout or self.timeout, metadata=metadata)
+        call = self.stub.RerankStream(request, timeout=self._timeout(timeout), metadata=metadata)
         call.add_done_callback(lambda done: end_aio_span(span, done))
         return call
 
-    async def model_info(self, timeout: float | None = None) -> pb.ModelInfo:
+    async def model_info(self, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.ModelInfo:
         with client_call("GetModelInfo") as metadata:
             info: pb.ModelInfo = await self.stub.GetModelInfo(
-                pb.GetModelInfoRequest(), timeout=timeout or self.timeout, metadata=metadata
+                pb.GetModelInfoRequest(), timeout=self._timeout(timeout), metadata=metadata
             )
         return info
 
@@ -158,13 +181,13 @@ class AsyncRerankerClient:
         await self.close()
 
 
-class RerankerClient:
+class RerankerClient(_Deadlines):
     """Blocking twin of ``AsyncRerankerClient``."""
 
     def __init__(
         self,
         addresses: str | Sequence[str],
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         security: ClientSecurity | None = None,
     ) -> None:
@@ -175,19 +198,21 @@ class RerankerClient:
         self.stub = pb_grpc.RerankerStub(self.channel)
         self._health_check = _health_check(self.channel)
 
-    def rerank(self, request: pb.RerankRequest, timeout: float | None = None) -> pb.RerankResponse:
+    def rerank(
+        self, request: pb.RerankRequest, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> pb.RerankResponse:
         with client_call("Rerank") as metadata:
             response: pb.RerankResponse = self.stub.Rerank(
-                request, timeout=timeout or self.timeout, metadata=metadata
+                request, timeout=self._timeout(timeout), metadata=metadata
             )
         return response
 
     def stream(
-        self, request: pb.RerankRequest, timeout: float | None = None
+        self, request: pb.RerankRequest, timeout: Timeout = USE_CLIENT_DEFAULT
     ) -> Iterator[pb.RerankEvent]:
         """``RerankStream``: one event per document as it is scored, then the whole response."""
         span, metadata = start_client_call("RerankStream")
-        call = self.stub.RerankStream(request, timeout=timeout or self.timeout, metadata=metadata)
+        call = self.stub.RerankStream(request, timeout=self._timeout(timeout), metadata=metadata)
 
         def ended(done: Any) -> None:  # the call, finished: its status is known
             end_rpc_span(span, done.code())
@@ -196,10 +221,10 @@ class RerankerClient:
         events: Iterator[pb.RerankEvent] = call
         return events
 
-    def model_info(self, timeout: float | None = None) -> pb.ModelInfo:
+    def model_info(self, timeout: Timeout = USE_CLIENT_DEFAULT) -> pb.ModelInfo:
         with client_call("GetModelInfo") as metadata:
             info: pb.ModelInfo = self.stub.GetModelInfo(
-                pb.GetModelInfoRequest(), timeout=timeout or self.timeout, metadata=metadata
+                pb.GetModelInfoRequest(), timeout=self._timeout(timeout), metadata=metadata
             )
         return info
 

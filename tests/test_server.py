@@ -274,3 +274,30 @@ async def test_client_going_away_aborts_engine_requests(
             break
         await asyncio.sleep(0.05)
     assert backend.running_requests() == 0
+
+
+async def test_a_call_may_ask_for_no_deadline_or_its_own(tiny_server: ScoringServer) -> None:
+    """The clients' deadlines, as the server sees them (``completions.deadline_ms``, 0: none):
+    the client's default, a call's own (``None``: no deadline, even where the client has one),
+    and a client without a default. The blocking twin alike."""
+    from erank_contract.client import RerankerClient
+
+    def request() -> pb.RerankRequest:
+        return pb.RerankRequest(query="q", documents=[pb.Document(id="a", text="deadline")])
+
+    def near(ms: int, seconds: int) -> bool:  # gRPC's deadline propagation rounds (up to ~1 s)
+        return abs(ms - seconds * 1000) <= 1500
+
+    address = f"127.0.0.1:{tiny_server.port}"
+    async with AsyncRerankerClient(address, timeout=100) as client:
+        assert near((await client.rerank(request())).completions.deadline_ms, 100)
+        assert (await client.rerank(request(), timeout=None)).completions.deadline_ms == 0
+        own = (await client.rerank(request(), timeout=50)).completions.deadline_ms
+        assert near(own, 50)
+    async with AsyncRerankerClient(address, timeout=None) as client:
+        assert (await client.rerank(request())).completions.deadline_ms == 0
+    with RerankerClient(address, timeout=100) as blocking:
+        answer = await asyncio.to_thread(blocking.rerank, request(), None)
+        assert answer.completions.deadline_ms == 0
+        answer = await asyncio.to_thread(blocking.rerank, request())
+        assert near(answer.completions.deadline_ms, 100)
