@@ -19,9 +19,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from connector.budget import DEFAULT_ON_BUDGET, MAX_BUDGET_MS, OnBudget, pairing_error
@@ -37,6 +46,20 @@ from erank_contract.vocabulary import (
 )
 
 DEFAULT_RANK_FIELDS = ("text",)  # Cohere's: a document object's text is its "text"
+
+
+def _one_document(value: Any, handler: ValidatorFunctionWrapHandler) -> str | dict[str, Any]:
+    """One error per bad document, at its index (not one per member of the union)."""
+    try:
+        document: str | dict[str, Any] = handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "document_type", "Input should be a valid string, or an object (v1)"
+        ) from None
+    return document
+
+
+Document = Annotated[str | dict[str, Any], WrapValidator(_one_document)]
 
 
 class ErankOptions(BaseModel):
@@ -77,7 +100,7 @@ class CohereBody(ErankOptions):
     """What Cohere's v1 and v2 requests share, plus ERank's fusion and passage options.
     Document objects are v1's (:class:`RerankBody`); v2 refuses them."""
 
-    documents: list[str | dict[str, Any]]
+    documents: Sequence[Document]
     top_n: int | None = Field(None, ge=1, le=UINT32_MAX)
     first_stage_scores: list[float] | None = None
     alpha: float | None = None
@@ -182,17 +205,7 @@ class RerankBodyV2(CohereBody):
     max_tokens_per_doc: int | None = Field(None, ge=1, le=UINT32_MAX)
     priority: int | None = Field(None, ge=0, le=UINT32_MAX)
 
-    @field_validator("documents")
-    @classmethod
-    def _strings_only(cls, documents: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
-        for i, document in enumerate(documents):
-            if not isinstance(document, str):
-                raise PydanticCustomError(
-                    "string_type",
-                    "documents[{index}] must be a string in v2 (objects with rank_fields: v1)",
-                    {"index": i},
-                )
-        return documents
+    documents: Sequence[str]  # Cohere's v2 takes strings only
 
     def truncate_length(self) -> int:
         return self.max_tokens_per_doc or 0
