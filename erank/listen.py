@@ -51,19 +51,26 @@ def check_port(host: str, port: int) -> None:
     TIME_WAIT is free) and close it at once; :class:`PortUnavailable` says why it failed."""
     address = f"{host}:{port}"
     try:
-        infos = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        infos = socket.getaddrinfo(  # gRPC's "[::]" is the socket library's "::"
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
     except socket.gaierror as err:
         reason = f"unknown host ({err.strerror}); check --host"
         raise PortUnavailable(f"cannot listen on {address}: {reason}") from None
-    family, kind, proto, _, sockaddr = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # gRPC binds every address a name has and starts if one binds: a port taken on any of them
+    # is refused, an address family the machine lacks (IPv6 off) only when nothing binds.
+    errors: list[OSError] = []
+    for family, kind, proto, _, sockaddr in infos:
         try:
-            probe.bind(sockaddr)
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(sockaddr)
         except OSError as err:
-            raise PortUnavailable(f"cannot listen on {address}: {_reason(err)}") from None
+            errors.append(err)
+    taken = [e for e in errors if e.errno in (errno.EADDRINUSE, errno.EACCES)]
+    if taken or (errors and len(errors) == len(infos)):
+        reason = _reason((taken or errors)[0])
+        raise PortUnavailable(f"cannot listen on {address}: {reason}")
 
 
 def _reason(err: OSError) -> str:

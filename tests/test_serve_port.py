@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from erank.listen import PortUnavailable
+from erank.listen import PortUnavailable, check_port
 from erank.server import ScoringServer
 from erank.settings import load_settings
 
@@ -30,6 +30,19 @@ async def test_a_second_server_on_a_held_port_is_refused() -> None:
             ScoringServer(load_settings(model="unused", port=first.port))
     finally:
         await first.server.stop(0)
+
+
+def test_the_check_takes_the_hosts_grpc_takes() -> None:
+    """IPv6 in gRPC's bracketed form and "localhost" are checked, not refused as unknown."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(PortUnavailable, match="in use"):
+            check_port("localhost", port)
+    check_port("[::]", port)  # free again
+    with pytest.raises(PortUnavailable, match="unknown host"):
+        check_port("no-such-host.invalid", port)
 
 
 def test_serve_on_a_port_another_program_holds_says_so_in_one_line() -> None:
