@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from erank import lifecycle
+from erank import lifecycle, listen
 from erank.admission import Admission
 from erank.backends import Backend, create_backend
 from erank.model_source import ModelUnavailable, check_model
@@ -69,6 +69,7 @@ class ScoringServer:
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
+                *listen.OPTIONS,
             ],
         )
         add_reranker_service(self.service, self.server)
@@ -76,16 +77,10 @@ class ScoringServer:
         reflection.enable_server_reflection(
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        address = f"{settings.host}:{settings.port}"
         credentials = server_credentials(
             settings.tls_cert, settings.tls_key, settings.tls_client_ca
         )
-        if credentials is None:
-            self.port = self.server.add_insecure_port(address)
-        else:
-            self.port = self.server.add_secure_port(address, credentials)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {settings.host}:{settings.port}")
+        self.port = listen.bind(self.server, settings.host, settings.port, credentials)
         self._owned: Backend | None = None
         self.metrics: MetricsServer | None = None
 
@@ -194,13 +189,13 @@ async def serve_forever(settings: ServerSettings) -> None:
     """Serve until SIGINT or SIGTERM, then shut down (what ``erank serve`` does).
 
     If the engine dies first, shut down the same way and exit with status 1 (``SystemExit``).
-    A TLS or token file that cannot be read ends it at once, before the engine starts, with one
-    line naming the setting and the file.
+    A TLS or token file that cannot be read, or a port it cannot bind, ends it at once, before the
+    engine starts, with one line naming the setting and the file, or the port.
     """
     stop = lifecycle.stop_signal()
     try:
         server = ScoringServer(settings)
-    except SecurityFileError as err:
+    except (SecurityFileError, listen.PortUnavailable) as err:
         raise SystemExit(f"erank serve: {err}") from None
     try:
         try:

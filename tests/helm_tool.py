@@ -88,9 +88,13 @@ def helm(*args: str) -> str:
 
 
 def render(
-    chart: Path, values: dict[str, Any] | None = None, *extra: str, namespace: str = "search"
+    chart: Path,
+    values: dict[str, Any] | None = None,
+    *extra: str,
+    namespace: str = "search",
+    release: str = "erank",
 ) -> list[dict[str, Any]]:
-    """The manifests of ``helm template erank CHART`` with ``values`` (a values file) and
+    """The manifests of ``helm template RELEASE CHART`` with ``values`` (a values file) and
     ``extra`` arguments (``--set`` …), parsed; empty documents dropped."""
     import yaml  # the venv's; building helm (``__main__``) needs only the standard library
 
@@ -98,7 +102,7 @@ def render(
         yaml.safe_dump(values or {}, file)
         file.flush()
         text = helm(
-            "template", "erank", str(chart), "--namespace", namespace, "-f", file.name, *extra
+            "template", release, str(chart), "--namespace", namespace, "-f", file.name, *extra
         )
     return [doc for doc in yaml.safe_load_all(text) if doc]
 

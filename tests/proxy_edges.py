@@ -1,5 +1,6 @@
 """The proxy's edges on real engines: compression only when asked, bodiless searches with the
-client's compatibility headers, ``filter_path`` after reranking, scores below the window.
+client's compatibility headers, ``filter_path`` after reranking, scores below the window, the
+reranked field asked for as a stored field.
 
 Collected through ``test_proxy_engines.py`` (which imports these tests), so they run on its
 engines and fixtures: every pinned engine version, each started once for both files. On
@@ -12,10 +13,11 @@ import json
 from typing import Any
 
 import aiohttp
-from engines import RunningEngine
-from proxy_clients import WINDOW, EngineClient
+from engines import RunningEngine, free_port
+from proxy_clients import DOCS, WINDOW, EngineClient, proxy_config
 
-from connector.proxy.app import RunningProxy
+from connector.proxy.app import RunningProxy, running_proxy
+from connector.rewrite.breaker import BreakerConfig
 from connector.rewrite.filterpath import FilterPath
 
 QUERY = {"match": {"text": "quick fox"}}
@@ -158,3 +160,45 @@ async def test_hits_below_the_window_score_below_every_reranked_hit(
     assert edge["hits"]["hits"] == whole[WINDOW - 2 : WINDOW + 3]
     scores = [h["_score"] for h in edge["hits"]["hits"]]
     assert scores == sorted(scores, reverse=True) and scores[1] > scores[2]
+
+
+STORED = "docs-stored"  # `text` and `title` stored: `stored_fields` returns them
+
+
+async def test_stored_fields_keep_the_reranked_field(
+    corpus: RunningEngine, proxy: RunningProxy, clients: tuple[EngineClient, EngineClient]
+) -> None:
+    """``stored_fields: ["text", "title"]`` (``text`` is the reranked field): reranked, and
+    failed open (a scoring server nobody listens on), every hit's ``fields`` are exactly a
+    direct search's, plus ``_erank`` when reranked; the proxy's own ask for ``text`` takes
+    nothing away."""
+    stored = {"type": "text", "store": True}
+    mappings = {"properties": {"text": stored, "title": stored, "n": {"type": "integer"}}}
+    corpus.request("DELETE", f"/{STORED}", expect_error=True)
+    settings = {"number_of_shards": 1, "number_of_replicas": 0}
+    corpus.request("PUT", f"/{STORED}", {"settings": settings, "mappings": mappings})
+    bulk: list[dict[str, Any]] = []
+    for doc_id, doc in list(DOCS.items())[:WINDOW]:
+        source = {"text": doc["text"], "title": doc["title"], "n": doc["n"]}
+        bulk += [{"index": {"_index": STORED, "_id": doc_id}}, source]
+    assert corpus.request("POST", "/_bulk?refresh=true", bulk)["errors"] is False
+    direct, proxied = clients
+    body = {"query": {"match": {"title": "doc"}}, "stored_fields": ["text", "title"], "size": 5}
+    plain = {h["_id"]: h for h in (await direct.search(STORED, body))["hits"]["hits"]}
+    assert all("text" in h["fields"] and "_source" not in h for h in plain.values())
+    reranked = await proxied.search(STORED, body)
+    assert reranked["ext"]["erank"]["status"] == "reranked"
+    config = proxy_config(breaker=BreakerConfig(failures=0))
+    async with running_proxy(corpus.url, f"127.0.0.1:{free_port()}", config) as down:
+        failing = EngineClient(corpus.kind, corpus.version, down.url, compress=False)
+        try:
+            failed = await failing.search(STORED, body)
+        finally:
+            await failing.close()
+    assert failed["ext"]["erank"]["status"] == "failed"
+    for answer in (reranked, failed):
+        for hit in answer["hits"]["hits"]:
+            fields = {k: v for k, v in hit["fields"].items() if k != "_erank"}
+            assert fields == plain[hit["_id"]]["fields"], hit
+            assert "_source" not in hit
+            assert "text_missing" not in hit["fields"].get("_erank", [{}])[0]

@@ -33,9 +33,14 @@ class Clock:
         return self.now
 
 
-def breaker(failures: int = 3, cooldown_ms: int = 1000) -> tuple[Breaker, Clock]:
+def breaker(
+    failures: int = 3, cooldown_ms: int = 1000, health_interval_ms: int = 1000
+) -> tuple[Breaker, Clock]:
     clock = Clock()
-    return Breaker(BreakerConfig(failures=failures, cooldown_ms=cooldown_ms), clock), clock
+    config = BreakerConfig(
+        failures=failures, cooldown_ms=cooldown_ms, health_interval_ms=health_interval_ms
+    )
+    return Breaker(config, clock), clock
 
 
 def fail(b: Breaker, times: int, exc: BaseException = UNAVAILABLE) -> None:
@@ -61,6 +66,7 @@ def test_opens_after_consecutive_trouble_and_refuses_until_the_cooldown() -> Non
         "short_circuited": 3,
         "failures": 3,
         "cooldown_ms": 1000,
+        "health_interval_ms": 1000,
     }
 
 
@@ -116,6 +122,25 @@ def test_half_open_lets_one_trial_through_which_closes_or_reopens_it() -> None:
     b.record(None)
     assert b.state == "closed" and b.consecutive == 0
     assert all(b.admit() for _ in range(5))
+
+
+def test_a_trial_waits_for_the_servers_health_to_say_serving() -> None:
+    """A trial whose health check is not SERVING (the model still loads) makes no call and does
+    not reopen the breaker: half-open still, the next trial after ``health_interval_ms``, not a
+    whole cool-down later; the first SERVING trial's call closes it."""
+    b, clock = breaker(failures=1, cooldown_ms=30_000, health_interval_ms=200)
+    fail(b, 1)
+    clock.now += 30
+    for _ in range(3):  # loading: each trial's health says NOT_SERVING
+        assert b.admit() == "trial" and b.admit() is None
+        b.not_serving()
+        assert b.state == "half_open" and b.opens == 1 and b.retry_in_ms() == 200
+        clock.now += 0.1
+        assert b.admit() is None and b.retry_in_ms() == 100
+        clock.now += 0.1
+    assert b.admit() == "trial"  # SERVING: the call is made
+    b.record(None)
+    assert b.state == "closed" and b.admit() == "call"
 
 
 def test_a_trial_never_reported_frees_the_slot_after_a_cooldown() -> None:
@@ -176,6 +201,7 @@ def test_threads_share_one_breaker() -> None:
         ({"cooldown_ms": 10**12}, "[scoring_server.breaker.cooldown_ms] Input should be less"),
         ({"failures": "many"}, "[scoring_server.breaker.failures] Input should be a valid int"),
         ({"cooldown": 5}, "[scoring_server.breaker.cooldown] Extra inputs are not permitted"),
+        ({"health_interval_ms": 0}, "[scoring_server.breaker.health_interval_ms] Input should"),
     ],
 )
 def test_bad_breaker_config_names_the_key(section: dict[str, object], words: str) -> None:

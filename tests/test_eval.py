@@ -193,6 +193,13 @@ def test_cli_refuses_with_a_message(args: list[str], message: str, tmp_path: Pat
     assert result.exit_code == 1, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+    assert_one_error_line(result.stderr)
+
+
+def assert_one_error_line(stderr: str) -> None:
+    """One ``error:`` line, however long (never wrapped at a terminal's width)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
 
 
 @pytest.mark.parametrize(
@@ -215,6 +222,7 @@ async def test_cli_refuses_after_asking_the_server(
     assert result.exit_code == 1, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+    assert_one_error_line(result.stderr)
 
 
 def hand_first_stage() -> dict[str, list[str]]:
@@ -287,6 +295,36 @@ async def test_eval_end_to_end_on_a_run_file(tmp_path: Path, tiny_server: Scorin
     }
     assert scores["q1", "d04"] == 9.0 and scores["q3", "d11"] == 0.5
     assert (out / "alpha_sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_trec_runs(report, out)
+
+
+def assert_trec_runs(report: dict[str, Any], out: Path) -> None:
+    """Beside eval.json, one TREC run file per ranking evaluated: read as trec_eval reads it (by
+    score, highest first), each is its ranking of the JSON, measured the same."""
+    names = {"first_stage.run", "erank.run", "hybrid-alpha-0.2.run"}
+    names |= {f"hybrid-alpha-{e['alpha']:g}.run" for e in report["alpha_sweep"]}
+    assert {p.name for p in out.glob("*.run")} == names
+    runs = {name: read_trec_run(out / name) for name in names}
+    for entry in [*report["systems"], *report["alpha_sweep"]]:
+        name = entry["name"]
+        if entry["alpha"] is not None:
+            name = f"{name}-alpha-{entry['alpha']:g}"
+        run, tags = runs[f"{name}.run"]
+        assert tags == {name}
+        assert run == entry["run"]
+        assert flat(by_hand(QRELS, run)) == pytest.approx(flat(entry["per_query"]), abs=1e-12)
+
+
+def read_trec_run(path: Path) -> tuple[dict[str, list[str]], set[str]]:
+    """``qid Q0 docid rank score tag`` lines: doc ids per query by score, and the tags."""
+    scored: dict[str, list[tuple[float, str]]] = {}
+    tags = set()
+    for line in path.read_text().splitlines():
+        qid, q0, doc, rank, score, tag = line.split()
+        assert q0 == "Q0" and int(rank) == len(scored.get(qid, [])) + 1
+        scored.setdefault(qid, []).append((float(score), doc))
+        tags.add(tag)
+    return {q: [d for _, d in sorted(ds, key=lambda x: -x[0])] for q, ds in scored.items()}, tags
 
 
 @pytest_asyncio.fixture(scope="module")

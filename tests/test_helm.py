@@ -473,3 +473,18 @@ def test_dockerfile_installs_what_the_chart_runs(plain: list[Manifest]) -> None:
     spec, _ = pod(plain, "scoring")
     assert f"USER {spec['securityContext']['runAsUser']}" in dockerfile
     assert 'ENTRYPOINT ["erank"]' in dockerfile
+
+
+def test_the_docs_name_the_objects_the_chart_renders() -> None:
+    """Every ``<fullname>-NAME`` that DEPLOY.md, the README and values.yaml name (the scoring
+    Service TLS certificates must name) is an object the chart renders, for a release whose
+    name holds the chart's (``erank-search``) and for one whose name does not (``prod``)."""
+    named: set[str] = set()
+    for path in (DEPLOY_DOC, ROOT / "README.md", CHART / "values.yaml"):
+        text = path.read_text()
+        assert "<release>-scoring" not in text, path
+        named |= set(re.findall(r"<fullname>-([a-z][a-z-]*[a-z])", text))
+    assert "scoring" in named
+    for release, fullname in (("erank-search", "erank-search"), ("prod", "prod-erank-search")):
+        rendered = {m["metadata"]["name"] for m in render(CHART, release=release)}
+        assert {f"{fullname}-{name}" for name in named} <= rendered, rendered

@@ -468,6 +468,27 @@ async def test_a_bad_search_option_is_the_searchs_400(client: OpenSearch, pipeli
     assert "ext.erank.fusion" in json.dumps(bad.value.info), bad.value.info
 
 
+@pytest.mark.parametrize(
+    ("ext", "reason"),
+    [
+        ({"fusion": "zscore", "rank_constant": 20}, "rank_constant only applies to fusion: rrf"),
+        ({"rank_constant": 20}, "rank_constant only applies to fusion: rrf"),  # pipeline: zscore
+        ({"passage_overlap": 8}, "passage_overlap only applies to long_documents: best_passage"),
+    ],
+    ids=["in-itself", "against-the-pipeline", "overlap-without-best-passage"],
+)
+async def test_an_option_pair_the_server_would_refuse_is_the_searchs_400(
+    client: OpenSearch, pipeline: str, ext: dict[str, Any], reason: str
+) -> None:
+    """As in the proxy (the shared cases of tests/cases/rewrite.json): `ext.erank` pairing a key
+    with a value it does not apply to, in itself (when the search is parsed) or against the
+    pipeline's options, is the search's 400 naming it, never a call failed open."""
+    with pytest.raises(RequestError) as bad:
+        await search(client, {**search_body(5), "ext": {"erank": ext}}, pipeline)
+    assert bad.value.status_code == 400, bad.value.info
+    assert f"[ext.erank] {reason}" in json.dumps(bad.value.info), bad.value.info
+
+
 async def pipeline_variant(client: OpenSearch, base: str, name: str, **options: Any) -> str:
     """Pipeline ``name``: a copy of ``base`` whose `erank` processor also has ``options``."""
     body = (await blocking(client.search_pipeline.get, id=base))[base]

@@ -34,6 +34,7 @@ from proxy_edges import (  # noqa: F401  collected here: on this module's engine
     test_filter_path_is_applied_after_reranking,
     test_filter_path_is_the_engines_own,
     test_hits_below_the_window_score_below_every_reranked_hit,
+    test_stored_fields_keep_the_reranked_field,
 )
 from proxy_fuzz import test_proxy_adds_no_server_error  # noqa: F401  on this module's engines
 from proxy_metrics import test_proxy_metrics_count_outcomes_fail_open_and_latency  # noqa: F401

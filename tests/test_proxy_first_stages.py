@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from proxy_clients import DOCS, WINDOW, EngineClient, proxy_config
 
 from connector.proxy.app import running_proxy
-from connector.rewrite.config import IndexConfig, ProxyConfig
+from connector.rewrite.config import ConfigError, IndexConfig, ProxyConfig
 from connector.rewrite.search import SearchPlan, Skip, plan_search, query_texts, retriever_texts
 from connector.wrappers import AsyncRerankingElasticsearch
 from erank.server import ScoringServer
@@ -40,8 +40,8 @@ KNN_QUERY = {"knn": {"vec": {"vector": VECTOR, "k": 5}}}  # OpenSearch's knn que
 ES_KNN = {"field": "vec", "query_vector": VECTOR, "k": 5, "num_candidates": 20}
 
 
-def config(window: int = 8) -> ProxyConfig:
-    return ProxyConfig(default=IndexConfig(window=window))
+def config(window: int = 8, **options: Any) -> ProxyConfig:
+    return ProxyConfig(default=IndexConfig(window=window, **options))
 
 
 def planned(case: dict[str, Any]) -> bool:
@@ -52,9 +52,16 @@ def planned(case: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize("case", [c for c in CASES if planned(c)], ids=lambda c: c["name"])
 def test_shared_rewrite_cases(case: dict[str, Any]) -> None:
-    """The proxy agrees with the Java plugin on query text, skip reason and sent window."""
-    plan = plan_search("i", case.get("params", {}), case["body"], config(case.get("window", 8)))
+    """The proxy agrees with the Java plugin on query text, skip reason, sent window and the
+    options it refuses."""
+    proxy = config(case.get("window", 8), **case.get("options", {}))
     expect = case["expect"]
+    if "error" in expect:
+        with pytest.raises(ConfigError) as refused:
+            plan_search("i", case.get("params", {}), case["body"], proxy)
+        assert str(refused.value) == expect["error"]
+        return
+    plan = plan_search("i", case.get("params", {}), case["body"], proxy)
     if "skip" in expect:
         assert isinstance(plan, Skip) and plan.reason == expect["skip"]
     else:

@@ -67,6 +67,43 @@ async def test_cohere_v1_client(url: str, tiny_client: AsyncRerankerClient) -> N
     ]
 
 
+async def test_cohere_v1_document_objects_and_rank_fields(
+    url: str, tiny_client: AsyncRerankerClient
+) -> None:
+    """Cohere's v1 API takes document objects: ``{"text": …}`` is scored on its text (as the
+    string would be), ``rank_fields`` names the keys scored (several: ``field: value`` lines),
+    ``return_documents`` gives each object back as sent; an object without any of them is a 400
+    naming it, and v2 (strings only, like Cohere's) refuses objects by index."""
+    co = cohere.AsyncClient(api_key=TOKEN, base_url=url, timeout=120)
+    objects = [{"text": t, "title": f"doc {i}"} for i, t in enumerate(DOCUMENTS)]
+    answer = await co.rerank(query=QUERY, documents=objects, return_documents=True)
+    grpc_answer = await expected(tiny_client)
+    assert [(r.index, r.relevance_score) for r in answer.results] == [
+        (r.index, r.rank_score) for r in grpc_answer.results
+    ]
+    assert [r.document and r.document.dict() for r in answer.results] == [
+        objects[r.index] for r in grpc_answer.results
+    ]
+    by_title = await co.rerank(query=QUERY, documents=objects, rank_fields=["title", "text"])
+    texts = [f"title: doc {i}\ntext: {t}" for i, t in enumerate(DOCUMENTS)]
+    documents = [pb.Document(id=str(i), text=t) for i, t in enumerate(texts)]
+    same = await tiny_client.rerank(pb.RerankRequest(query=QUERY, documents=documents))
+    assert same.usage.cache_hits == len(DOCUMENTS)  # the very prompts the REST call scored
+    assert [(r.index, r.relevance_score) for r in by_title.results] == [
+        (r.index, r.rank_score) for r in same.results
+    ]
+    with pytest.raises(BadRequestError) as err:
+        await co.rerank(query=QUERY, documents=[DOCUMENTS[0], {"title": "no text"}])
+    assert err.value.body["error"]["reason"] == (
+        "rank_fields: documents[1] has none of the fields text"
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
+        v2 = await http.post("/v2/rerank", json={"query": QUERY, "documents": objects[:1]})
+    assert v2.status_code == 400
+    assert v2.json()["error"]["reason"] == "documents[0]: Input should be a valid string"
+
+
 async def test_cohere_v2_client(url: str, tiny_client: AsyncRerankerClient) -> None:
     """The blocking ``ClientV2`` (the README's example), on a thread: the front serves on this
     test's event loop."""

@@ -12,7 +12,6 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from connector.security_options import (
     RerankerCa,
@@ -29,9 +28,9 @@ def eval_command(
     collection: Annotated[
         Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     ],
-    output: Annotated[Path, typer.Option(help="folder for eval.json and alpha_sweep.png")] = Path(
-        "eval-results"
-    ),
+    output: Annotated[
+        Path, typer.Option(help="folder for eval.json, TREC runs, alpha_sweep.png")
+    ] = Path("eval-results"),
     split: Annotated[str, typer.Option(help="qrels/<split>.tsv to evaluate")] = "test",
     run: Annotated[Path | None, typer.Option("--run", help="first stage: a TREC run file")] = None,
     engine_url: Annotated[
@@ -128,6 +127,6 @@ def eval_command(
     else:
         show(result, console)
         return
-    # escaped: rich would read a bracketed part of the message ("[/path]") as markup
-    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
+    # as it is, on one line: rich would wrap it at the terminal's width (80 columns in a pipe)
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
     raise typer.Exit(1)

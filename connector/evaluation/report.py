@@ -1,5 +1,6 @@
 """What ``erank eval`` leaves behind: ``eval.json`` (settings, runs, per-query and mean
-measures, the server's scores), ``alpha_sweep.png``, and tables on the console.
+measures, the server's scores), a TREC run file per evaluated ranking, ``alpha_sweep.png``, and
+tables on the console.
 
 Everything is drawn from the JSON document itself, so the files and the console never disagree.
 """
@@ -19,6 +20,7 @@ from connector.evaluation.runs import Run
 
 JSON_NAME = "eval.json"
 PLOT_NAME = "alpha_sweep.png"
+RUN_SUFFIX = ".run"
 LABELS = {"first_stage": "first stage", "erank": "ERank", "hybrid": "hybrid"}
 BASELINE_STYLES = {"first_stage": ":", "erank": "--"}
 
@@ -63,11 +65,43 @@ def plot_sweep(report: dict[str, Any], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def run_name(entry: dict[str, Any]) -> str:
+    """The TREC run file of an evaluated ranking: ``first_stage.run``, ``erank.run``,
+    ``hybrid-alpha-0.2.run``; its tag (the sixth column) is the name without ``.run``."""
+    name = entry["name"] if entry["alpha"] is None else f"{entry['name']}-alpha-{entry['alpha']:g}"
+    return f"{name}{RUN_SUFFIX}"
+
+
+def trec_run(run: Run, tag: str) -> str:
+    """``qid Q0 docid rank score tag`` lines, best first. The score is the count of documents
+    below plus one (n, n-1, …, 1), as the measures were taken: trec_eval re-sorts by score and
+    breaks ties by doc id, so the server's own scores (in ``documents``) could reorder ties."""
+    return "".join(
+        f"{qid} Q0 {doc} {rank} {len(docs) - rank + 1} {tag}\n"
+        for qid, docs in run.items()
+        for rank, doc in enumerate(docs, start=1)
+    )
+
+
+def write_runs(report: dict[str, Any], folder: Path) -> list[Path]:
+    """One TREC run file per ranking of ``systems`` and ``alpha_sweep`` (a hybrid at an alpha
+    the sweep repeats is written once); returns the paths written."""
+    written: dict[str, Path] = {}
+    for entry in [*report["systems"], *report["alpha_sweep"]]:
+        name = run_name(entry)
+        if name not in written:
+            written[name] = folder / name
+            written[name].write_text(trec_run(entry["run"], name.removesuffix(RUN_SUFFIX)))
+    return list(written.values())
+
+
 def write(report: dict[str, Any], folder: Path) -> list[Path]:
-    """``eval.json``, and the plot when there is a sweep; returns the paths written."""
+    """``eval.json``, the TREC run files, and the plot when there is a sweep; returns the paths
+    written."""
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / JSON_NAME]
     written[0].write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    written += write_runs(report, folder)
     if report["alpha_sweep"]:
         written.append(folder / PLOT_NAME)
         plot_sweep(report, written[-1])

@@ -162,6 +162,10 @@ async def run_eval(config: EvalConfig, console: Console) -> dict[str, Any]:
         "usage": usage(responses),
         "seconds": {"first_stage": round(first_stage_s, 3), "rerank": round(rerank_s, 3)},
     }
-    for path in report.write(out, config.output):
-        console.print(f"wrote {path}")
+    written = report.write(out, config.output)
+    runs = [path.name for path in written if path.suffix == report.RUN_SUFFIX]
+    for path in written:
+        if path.suffix != report.RUN_SUFFIX:
+            console.print(f"wrote {path}")
+    console.print(f"wrote {len(runs)} TREC run files in {config.output}: {', '.join(runs)}")
     return out

@@ -6,18 +6,31 @@ reasoning, the call's budget: :class:`ErankOptions`) and answer the same result 
 with how its answer was reached (``completion``, ``thinking_tokens``) and the counts of those in
 ``completions``; v2 has no ``return_documents`` (Cohere removed
 it), takes ``max_tokens_per_doc`` as the truncation length, and adds Cohere's ``id`` and
-``meta``. Every integer is range-checked here (a value a ``uint32`` of the gRPC request cannot
-hold is a 400 naming the field and the limit, never a 500 that would also close the client's
-keep-alive connection); the server checks every other limit.
+``meta``. v1 also takes Cohere's document objects (``{"text": …}``, or any keys with
+``rank_fields`` naming those to rerank on) and gives them back whole with
+``return_documents``; v2 takes strings, as Cohere's v2 does. Every integer is range-checked
+here (a value a ``uint32`` of the gRPC request cannot hold is a 400 naming the field and the
+limit, never a 500 that would also close the client's keep-alive connection); the server
+checks every other limit.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from connector.budget import DEFAULT_ON_BUDGET, MAX_BUDGET_MS, OnBudget, pairing_error
@@ -31,6 +44,22 @@ from erank_contract.vocabulary import (
     fused,
     scoring_options,
 )
+
+DEFAULT_RANK_FIELDS = ("text",)  # Cohere's: a document object's text is its "text"
+
+
+def _one_document(value: Any, handler: ValidatorFunctionWrapHandler) -> str | dict[str, Any]:
+    """One error per bad document, at its index (not one per member of the union)."""
+    try:
+        document: str | dict[str, Any] = handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            "document_type", "Input should be a valid string, or an object (v1)"
+        ) from None
+    return document
+
+
+Document = Annotated[str | dict[str, Any], WrapValidator(_one_document)]
 
 
 class ErankOptions(BaseModel):
@@ -68,9 +97,10 @@ class ErankOptions(BaseModel):
 
 
 class CohereBody(ErankOptions):
-    """What Cohere's v1 and v2 requests share, plus ERank's fusion and passage options."""
+    """What Cohere's v1 and v2 requests share, plus ERank's fusion and passage options.
+    Document objects are v1's (:class:`RerankBody`); v2 refuses them."""
 
-    documents: list[str]
+    documents: Sequence[Document]
     top_n: int | None = Field(None, ge=1, le=UINT32_MAX)
     first_stage_scores: list[float] | None = None
     alpha: float | None = None
@@ -98,6 +128,13 @@ class CohereBody(ErankOptions):
         """Tokens query and documents are cut to; 0: the server's default (2048)."""
         return 0
 
+    def texts(self) -> list[str]:
+        """The text scored of each document (objects: :class:`RerankBody`)."""
+        return [
+            d if isinstance(d, str) else document_text(d, DEFAULT_RANK_FIELDS) or ""
+            for d in self.documents
+        ]
+
     def to_proto(self) -> pb.RerankRequest:
         """The gRPC request; document ids are the positions, so results map back by index."""
         scores: Sequence[float | None] = self.first_stage_scores or [None] * len(self.documents)
@@ -107,7 +144,7 @@ class CohereBody(ErankOptions):
             instruction_preset=self.instruction_preset or "",
             documents=[
                 pb.Document(id=str(i), text=text, first_stage_score=score)
-                for i, (text, score) in enumerate(zip(self.documents, scores, strict=True))
+                for i, (text, score) in enumerate(zip(self.texts(), scores, strict=True))
             ],
             truncate_length=self.truncate_length(),
             alpha=self.alpha,
@@ -131,9 +168,33 @@ class CohereBody(ErankOptions):
 
 
 class RerankBody(CohereBody):
-    """``POST /v1/rerank``: Cohere's v1 request (``return_documents`` adds ``document.text``)."""
+    """``POST /v1/rerank``: Cohere's v1 request. A document is a string or an object whose
+    ``rank_fields`` (default ``["text"]``) are reranked: one field's value as it is, several as
+    ``field: value`` lines in ``rank_fields`` order (the YAML Cohere recommends for structured
+    documents), a field the object lacks left out. ``return_documents`` adds each document as
+    given (a string as ``{"text": …}``)."""
 
     return_documents: bool = False
+    rank_fields: list[str] | None = Field(None, min_length=1, validate_default=True)
+
+    @field_validator("rank_fields")
+    @classmethod
+    def _every_object_has_one(
+        cls, fields: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
+        names = tuple(fields or DEFAULT_RANK_FIELDS)
+        for i, document in enumerate(info.data.get("documents") or []):
+            if isinstance(document, dict) and document_text(document, names) is None:
+                raise PydanticCustomError(
+                    "missing_rank_field",
+                    "documents[{index}] has none of the fields {names}",
+                    {"index": i, "names": ", ".join(names)},
+                )
+        return fields
+
+    def texts(self) -> list[str]:
+        names = tuple(self.rank_fields or DEFAULT_RANK_FIELDS)
+        return [d if isinstance(d, str) else document_text(d, names) or "" for d in self.documents]
 
 
 class RerankBodyV2(CohereBody):
@@ -143,6 +204,8 @@ class RerankBodyV2(CohereBody):
     model: str | None = None
     max_tokens_per_doc: int | None = Field(None, ge=1, le=UINT32_MAX)
     priority: int | None = Field(None, ge=0, le=UINT32_MAX)
+
+    documents: Sequence[str]  # Cohere's v2 takes strings only
 
     def truncate_length(self) -> int:
         return self.max_tokens_per_doc or 0
@@ -154,10 +217,26 @@ class RerankBodyV2(CohereBody):
         return CohereBody.rest_field(grpc_field)
 
 
+def document_text(document: Mapping[str, Any], fields: Sequence[str]) -> str | None:
+    """A document object's text for ``fields``: one field's value as it is, several as
+    ``field: value`` lines; fields it lacks are left out; None when it has none of them."""
+    found = [
+        (f, v if isinstance(v, str) else json.dumps(v))
+        for f in fields
+        if (v := document.get(f)) is not None
+    ]
+    if not found:
+        return None
+    if len(fields) == 1:
+        return found[0][1]
+    return "\n".join(f"{name}: {value}" for name, value in found)
+
+
 def rerank_json(
-    response: pb.RerankResponse, documents: Sequence[str] | None = None
+    response: pb.RerankResponse, documents: Sequence[str | Mapping[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """The v1 ``200`` body for a gRPC response; ``documents`` adds Cohere's ``document.text``."""
+    """The v1 ``200`` body for a gRPC response; ``documents`` adds Cohere's ``document``: a
+    string as ``{"text": …}``, an object as it was given."""
     is_fused = fused(response)
     results = []
     for r in response.results:
@@ -177,7 +256,8 @@ def rerank_json(
         if r.status_detail:
             item["status_detail"] = r.status_detail
         if documents is not None:
-            item["document"] = {"text": documents[r.index]}
+            document = documents[r.index]
+            item["document"] = {"text": document} if isinstance(document, str) else document
         item |= optional_parts(r)
         results.append(item)
     body: dict[str, Any] = {

@@ -8,6 +8,14 @@ not a bad request, which it answered). After ``failures`` of them it opens: sear
 once, without a call, for ``cooldown_ms``. Then it is half-open: one search makes a trial call;
 success closes it, failure opens it for another cool-down.
 
+The trial first asks the server's ``grpc.health.v1`` status (cheap, no token): a restarted server
+opens its port at once but answers ``Rerank`` only once its model has loaded, and a trial sent
+while it loads would fail and open the breaker for a whole cool-down more. While the health says
+anything but SERVING the breaker stays half-open and the next search asks again after
+``health_interval_ms``; the first SERVING lets the trial's ``Rerank`` through, so reranking
+resumes as soon as the server can answer. A server that does not answer the health check at all
+is a failed trial.
+
 Why not pybreaker, aiobreaker, purgatory or circuitbreaker: each wraps the call it guards
 (a decorator, ``call(func)`` or a context manager) and is either blocking-only, asyncio-only or
 asyncio through Tornado. The scoring step here is an I/O-free core (``failopen.Scoring``) shared
@@ -30,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 log = logging.getLogger("erank.proxy")
 
 State: TypeAlias = Literal["closed", "open", "half_open"]
+# What ``admit`` lets through: a call, or the half-open trial (health first); None: no call.
+Admission: TypeAlias = Literal["call", "trial"] | None
 CIRCUIT_OPEN = "circuit_open"  # ext.erank.error.type of a search the breaker answered
 # gRPC codes that say the server (or the way to it) is in trouble; others mean it answered.
 TROUBLE_CODES = frozenset(
@@ -53,6 +63,12 @@ class BreakerConfig(BaseModel):
     )
     cooldown_ms: int = Field(
         default=30_000, ge=1, le=3_600_000, description="how long it stays open before a trial"
+    )
+    health_interval_ms: int = Field(
+        default=1_000,
+        ge=1,
+        le=3_600_000,
+        description="half-open: how soon the server's health is asked again while not SERVING",
     )
 
 
@@ -78,6 +94,7 @@ class Breaker:
         self.short_circuited = 0
         self._opened_at = 0.0
         self._trial_at: float | None = None  # when the half-open trial call began
+        self._health_at = 0.0  # half-open: no trial before (the health said not SERVING)
 
     @property
     def enabled(self) -> bool:
@@ -87,25 +104,41 @@ class Breaker:
     def cooldown_s(self) -> float:
         return self.config.cooldown_ms / 1000.0
 
-    def admit(self) -> bool:
-        """Whether a scoring call may be made now; False counts a short-circuited call.
+    def admit(self) -> Admission:
+        """``"call"``: a scoring call may be made now; ``"trial"``: the half-open trial (ask the
+        server's health first: :meth:`not_serving` when it is not SERVING); None: no call, counted
+        as short-circuited.
 
-        Half-open admits one trial call; a trial never reported (its search was cancelled)
+        Half-open admits one trial at a time; a trial never reported (its search was cancelled)
         stops blocking the others after one cool-down."""
         if not self.enabled:
-            return True
+            return "call"
         with self._lock:
             now = self._clock()
             if self.state == "open" and now - self._opened_at >= self.cooldown_s:
                 self._change("half_open", "one trial call goes to the scoring server")
             if self.state == "closed":
-                return True
-            trial_free = self._trial_at is None or now - self._trial_at >= self.cooldown_s
+                return "call"
+            if self._trial_at is None:
+                trial_free = now >= self._health_at
+            else:
+                trial_free = now - self._trial_at >= self.cooldown_s
             if self.state == "half_open" and trial_free:
                 self._trial_at = now
-                return True
+                return "trial"
             self.short_circuited += 1
-            return False
+            return None
+
+    def not_serving(self) -> None:
+        """The trial's health check answered, but not SERVING (the model is still loading, or
+        the server is draining): no call; half-open still, the next trial after
+        ``health_interval_ms``."""
+        if not self.enabled:
+            return
+        with self._lock:
+            if self.state == "half_open":
+                self._trial_at = None
+                self._health_at = self._clock() + self.config.health_interval_ms / 1000.0
 
     def record(self, exc: BaseException | None) -> None:
         """How an admitted call went: ``None`` (it answered) or the error it raised."""
@@ -128,6 +161,7 @@ class Breaker:
         self.opens += 1
         self._opened_at = self._clock()
         self._trial_at = None
+        self._health_at = 0.0
         why = f"after {self.consecutive} failed scoring call(s) in a row"
         self._change(
             "open", f"{why}; searches fail open without calling it for {self.cooldown_s:g} s"
@@ -142,9 +176,12 @@ class Breaker:
     def retry_in_ms(self) -> int:
         """Milliseconds until the next trial call may be made (0: now or closed)."""
         with self._lock:
-            if self.state != "open":
+            if self.state == "closed":
                 return 0
-            left = self._opened_at + self.cooldown_s - self._clock()
+            if self.state == "half_open":
+                left = self._health_at - self._clock() if self._trial_at is None else 0.0
+            else:
+                left = self._opened_at + self.cooldown_s - self._clock()
             return max(0, round(left * 1000))
 
     def summary(self) -> dict[str, Any]:
@@ -163,4 +200,5 @@ class Breaker:
             "short_circuited": short,
             "failures": self.config.failures,
             "cooldown_ms": self.config.cooldown_ms,
+            "health_interval_ms": self.config.health_interval_ms,
         }

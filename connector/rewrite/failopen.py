@@ -17,7 +17,8 @@ fail_open`` the call is all or nothing, as before.
 A circuit breaker per scoring server (:mod:`connector.rewrite.breaker`, one per ``FailOpenStats``)
 stops calling a server after ``scoring_server.breaker.failures`` calls in a row failed with it in
 trouble: searches then fail open at once (``error.type: circuit_open``) until a trial call after
-the cool-down succeeds. Failed-open answers carry its state in ``ext.erank.breaker``.
+the cool-down succeeds; the trial asks the server's health first and is made only once it says
+SERVING. Failed-open answers carry its state in ``ext.erank.breaker``.
 
 Used by the proxy (asyncio) and by the client wrappers (asyncio and blocking): one code path.
 """
@@ -33,10 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from connector.budget import Overhead
 from connector.results import COMPLETIONS
-from connector.rewrite.breaker import CIRCUIT_OPEN, Breaker, BreakerConfig
+from connector.rewrite.breaker import CIRCUIT_OPEN, Admission, Breaker, BreakerConfig
 from connector.rewrite.hits import (
     MalformedResponse,
     Timings,
@@ -55,6 +57,7 @@ log = logging.getLogger("erank.proxy")
 Outcome: TypeAlias = Literal["reranked", "failed-open", "skipped"]
 STATUS_HEADER = "X-Erank-Status"
 COMPLETIONS_HEADER = "X-Erank-Completions"
+HEALTH_TIMEOUT_S = 1.0  # the breaker's trial asks the server's health within this
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:
@@ -193,15 +196,34 @@ class Scoring:
     def _timings(self) -> Timings:
         return Timings(self.first_stage_ms, (time.perf_counter() - self.began) * 1000)
 
-    def refused(self) -> Finished | None:
-        """None when the scoring call may be made; else (the breaker is open) the engine's own
-        page, failed open at once without a call."""
+    def admit(self) -> Finished | Admission:
+        """What the breaker lets through (``"call"``, or ``"trial"``: ask the health first,
+        :meth:`probed`); or, while it is open, the engine's own page, failed open at once
+        without a call."""
         breaker = self.stats.breaker
-        if breaker.admit():
-            return None
+        if admission := breaker.admit():
+            return admission
         reason = (
             f"the scoring server is not called while the circuit breaker is {breaker.state}"
             f" (after {breaker.config.failures} failed calls in a row)"
+        )
+        return self._failed_open(CIRCUIT_OPEN, reason)
+
+    def health_timeout_s(self) -> float:
+        """The trial's health check: quick, and within the search's remaining budget."""
+        return min(HEALTH_TIMEOUT_S, self.call().timeout_s)
+
+    def probed(self, status: int) -> Finished | None:
+        """None when the trial's health check said SERVING (make the call); else the engine's
+        page, failed open without a call, the breaker half-open until the next check."""
+        if status == health_pb2.HealthCheckResponse.SERVING:
+            return None
+        breaker = self.stats.breaker
+        breaker.not_serving()
+        name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+        reason = (
+            f"the scoring server is not called while its health is {name} (circuit breaker"
+            f" half-open; asked again in {breaker.config.health_interval_ms} ms)"
         )
         return self._failed_open(CIRCUIT_OPEN, reason)
 
@@ -251,10 +273,18 @@ def start(
 
 
 async def score_async(step: Scoring, client: AsyncRerankerClient) -> Finished:
-    """Make the scoring call of ``step`` (asyncio) and finish it; fail open on any error, and
-    at once while the breaker is open."""
-    if (refused := step.refused()) is not None:
-        return refused
+    """Make the scoring call of ``step`` (asyncio) and finish it; fail open on any error, at
+    once while the breaker is open, and while a trial finds the server not SERVING."""
+    admission = step.admit()
+    if isinstance(admission, Finished):
+        return admission
+    if admission == "trial":
+        try:
+            status = await client.health(timeout=step.health_timeout_s())
+        except Exception as exc:  # no answer: a failed trial
+            return step.failed(exc)
+        if (waiting := step.probed(status)) is not None:
+            return waiting
     call = step.call()
     try:
         answer = await client.rerank(call.request, timeout=call.timeout_s)
@@ -265,8 +295,16 @@ async def score_async(step: Scoring, client: AsyncRerankerClient) -> Finished:
 
 def score_sync(step: Scoring, client: RerankerClient) -> Finished:
     """Blocking shell of :func:`score_async` (for the blocking client wrappers)."""
-    if (refused := step.refused()) is not None:
-        return refused
+    admission = step.admit()
+    if isinstance(admission, Finished):
+        return admission
+    if admission == "trial":
+        try:
+            status = client.health(timeout=step.health_timeout_s())
+        except Exception as exc:  # no answer: a failed trial
+            return step.failed(exc)
+        if (waiting := step.probed(status)) is not None:
+            return waiting
     call = step.call()
     try:
         answer = client.rerank(call.request, timeout=call.timeout_s)

@@ -16,7 +16,6 @@ order (no overlap, no skip across pages). Pages wholly past the window are the e
 from __future__ import annotations
 
 import copy
-import fnmatch
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from urllib.parse import unquote
 
 from connector.rewrite.config import ConfigError, IndexConfig, ProxyConfig, parse_overrides
 from connector.rewrite.filterpath import FilterPath
+from connector.rewrite.textfields import is_true, text_fields
 
 DEFAULT_SIZE = 10
 SEARCH_PATH = re.compile(r"^/(?:(?P<target>[^/]+)/)?_search/?$")
@@ -116,10 +116,6 @@ def str_params(params: Mapping[str, Any] | None) -> dict[str, str]:
         elif value is not None:
             out[key] = str(value)
     return out
-
-
-def _true(value: object) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() in ("", "true"))
 
 
 def _int(value: object, default: int) -> int | None:
@@ -233,25 +229,6 @@ def query_text(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None
     return " ".join(distinct) or None
 
 
-def _source_is_whole(body: Mapping[str, Any], params: Mapping[str, str]) -> bool:
-    """Whether hits will carry their whole ``_source`` (so configured fields are in it)."""
-    if any(k in params for k in ("_source_includes", "_source_excludes", "stored_fields")):
-        return False
-    if "_source" in params:
-        return _true(params["_source"])
-    if "stored_fields" in body:
-        return False
-    source = body.get("_source", True)
-    return source is True
-
-
-def _fields_to_add(body: dict[str, Any], wanted: tuple[str, ...]) -> tuple[str, ...]:
-    """Configured fields the user's ``fields`` option does not already return."""
-    asked = [f if isinstance(f, str) else f.get("field") for f in body.get("fields") or []]
-    patterns = [a for a in asked if isinstance(a, str)]
-    return tuple(w for w in wanted if not any(fnmatch.fnmatchcase(w, p) for p in patterns))
-
-
 def skip_reason(body: Mapping[str, Any], params: Mapping[str, str]) -> str | None:
     """Why a search must pass through untouched, or None if it can be reranked."""
     for key, reason in _PASS_PARAMS.items():
@@ -317,7 +294,7 @@ def plan_search(
     if base is None:
         return Skip("mixed_index_config", clean, had_ext)
     settings = overrides.apply(base) if overrides else base
-    if _true(params.get("explain", "false")) or (body or {}).get("explain") is True:
+    if is_true(params.get("explain", "false")) or (body or {}).get("explain") is True:
         # the engine explains its BM25 score, the scoring server its own: reasoning per hit
         settings = settings.model_copy(update={"explain": True})
     if not settings.enabled:
@@ -343,11 +320,9 @@ def plan_search(
     forward["from"] = 0
     forward["size"] = max(settings.window, page_from + page_size)
     _widen_rank_window(forward, max(settings.window, page_from + page_size))
-    added: tuple[str, ...] = ()
-    if not _source_is_whole(forward, params):
-        added = _fields_to_add(forward, settings.fields)
-        if added:
-            forward["fields"] = [*(forward.get("fields") or []), *added]
+    asked, added = text_fields(forward, params, settings.fields)
+    if asked:
+        forward["fields"] = [*(forward.get("fields") or []), *asked]
     return SearchPlan(
         body=forward,
         params={k: v for k, v in params.items() if k not in NOT_FORWARDED},

@@ -144,15 +144,15 @@ public final class ErankConfig {
         check(type, tag, RerankOptions.FUSION, fusion == null ? null : RerankOptions.checkFusion(fusion));
         Integer rankConstant = readOptionalInt(type, tag, config, RerankOptions.RANK_CONSTANT);
         check(type, tag, RerankOptions.RANK_CONSTANT, rankConstant == null ? null : RerankOptions.checkRankConstant(rankConstant));
-        if (rankConstant != null && fusion != null && RerankOptions.FUSION_RRF.equals(fusion) == false) {
-            throw error(type, tag, RerankOptions.RANK_CONSTANT, "applies only to [fusion] rrf, got fusion [" + fusion + "]");
+        if (rankConstant != null && RerankOptions.FUSION_RRF.equals(fusion) == false) {
+            throw error(type, tag, RerankOptions.RANK_CONSTANT, "applies only to [fusion] rrf, got fusion [" + (fusion == null ? "none: the server's zscore" : fusion) + "]");
         }
         String longDocuments = ConfigurationUtils.readOptionalStringProperty(type, tag, config, RerankOptions.LONG_DOCUMENTS);
         check(type, tag, RerankOptions.LONG_DOCUMENTS, longDocuments == null ? null : RerankOptions.checkLongDocuments(longDocuments));
         Integer passageOverlap = readOptionalInt(type, tag, config, RerankOptions.PASSAGE_OVERLAP);
         check(type, tag, RerankOptions.PASSAGE_OVERLAP, passageOverlap == null ? null : RerankOptions.checkPassageOverlap(passageOverlap));
-        if (passageOverlap != null && longDocuments != null && RerankOptions.BEST_PASSAGE.equals(longDocuments) == false) {
-            throw error(type, tag, RerankOptions.PASSAGE_OVERLAP, "applies only to [long_documents] best_passage, got [" + longDocuments + "]");
+        if (passageOverlap != null && RerankOptions.BEST_PASSAGE.equals(longDocuments) == false) {
+            throw error(type, tag, RerankOptions.PASSAGE_OVERLAP, "applies only to [long_documents] best_passage, got [" + (longDocuments == null ? "none: the server's truncate" : longDocuments) + "]");
         }
         boolean reasoning = ConfigurationUtils.readBooleanProperty(type, tag, config, EXPLAIN_REASONING, false);
         String onBudget = ConfigurationUtils.readOptionalStringProperty(type, tag, config, RerankOptions.ON_BUDGET);

@@ -80,6 +80,9 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
     @Override
     void process(SearchRequest request, SearchResponse response, PipelineProcessingContext context, ActionListener<SearchResponse> listener) {
         long startNanos = System.nanoTime();
+        Boolean explain = request.source() == null ? null : request.source().explain();
+        // ext.erank pairing a key with a value the processor's options make meaningless: the search's 400, as in the proxy
+        RerankOptions searchOptions = RerankOptions.forSearch(config.options(), ErankSearchExtBuilder.of(request), Boolean.TRUE.equals(explain));
         PageRequest page = PageRequest.load(context);
         int window = page == null ? config.window() : Math.min(config.window(), page.window());
         ResponseRewriter rewriter = new ResponseRewriter(response, page, window, startNanos);
@@ -112,9 +115,7 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
             listener.onResponse(rewriter.skipped(ErankMarker.noText(config.documentFields())));
             return;
         }
-        Boolean explain = request.source() == null ? null : request.source().explain();
-        RerankOptions options = RerankOptions.forSearch(config.options(), ErankSearchExtBuilder.of(request), Boolean.TRUE.equals(explain))
-            .withBudget(overhead.budgetMillis());
+        RerankOptions options = searchOptions.withBudget(overhead.budgetMillis());
         String body;
         RerankTransport client;
         try {

@@ -74,7 +74,30 @@ public final class ErankSearchExtBuilder extends SearchExtBuilder {
                 throw new ParsingException(parser.getTokenLocation(), "[ext." + NAME + "." + entry.getKey() + "] " + problem);
             }
         }
-        return new ErankSearchExtBuilder(map);
+        ErankSearchExtBuilder ext = new ErankSearchExtBuilder(map);
+        String pairing = ext.pairingProblem();
+        if (pairing != null) {
+            throw new ParsingException(parser.getTokenLocation(), "[ext." + NAME + "] " + pairing);
+        }
+        return ext;
+    }
+
+    /**
+     * A pair of this section's own keys that contradict each other whatever the processor's options
+     * ({@code rank_constant} with a fusion other than {@code rrf}, {@code passage_overlap} with {@code truncate},
+     * {@code finish_in_background} with {@code on_budget: fail_open}), or {@code null}. A key whose partner the
+     * search leaves to the processor is checked against the processor's options when the search is answered
+     * ({@link RerankOptions#forSearch}).
+     */
+    private String pairingProblem() {
+        return RerankOptions.pairingProblem(
+            fusion() == null ? RerankOptions.FUSION_RRF : fusion(),
+            rankConstant(),
+            longDocuments() == null ? RerankOptions.BEST_PASSAGE : longDocuments(),
+            passageOverlap(),
+            onBudget(),
+            finishInBackground()
+        );
     }
 
     /** Why {@code value} is not acceptable for request key {@code key}, or {@code null}. */

@@ -95,15 +95,54 @@ final class RerankOptions {
         if (ext == null) {
             return searchExplains ? processor.withReasoning() : processor;
         }
-        return new RerankOptions(
-            ext.fusion() != null ? ext.fusion() : processor.fusion,
-            ext.rankConstant() != null ? ext.rankConstant() : processor.rankConstant,
-            ext.longDocuments() != null ? ext.longDocuments() : processor.longDocuments,
-            ext.passageOverlap() != null ? ext.passageOverlap() : processor.passageOverlap,
+        // As the query proxy merges: a search's fusion method replaces the processor's rank_constant, its
+        // long_documents choice the processor's passage_overlap, its on_budget: fail_open finish_in_background.
+        boolean fusionGiven = ext.fusion() != null;
+        boolean longGiven = ext.longDocuments() != null;
+        String onBudget = ext.onBudget() != null ? ext.onBudget() : processor.onBudget;
+        boolean failOpen = ON_BUDGET_FAIL_OPEN.equals(ext.onBudget());
+        RerankOptions merged = new RerankOptions(
+            fusionGiven ? ext.fusion() : processor.fusion,
+            ext.rankConstant() != null ? ext.rankConstant() : (fusionGiven ? null : processor.rankConstant),
+            longGiven ? ext.longDocuments() : processor.longDocuments,
+            ext.passageOverlap() != null ? ext.passageOverlap() : (longGiven ? null : processor.passageOverlap),
             processor.reasoning || searchExplains || ext.explain(),
-            ext.onBudget() != null ? ext.onBudget() : processor.onBudget,
-            ext.finishInBackground() != null ? ext.finishInBackground() : processor.finishInBackground
+            onBudget,
+            ext.finishInBackground() != null ? ext.finishInBackground() : (failOpen == false && processor.finishInBackground)
         );
+        String problem = merged.pairingProblem();
+        if (problem != null) {
+            throw new IllegalArgumentException("[ext." + ErankSearchExtBuilder.NAME + "] " + problem);
+        }
+        return merged;
+    }
+
+    /**
+     * Why these options pair a key with a value it does not apply to (the server would refuse or ignore it), in
+     * the query proxy's words, or {@code null}.
+     */
+    String pairingProblem() {
+        return pairingProblem(fusion, rankConstant, longDocuments, passageOverlap, onBudget, finishInBackground);
+    }
+
+    static String pairingProblem(
+        String fusion,
+        Integer rankConstant,
+        String longDocuments,
+        Integer passageOverlap,
+        String onBudget,
+        Boolean finishInBackground
+    ) {
+        if (rankConstant != null && FUSION_RRF.equals(fusion) == false) {
+            return "rank_constant only applies to fusion: rrf";
+        }
+        if (passageOverlap != null && BEST_PASSAGE.equals(longDocuments) == false) {
+            return "passage_overlap only applies to long_documents: best_passage";
+        }
+        if (Boolean.TRUE.equals(finishInBackground) && ON_BUDGET_FAIL_OPEN.equals(onBudget)) {
+            return "finish_in_background only applies to on_budget: cut";
+        }
+        return null;
     }
 
     private RerankOptions withReasoning() {

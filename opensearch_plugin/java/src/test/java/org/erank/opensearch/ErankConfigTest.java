@@ -147,6 +147,12 @@ public class ErankConfigTest {
         overlapWhenTruncating.put("long_documents", "truncate");
         overlapWhenTruncating.put("passage_overlap", 16);
         assertTrue(error(overlapWhenTruncating).contains("applies only to [long_documents] best_passage"));
+        Map<String, Object> rankAlone = minimal(); // the server's default fusion is zscore: as the proxy, refused
+        rankAlone.put("rank_constant", 60);
+        assertTrue(error(rankAlone).contains("applies only to [fusion] rrf, got fusion [none: the server's zscore]"));
+        Map<String, Object> overlapAlone = minimal();
+        overlapAlone.put("passage_overlap", 16);
+        assertTrue(error(overlapAlone).contains("applies only to [long_documents] best_passage"));
     }
 
     @Test

@@ -33,6 +33,7 @@ import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertNotNull;
 import static org.junit.Assert.assertNull;
 import static org.junit.Assert.assertTrue;
+import static org.junit.Assert.fail;
 
 public class ErankRerankProcessorTest {
 
@@ -582,10 +583,28 @@ public class ErankRerankProcessorTest {
         SearchResponse out = run(p, request, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
         Map<String, Object> sent = transport.requests.get(0);
         assertEquals("minmax", sent.get("fusion"));
-        assertEquals("the processor's value where the search says nothing", 20, sent.get("rank_constant"));
+        assertFalse("the search's fusion method replaces the processor's rank_constant", sent.containsKey("rank_constant"));
         assertEquals("truncate", sent.get("long_documents"));
         assertEquals("minmax", marker(out).get("fusion"));
         assertFalse(Fixtures.erankInfo(out.getHits().getHits()[0]).containsKey("passage"));
+    }
+
+    @Test
+    public void aSearchOptionTheProcessorsOptionsMakeMeaninglessIsTheSearchs400() {
+        FakeTransport transport = explaining();
+        ErankRerankProcessor p = processor(transport, cfg("fusion", "zscore"));
+        SearchRequest request = withExt(matchRequest(), "rank_constant", 20);
+        try {
+            run(p, request, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+            fail("rank_constant without rrf was accepted");
+        } catch (AssertionError e) {
+            assertTrue(String.valueOf(e.getCause()), e.getCause() instanceof IllegalArgumentException);
+            assertEquals("[ext.erank] rank_constant only applies to fusion: rrf", e.getCause().getMessage());
+        }
+        assertTrue("nothing is sent", transport.requests.isEmpty());
+        ErankRerankProcessor rrf = processor(transport, cfg("fusion", "rrf"));
+        run(rrf, withExt(matchRequest(), "rank_constant", 20), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        assertEquals("with the processor's rrf it applies", 20, transport.requests.get(0).get("rank_constant"));
     }
 
     /** A server that answers in the input order with the given completions, its counts, and 9 thinking tokens per cut. */

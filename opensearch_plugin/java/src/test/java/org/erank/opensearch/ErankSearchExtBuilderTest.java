@@ -84,7 +84,10 @@ public class ErankSearchExtBuilderTest {
             "{\"explain\":\"yes\"}",
             "{\"on_budget\":\"wait\"}",
             "{\"on_budget\":true}",
-            "{\"finish_in_background\":\"yes\"}" };
+            "{\"finish_in_background\":\"yes\"}",
+            "{\"fusion\":\"zscore\",\"rank_constant\":20}",
+            "{\"long_documents\":\"truncate\",\"passage_overlap\":8}",
+            "{\"on_budget\":\"fail_open\",\"finish_in_background\":true}" };
         for (String json : bad) {
             try {
                 parse(json);

@@ -66,11 +66,23 @@ public class RewriteCasesTest {
         boolean fieldsMissing = Boolean.TRUE.equals(testCase.get("fields_missing"));
         Map<?, ?> expect = (Map<?, ?>) testCase.get("expect");
 
+        List<Object> options = new ArrayList<>(Arrays.asList("window", window));
+        if (testCase.get("options") != null) {
+            for (Map.Entry<?, ?> option : ((Map<?, ?>) testCase.get("options")).entrySet()) {
+                options.add(option.getKey());
+                options.add(option.getValue());
+            }
+        }
+        ErankRerankProcessorTest.FakeTransport scorer = reversing();
+        ErankRerankProcessor erank = ErankRerankProcessorTest.processor(scorer, ErankRerankProcessorTest.cfg(options.toArray()));
+        if (expect.containsKey("error")) {
+            assertEquals(expect.get("error"), refusal(testCase, erank, window, hits, fieldsMissing));
+            assertTrue("nothing is sent when refusing", scorer.requests.isEmpty());
+            return;
+        }
         SearchRequest request = request((Map<?, ?>) testCase.get("body"), (Map<?, ?>) testCase.get("params"));
         PipelineProcessingContext context = new PipelineProcessingContext();
         new ErankWindowProcessor(null, null, false, window).processRequest(request, context);
-        ErankRerankProcessorTest.FakeTransport scorer = reversing();
-        ErankRerankProcessor erank = ErankRerankProcessorTest.processor(scorer, ErankRerankProcessorTest.cfg("window", window));
         SearchResponse out = ErankRerankProcessorTest.run(erank, request, engine(request, hits, fieldsMissing), context);
 
         Map<String, Object> marker = ErankRerankProcessorTest.marker(out);
@@ -90,6 +102,35 @@ public class RewriteCasesTest {
             page.add(Integer.parseInt(hit.getId().substring(1)));
         }
         assertEquals(expect.get("page"), page);
+    }
+
+    /**
+     * The reason a search is refused with (a 400): when its body is parsed (a {@code ParsingException}), or when the
+     * {@code erank} processor meets its options (an {@code IllegalArgumentException}); {@code null} if it is not.
+     */
+    private static String refusal(Map<?, ?> testCase, ErankRerankProcessor erank, int window, int hits, boolean fieldsMissing) {
+        SearchRequest request;
+        try {
+            request = request((Map<?, ?>) testCase.get("body"), (Map<?, ?>) testCase.get("params"));
+        } catch (Exception e) {
+            for (Throwable t = e; t != null; t = t.getCause()) {
+                if (t.getMessage() != null && t.getMessage().startsWith("[ext.")) {
+                    return t.getMessage(); // the extension's own words, under whatever the parser wrapped it in
+                }
+            }
+            return e.getMessage();
+        }
+        PipelineProcessingContext context = new PipelineProcessingContext();
+        new ErankWindowProcessor(null, null, false, window).processRequest(request, context);
+        try {
+            ErankRerankProcessorTest.run(erank, request, engine(request, hits, fieldsMissing), context);
+        } catch (AssertionError e) {
+            if (e.getCause() instanceof IllegalArgumentException) {
+                return e.getCause().getMessage();
+            }
+            throw e;
+        }
+        return null;
     }
 
     /** The body parsed as a search's body is; {@code params.scroll} as the URL parameter. */
