@@ -1,0 +1,331 @@
+"""``erank workbench`` in a real browser: Debian's Chromium driven by Playwright for Python,
+against a real OpenSearch and the real scoring server (tiny random model on vLLM's CPU engine).
+
+Covers what only a browser shows: both columns and their movements after typing a query, the
+alpha slider's and the fusion menu's re-fusion against the REST front's ``/v1/rerank``, the JS
+fusion bit for bit against erank/fusion.py, reasons opening, grading with the keyboard and
+reloading, the evaluation view against ``erank eval``, the failed-open banner after the scoring
+server is stopped, labels and Tab reachability. Writes docs/workbench.png and prints the page's
+load time and the time from query to both columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ir_measures
+import pytest
+import pytest_asyncio
+from conftest import engine_settings
+from engines import EnginePool, RunningEngine, free_port
+from playwright.async_api import BrowserContext, Page, async_playwright
+from workbench_setup import (
+    BUDGET_MS,
+    CHROMIUM_ARGS,
+    DOCS,
+    INDEX,
+    QUERY,
+    chromium,
+    engine_ids,
+    index_corpus,
+    workbench,
+)
+
+from erank.fusion import hybrid_scores
+from erank.server import ScoringServer, running_server
+
+pytestmark = pytest.mark.engine
+WINDOW = 8
+SCREENSHOT = Path(__file__).parent.parent / "docs" / "workbench.png"
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def engine(engine_pool: EnginePool) -> RunningEngine:
+    return index_corpus(engine_pool)
+
+
+@pytest_asyncio.fixture(scope="module")
+async def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("workbench")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def base(
+    engine: RunningEngine, tiny_server: ScoringServer, workspace: Path
+) -> AsyncIterator[str]:
+    async with workbench(engine, f"127.0.0.1:{tiny_server.port}", workspace) as url:
+        yield url
+
+
+@pytest_asyncio.fixture(scope="module")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
+    """Chromium with a fresh profile, headless, no network beyond loopback needed."""
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=chromium(),
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1000},
+        )
+        yield context
+        await context.close()
+
+
+@pytest_asyncio.fixture
+async def page(browser: BrowserContext, base: str) -> AsyncIterator[Page]:
+    page = await browser.new_page()
+    await open_page(page, base)
+    yield page
+    await page.close()
+
+
+async def open_page(page: Page, base: str) -> None:
+    await page.goto(base)
+    await page.wait_for_selector("body[data-ready='1']")
+
+
+async def search(page: Page, query: str = QUERY, field: str = "text") -> dict[str, Any]:
+    """Type the query as a user does and submit with Enter; the page's last result."""
+    before = int(await page.evaluate("document.body.dataset.searches || 0"))
+    await page.select_option("#index", INDEX)
+    await page.select_option("#field", field)
+    await page.fill("#window", str(WINDOW))
+    await page.fill("#shown", str(WINDOW))
+    await page.fill("#budget", str(BUDGET_MS))
+    await page.fill("#query", "")
+    await page.type("#query", query)
+    await page.press("#query", "Enter")
+    await page.wait_for_selector(f"body[data-searches='{before + 1}']", timeout=300_000)
+    return await page.evaluate("window.__workbench.result")  # type: ignore[no-any-return]
+
+
+async def column(page: Page, list_id: str) -> list[str]:
+    return await page.eval_on_selector_all(  # type: ignore[no-any-return]
+        f"#{list_id} > li", "items => items.map(i => i.dataset.doc)"
+    )
+
+
+async def rest_order(rest_url: str, result: dict[str, Any], alpha: float, fusion: str) -> list[str]:
+    """The REST front's ``/v1/rerank`` order for the window's documents at ``alpha``."""
+    rows = sorted(result["reranked"], key=lambda r: r["first_stage_rank"])
+    body = {
+        "query": QUERY,
+        "documents": [DOCS[r["id"]]["text"] for r in rows],
+        "first_stage_scores": [r["first_stage_score"] for r in rows],
+        "alpha": alpha,
+        "fusion": fusion,
+        **({"rank_constant": 60} if fusion == "rrf" else {}),
+    }
+    async with httpx.AsyncClient(timeout=300) as client:
+        answer = (await client.post(f"{rest_url}/v1/rerank", json=body)).json()
+    return [rows[r["index"]]["id"] for r in answer["results"]]
+
+
+async def test_query_renders_both_columns_with_movements(page: Page, engine: RunningEngine) -> None:
+    TIMINGS["page_ready_ms"] = await page.evaluate("window.__workbench.timings.ready_ms")
+    result = await search(page)
+    TIMINGS["query_to_both_columns_ms"] = await page.evaluate("window.__workbench.timings.query_ms")
+    assert await column(page, "first-stage") == engine_ids(engine, "text", QUERY, WINDOW)
+    assert await column(page, "fused") == [r["id"] for r in result["reranked"]]
+    assert result["erank"]["status"] == "reranked"
+    assert await page.is_hidden("#banner")
+    moves = await page.eval_on_selector_all("#fused .move", "m => m.map(e => e.textContent)")
+    expected = []
+    for rank, row in enumerate(result["reranked"], start=1):
+        moved = row["first_stage_rank"] - rank
+        expected.append("=" if moved == 0 else f"↑{moved}" if moved > 0 else f"↓{-moved}")
+    assert moves == expected
+    await page.fill("#shown", "3")  # fewer shown: a hit from below the first stage's top is new
+    await page.dispatch_event("#shown", "change")
+    news = [r for r in result["reranked"][:3] if r["first_stage_rank"] > 3]
+    texts = await page.eval_on_selector_all("#fused .move", "m => m.map(e => e.textContent)")
+    assert texts.count("new") == len(news)
+
+
+async def test_slider_and_fusion_menu_refuse_to_the_servers_order(
+    page: Page, rest_url: str
+) -> None:
+    result = await search(page)
+    await page.focus("#alpha")
+    for _ in range(10):  # 0.2 -> 0.7 by keyboard, one 0.05 step at a time
+        await page.keyboard.press("ArrowRight")
+    alpha = float(await page.input_value("#alpha"))
+    assert alpha == pytest.approx(0.7)
+    for fusion in ("zscore", "minmax", "rrf"):
+        await page.select_option("#fusion", fusion)
+        assert await column(page, "fused") == await rest_order(rest_url, result, alpha, fusion)
+    await page.select_option("#fusion", "zscore")
+    await page.fill("#alpha", "0")  # ERank alone
+    await page.dispatch_event("#alpha", "input")
+    assert await column(page, "fused") == await rest_order(rest_url, result, 0.0, "zscore")
+
+
+async def test_browser_fusion_is_the_servers_bit_for_bit(page: Page) -> None:
+    rng = random.Random(20)
+    cases = []
+    for n in [1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 127, 128, 129, 200, 300]:
+        for method in ("zscore", "minmax", "rrf"):
+            first = [rng.choice([rng.uniform(0, 40), 12.5]) for _ in range(n)]
+            rank = [rng.choice([rng.uniform(0, 10), 0.0, 7.0]) for _ in range(n)]
+            alpha = rng.random()
+            cases.append({"first": first, "rank": rank, "alpha": alpha, "method": method,
+                          "k": rng.randint(1, 100)})  # fmt: skip
+    cases.append({"first": [1e300, -1e300, 5.0], "rank": [3.0, 3.0, 3.0], "alpha": 0.2,
+                  "method": "zscore", "k": 60})  # fmt: skip
+    script = """async cases => {
+        const m = await import('/static/fusion.js');
+        return cases.map(c => m.hybridScores(c.first, c.rank, c.alpha, c.method, c.k));
+    }"""
+    got = await page.evaluate(script, cases)
+    for case, scores in zip(cases, got, strict=True):
+        want = hybrid_scores(case["first"], case["rank"], case["alpha"], case["method"], case["k"])
+        assert scores == want, case["method"]
+
+
+async def test_reasons_open_from_the_keyboard(page: Page) -> None:
+    result = await search(page)
+    await page.focus("#fused > li:first-child")
+    await page.keyboard.press("r")
+    button = page.locator("#fused > li:first-child button.reasons")
+    assert await button.get_attribute("aria-expanded") == "true"
+    reasoning = page.locator("#fused > li:first-child pre.reasoning")
+    assert await reasoning.is_visible()
+    assert await reasoning.text_content() == (
+        result["reranked"][0]["reasoning"] or "(no reasoning returned)"
+    )
+    await button.click()
+    assert await reasoning.is_hidden()
+    await button.click()  # open again for the screenshot
+    await page.screenshot(path=str(SCREENSHOT), full_page=False)
+
+
+async def test_three_keyboard_grades_survive_a_reload(
+    page: Page, base: str, workspace: Path
+) -> None:
+    result = await search(page)
+    await page.focus("#fused > li:first-child")
+    for key in ("2", "j", "1", "j", "3"):
+        await page.keyboard.press(key)
+    ids = [r["id"] for r in result["reranked"][:3]]
+    want = dict(zip(ids, ["2", "1", "3"], strict=True))
+    selector = "#fused select.grade"
+    await page.wait_for_function(
+        f"() => [...document.querySelectorAll('{selector}')].slice(0, 3).map(s => s.value)"
+        f".join() === '{','.join(want.values())}'"
+    )
+    await page.wait_for_function("() => Object.keys(window.__workbench.grades).length === 3")
+    await page.reload()
+    await page.wait_for_selector("body[data-ready='1']")
+    await search(page)
+    grades = await page.eval_on_selector_all(
+        "#first-stage > li",
+        "items => items.map(i => [i.dataset.doc, i.querySelector('select').value])",
+    )
+    assert {doc: grade for doc, grade in grades if grade} == want
+    qrels = (workspace / "qrels" / "test.tsv").read_text()
+    assert all(re.fullmatch(r"\S+ 0 \S+ [0-3]", line) for line in qrels.splitlines())
+    parsed = {(q.doc_id, str(q.relevance)) for q in
+              ir_measures.read_trec_qrels(str(workspace / "qrels" / "test.tsv"))}  # fmt: skip
+    assert set(want.items()) <= parsed
+
+
+async def test_evaluation_view_shows_erank_evals_numbers(
+    page: Page, workspace: Path, tiny_server: ScoringServer, tmp_path: Path
+) -> None:
+    await page.click("#tab-evaluate")
+    await page.fill("#depth", str(WINDOW))
+    await page.click("#evaluate")
+    await page.wait_for_selector("#eval-table", timeout=300_000)
+    cells = await page.eval_on_selector_all(
+        "#eval-table tr[data-qid]",
+        "rows => rows.map(r => [r.dataset.qid, ...[...r.cells].map(c => c.textContent)])",
+    )
+    out = tmp_path / "cli"
+    command = [sys.executable, "-m", "erank_cli", "eval", str(workspace), "--run",
+               str(workspace / "runs" / "first_stage.trec"), "--depth", str(WINDOW),
+               "--reranker", f"127.0.0.1:{tiny_server.port}", "--output", str(out)]  # fmt: skip
+    # in a thread: the scoring server the command calls runs on this test's event loop
+    await asyncio.to_thread(subprocess.run, command, check=True, capture_output=True, timeout=600)
+    systems = {
+        s["name"]: s["per_query"] for s in json.loads((out / "eval.json").read_text())["systems"]
+    }
+    assert len(cells) == len(systems["first_stage"]) >= 1
+    for qid, _, _, first, erank, hybrid, _ in cells:
+        shown = {"first_stage": first, "erank": erank, "hybrid": hybrid}
+        for name, text in shown.items():
+            assert text == f"{systems[name][qid]['nDCG@10']:.4f}"
+    await page.click("#eval-table button.link")  # a query opens in Compare
+    await page.wait_for_selector("#view-compare:not([hidden]) #fused > li")
+
+
+async def test_stopped_scoring_server_shows_the_failed_open_banner(
+    browser: BrowserContext,
+    engine: RunningEngine,
+    tiny_server: ScoringServer,
+    random_checkpoint: Path,
+    tmp_path: Path,
+) -> None:
+    settings = engine_settings(random_checkpoint, port=free_port())
+    async with (
+        running_server(settings, tiny_server.backend) as server,
+        workbench(engine, f"127.0.0.1:{server.port}", tmp_path) as url,
+    ):
+        page = await browser.new_page()
+        await open_page(page, url)
+        assert (await search(page))["erank"]["status"] == "reranked"
+        await server.stop(grace=0)
+        result = await search(page)
+        assert result["erank"]["status"] == "failed"
+        banner = page.locator("#banner")
+        assert await banner.is_visible()
+        assert "failed open" in (await banner.text_content() or "")
+        assert await column(page, "fused") == await column(page, "first-stage")
+        await page.close()
+
+
+LABELLED = """els => els.map(e => {
+    const named = e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')
+        || e.closest('label') || (e.id && document.querySelector(`label[for="${e.id}"]`))
+        || (e.tagName === 'BUTTON' && e.textContent.trim());
+    return Boolean(named);
+})"""
+
+
+async def tab_stops(page: Page, count: int) -> set[str]:
+    seen = set()
+    await page.focus("body")
+    for _ in range(count):
+        await page.keyboard.press("Tab")
+        seen.add(await page.evaluate("document.activeElement.dataset.a11y || ''"))
+    return seen
+
+
+async def test_every_control_is_labelled_and_reachable_by_tab(page: Page) -> None:
+    await search(page)
+    await page.click("#settings summary")
+    for view in ("compare", "evaluate"):
+        await page.click(f"#tab-{view}")
+        controls = page.locator("input:visible, select:visible, button:visible, a:visible")
+        assert all(await controls.evaluate_all(LABELLED))
+        total = await controls.evaluate_all(
+            "els => { els.forEach((e, i) => e.dataset.a11y = `c${i}`); return els.length; }"
+        )
+        reached = await tab_stops(page, total * 3 + 40)
+        assert {f"c{i}" for i in range(total)} <= reached
+
+
+def test_report_timings() -> None:
+    """Printed for the record (pytest -s): the page's load and query-to-both-columns times."""
+    assert set(TIMINGS) == {"page_ready_ms", "query_to_both_columns_ms"}
+    print(f"\nworkbench timings (tiny model, Chromium): {TIMINGS}")
