@@ -1,5 +1,5 @@
-"""``erank workbench``'s JSON API against a real OpenSearch and the real scoring server (tiny
-random model on vLLM's CPU engine: its scores mean nothing, so behaviour is asserted).
+"""``erank workbench``'s JSON API against a real OpenSearch and the real scoring server (``erank
+demo``'s tiny model on vLLM's CPU engine: its scores mean nothing, so behaviour is asserted).
 
 What only a browser shows (rendering, the slider's re-fusion, keys) is in
 test_workbench_browser.py; here: indices from mappings, both columns, the server's fused order
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,8 +22,18 @@ import httpx
 import ir_measures
 import pytest
 import pytest_asyncio
-from engines import EnginePool, RunningEngine, free_port
-from workbench_setup import BUDGET_MS, DOCS, INDEX, QUERY, engine_ids, index_corpus, workbench
+from engines import ELASTICSEARCH_VERSIONS, EnginePool, RunningEngine, free_port
+from workbench_setup import (  # noqa: F401  the *_fixture names: fixtures of this module
+    BUDGET_MS,
+    DOCS,
+    INDEX,
+    QUERY,
+    demo_rest_url_fixture,
+    demo_server_fixture,
+    engine_ids,
+    index_corpus,
+    workbench,
+)
 
 from connector.workbench.workspace import Judgment, Workspace
 from erank.server import ScoringServer
@@ -37,10 +48,10 @@ def engine(engine_pool: EnginePool) -> RunningEngine:
 
 @pytest_asyncio.fixture(scope="module")
 async def base(
-    engine: RunningEngine, tiny_server: ScoringServer, tmp_path_factory: pytest.TempPathFactory
+    engine: RunningEngine, demo_server: ScoringServer, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
     workspace = tmp_path_factory.mktemp("workbench")
-    async with workbench(engine, f"127.0.0.1:{tiny_server.port}", workspace) as url:
+    async with workbench(engine, f"127.0.0.1:{demo_server.port}", workspace) as url:
         yield url
 
 
@@ -62,7 +73,7 @@ async def test_indices_and_their_fields_come_from_the_mappings(http: httpx.Async
 
 
 async def test_compare_gives_both_columns_and_the_servers_fusion(
-    http: httpx.AsyncClient, engine: RunningEngine, rest_url: str
+    http: httpx.AsyncClient, engine: RunningEngine, demo_rest_url: str
 ) -> None:
     answer = (await http.post("/api/compare", json=ask(alpha=0.3))).json()
     first = [r["id"] for r in answer["first_stage"]]
@@ -84,7 +95,7 @@ async def test_compare_gives_both_columns_and_the_servers_fusion(
             "first_stage_scores": [r["first_stage_score"] for r in by_rank],
             "alpha": 0.3,
         }
-        fused = (await rest.post(f"{rest_url}/v1/rerank", json=body)).json()["results"]
+        fused = (await rest.post(f"{demo_rest_url}/v1/rerank", json=body)).json()["results"]
     assert [by_rank[r["index"]]["id"] for r in fused] == [r["id"] for r in rows]
     assert [r["hybrid_score"] for r in fused] == [r["hybrid_score"] for r in rows]
 
@@ -147,7 +158,7 @@ async def test_judgments_persist_as_trec_qrels_in_beir_layout(
 
 
 async def test_evaluation_is_erank_evals_own_numbers(
-    http: httpx.AsyncClient, tiny_server: ScoringServer, tmp_path: Path
+    http: httpx.AsyncClient, demo_server: ScoringServer, tmp_path: Path
 ) -> None:
     info = (await http.get("/api/info")).json()
     root = Path(info["workspace"])
@@ -160,7 +171,7 @@ async def test_evaluation_is_erank_evals_own_numbers(
     out = tmp_path / "cli"
     command = [sys.executable, "-m", "erank_cli", "eval", str(root), "--run",
                str(root / "runs" / "first_stage.trec"), "--depth", "8", "--sweep-points", "3",
-               "--reranker", f"127.0.0.1:{tiny_server.port}", "--output", str(out)]  # fmt: skip
+               "--reranker", f"127.0.0.1:{demo_server.port}", "--output", str(out)]  # fmt: skip
     # in a thread: the scoring server the command calls runs on this test's event loop
     await asyncio.to_thread(subprocess.run, command, check=True, capture_output=True, timeout=600)
     cli = json.loads((out / "eval.json").read_text())
@@ -174,10 +185,10 @@ async def test_evaluation_is_erank_evals_own_numbers(
 
 
 async def test_token_guards_the_api_not_the_page(
-    engine: RunningEngine, tiny_server: ScoringServer, tmp_path: Path
+    engine: RunningEngine, demo_server: ScoringServer, tmp_path: Path
 ) -> None:
     async with (
-        workbench(engine, f"127.0.0.1:{tiny_server.port}", tmp_path, token="s3cret") as url,
+        workbench(engine, f"127.0.0.1:{demo_server.port}", tmp_path, token="s3cret") as url,
         httpx.AsyncClient(base_url=url) as client,
     ):
         assert (await client.get("/")).status_code == 200
@@ -201,3 +212,34 @@ async def test_unreachable_scoring_server_fails_open_with_the_engines_order(
     assert answer["erank"]["error"]["type"] == "connection_error"
     ids = [r["id"] for r in answer["first_stage"]]
     assert [r["id"] for r in answer["reranked"]] == ids == engine_ids(engine, "text", QUERY, 8)
+
+
+def test_the_command_takes_the_issues_flags() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "erank_cli", "workbench", "--help"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    ).stdout
+    for flag in ("--engine", "--reranker", "--port", "--host", "--workspace", "--token"):
+        assert flag in help_text
+    assert "8090" in help_text and "127.0.0.1" in help_text
+
+
+async def test_elasticsearch_too(
+    engine_pool: EnginePool, demo_server: ScoringServer, tmp_path: Path
+) -> None:
+    """The same indices, columns and fusion on Elasticsearch (the newest pinned)."""
+    elastic = index_corpus(engine_pool, "elasticsearch", ELASTICSEARCH_VERSIONS[-1])
+    async with (
+        workbench(elastic, f"127.0.0.1:{demo_server.port}", tmp_path) as url,
+        httpx.AsyncClient(base_url=url, timeout=300) as client,
+    ):
+        found = {i["name"]: i for i in (await client.get("/api/indices")).json()["indices"]}
+        assert found[INDEX]["text_fields"] == ["text", "title"]
+        answer = (await client.post("/api/compare", json=ask())).json()
+    assert answer["erank"]["status"] == "reranked"
+    first = [r["id"] for r in answer["first_stage"]]
+    assert first == engine_ids(elastic, "text", QUERY, 8)
+    assert sorted(r["id"] for r in answer["reranked"]) == sorted(first)

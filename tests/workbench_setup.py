@@ -12,9 +12,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from engines import OPENSEARCH_VERSIONS, EnginePool, RunningEngine
+import pytest_asyncio
+from conftest import engine_settings
+from engines import OPENSEARCH_VERSIONS, EngineKind, EnginePool, RunningEngine
 
+from connector.rest import create_app as create_rest_app
 from connector.workbench import create_app, serving
+from erank.checkpoints import build_scripted_checkpoint
+from erank.server import ScoringServer, running_server
+from erank_cli.demo import DEMO_MODELS
 
 INDEX = "workbench-docs"
 VERSION = OPENSEARCH_VERSIONS[-1]
@@ -49,9 +55,34 @@ DOCS = {
 QUERY = "quick fox"
 
 
-def index_corpus(engine_pool: EnginePool) -> RunningEngine:
-    """OpenSearch (the pool's newest) with :data:`DOCS` in :data:`INDEX`, created afresh."""
-    engine = engine_pool.get("opensearch", VERSION)
+def demo_checkpoint() -> Path:
+    """``erank demo``'s tiny model: it answers in a handful of tokens and its answer (0-9) and
+    Pr(N) vary with the document, so fused orders differ from the first stage's and by alpha."""
+    return build_scripted_checkpoint(*DEMO_MODELS["tiny"])
+
+
+@pytest_asyncio.fixture(scope="session", name="demo_server")
+async def demo_server_fixture() -> AsyncIterator[ScoringServer]:
+    """The demo model on the real vLLM CPU engine behind a real gRPC server (one per session,
+    shared by the workbench's modules)."""
+    async with running_server(engine_settings(demo_checkpoint())) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="session", name="demo_rest_url")
+async def demo_rest_url_fixture(demo_server: ScoringServer) -> AsyncIterator[str]:
+    """``erank rest`` in front of :func:`demo_server`: ``/v1/rerank`` for the fusion checks."""
+    app = create_rest_app(f"127.0.0.1:{demo_server.port}", timeout=120)
+    async with serving(app) as url:
+        yield url
+
+
+def index_corpus(
+    engine_pool: EnginePool, kind: EngineKind = "opensearch", version: str = VERSION
+) -> RunningEngine:
+    """The pool's engine (default: the newest OpenSearch) with :data:`DOCS` in :data:`INDEX`,
+    created afresh."""
+    engine = engine_pool.get(kind, version)
     engine.request("DELETE", f"/{INDEX}", expect_error=True)
     settings = {"number_of_shards": 1, "number_of_replicas": 0}
     engine.request("PUT", f"/{INDEX}", {"settings": settings, "mappings": MAPPINGS})

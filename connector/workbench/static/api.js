@@ -28,3 +28,15 @@ export async function api(method, path, body) {
   }
   return data;
 }
+
+// A download of a guarded route: fetched with the token, handed to the browser as a file.
+export async function download(path, filename) {
+  const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+  const response = await fetch(path, { headers });
+  if (!response.ok) throw new ApiError(`${response.status}: ${response.statusText}`);
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(await response.blob());
+  link.download = filename;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}

@@ -1,5 +1,5 @@
 // Compare and Judge: the search form, both columns, re-fusion on the slider, keyboard grading.
-import { api, setToken, token } from "./api.js";
+import { api, download, setToken, token } from "./api.js";
 import { showEvaluate } from "./evaluate.js";
 import { refuse } from "./fusion.js";
 
@@ -211,12 +211,13 @@ function showTab(name) {
 
 async function start() {
   $("token").value = token();
-  $("token").addEventListener("change", () => { setToken($("token").value); start(); });
   const info = await api("GET", "/api/info");
+  $("banner").hidden = true; // a refusal before the token was typed is over
   $("connection").textContent = `engine ${info.engine} · scoring server ${info.reranker}`
     + ` · workspace ${info.workspace}`;
   fillSelect($("fusion"), info.fusion_methods, "zscore");
-  $("preset").append(...info.presets.map((p) => new Option(p, p)));
+  $("preset").replaceChildren(new Option("server default", ""),
+    ...info.presets.map((p) => new Option(p, p)));
   state.indices = (await api("GET", "/api/indices")).indices.filter((i) => i.text_fields.length);
   fillSelect($("index"), state.indices.map((i) => i.name));
   fillFields();
@@ -233,15 +234,23 @@ function wire() {
   });
   $("fusion").addEventListener("change", () => { if (state.result) render(); });
   $("shown").addEventListener("change", () => { if (state.result) render(); });
+  $("token").addEventListener("change", () => { setToken($("token").value); start().catch(failed); });
+  $("export").addEventListener("click", (e) => {
+    if (!token()) return; // the plain link works without a token
+    e.preventDefault();
+    download("/api/qrels", "qrels.txt");
+  });
   $("tab-compare").addEventListener("click", () => showTab("compare"));
   $("tab-evaluate").addEventListener("click", () => showTab("evaluate"));
   document.addEventListener("keydown", onKey);
   showEvaluate(openCompare);
 }
 
-wire();
-start().catch((err) => {
+function failed(err) {
   $("banner").textContent = `Cannot start: ${err.message}`;
   $("banner").hidden = false;
   document.body.dataset.ready = "error";
-});
+}
+
+wire();
+start().catch(failed);
