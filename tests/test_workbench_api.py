@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -109,6 +110,7 @@ async def test_compare_gives_both_columns_and_the_servers_fusion(
         ({"query": ""}, "query"),
         ({"instruction_preset": "nope"}, "instruction_preset"),
         ({"colour": "red"}, "colour"),
+        ({"index": "a/b"}, "index"),
     ],
 )
 async def test_bad_compare_fields_are_named(
@@ -243,3 +245,51 @@ async def test_elasticsearch_too(
     first = [r["id"] for r in answer["first_stage"]]
     assert first == engine_ids(elastic, "text", QUERY, 8)
     assert sorted(r["id"] for r in answer["reranked"]) == sorted(first)
+
+
+VECTORS = "workbench-vectors"
+
+
+def index_vectors(engine: RunningEngine) -> dict[str, list[float]]:
+    """:data:`DOCS` again, each with a 3-dimensional ``vec`` (Elasticsearch's dense_vector)."""
+    rng = random.Random(7)
+    vectors = {doc: [rng.uniform(-1, 1) for _ in range(3)] for doc in DOCS}
+    mappings = {"properties": {"text": {"type": "text"}, "vec": {"type": "dense_vector",
+                "dims": 3, "index": True, "similarity": "cosine"}}}  # fmt: skip
+    engine.request("DELETE", f"/{VECTORS}", expect_error=True)
+    engine.request("PUT", f"/{VECTORS}", {"mappings": mappings})
+    bulk: list[dict[str, Any]] = []
+    for doc, vector in vectors.items():
+        bulk += [
+            {"index": {"_index": VECTORS, "_id": doc}},
+            {"text": DOCS[doc]["text"], "vec": vector},
+        ]
+    assert engine.request("POST", "/_bulk?refresh=true", bulk)["errors"] is False
+    return vectors
+
+
+async def test_knn_and_hybrid_first_stages_on_elasticsearch(
+    engine_pool: EnginePool, demo_server: ScoringServer, tmp_path: Path
+) -> None:
+    elastic = index_corpus(engine_pool, "elasticsearch", ELASTICSEARCH_VERSIONS[-1])
+    index_vectors(elastic)
+    vector = [0.3, -0.2, 0.9]
+    knn = {"field": "vec", "query_vector": vector, "k": 5, "num_candidates": 100}
+    async with (
+        workbench(elastic, f"127.0.0.1:{demo_server.port}", tmp_path) as url,
+        httpx.AsyncClient(base_url=url, timeout=300) as client,
+    ):
+        found = {i["name"]: i for i in (await client.get("/api/indices")).json()["indices"]}
+        assert found[VECTORS]["vector_fields"] == ["vec"]
+        for kind, body in (("knn", {"knn": knn}), ("hybrid", {"knn": knn, "query": {
+                "match": {"text": QUERY}}})):  # fmt: skip
+            asked = ask(index=VECTORS, window=5, first_stage=kind, vector_field="vec",
+                        query_vector=vector)  # fmt: skip
+            answer = (await client.post("/api/compare", json=asked)).json()
+            direct = elastic.request("POST", f"/{VECTORS}/_search", {**body, "size": 5})
+            assert [r["id"] for r in answer["first_stage"]] == [
+                h["_id"] for h in direct["hits"]["hits"]
+            ]
+            assert answer["erank"]["status"] == "reranked", kind
+        missing = await client.post("/api/compare", json=ask(first_stage="knn"))
+        assert [v["field"] for v in missing.json()["error"]["violations"]] == ["query_vector"]

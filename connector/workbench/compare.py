@@ -1,6 +1,8 @@
 """Compare: one query's first stage and its ERank-fused order, side by side, with every score.
 
-The search goes through the same code as ``erank proxy`` and the client wrappers
+The first stage is BM25 (``match`` on a text field), kNN (Elasticsearch's top-level ``knn`` on a
+vector field, with the caller's query vector) or both. The search goes through the same code
+as ``erank proxy`` and the client wrappers
 (:class:`connector.wrapping.Reranking`: the request rewritten by ``connector/rewrite/``, the
 scoring call through the one gRPC client with the same budget and fail-open rules), so what the
 workbench shows is what a search through the proxy answers. Both columns hold the whole window;
@@ -11,26 +13,33 @@ each ERank row carries what the browser needs to fuse again at another alpha or 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from connector.rewrite.config import DEFAULT_BUDGET_MS, PresetName, RerankOverrides
+from connector.rewrite.config import (
+    DEFAULT_BUDGET_MS,
+    ConfigError,
+    PresetName,
+    RerankOverrides,
+)
 from connector.rewrite.hits import HIT_FIELD, hit_text, hits_of
-from connector.workbench.engine import Engine
+from connector.workbench.engine import INDEX_NAME, Engine
 from connector.wrapping import Reranking
-from erank_contract.vocabulary import FusionName
+from erank_contract.vocabulary import FusionName, preview
 
 MAX_WORKBENCH_WINDOW = 200
 MAX_QUERY_CHARS = 2000
 DEFAULT_RANK_CONSTANT = 60  # sent with every rrf search, so the browser fuses with the same k
+MAX_DIMS = 4096  # Elasticsearch's dense_vector limit
+KNN_CANDIDATES = 100  # num_candidates of a kNN first stage (at least the window)
 
 
 class CompareRequest(BaseModel):
     """``POST /api/compare``'s body; each bad field is named in the 400."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    index: str = Field(min_length=1, max_length=255)
+    index: str = Field(min_length=1, max_length=255, pattern=INDEX_NAME)
     field: str = Field(min_length=1, max_length=1000)
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     window: int = Field(default=20, ge=1, le=MAX_WORKBENCH_WINDOW)
@@ -39,11 +48,41 @@ class CompareRequest(BaseModel):
     rank_constant: int = Field(default=DEFAULT_RANK_CONSTANT, ge=1, le=100_000)
     instruction_preset: PresetName | None = None
     budget_ms: int = Field(default=DEFAULT_BUDGET_MS, ge=1, le=300_000)
+    first_stage: Literal["bm25", "knn", "hybrid"] = "bm25"
+    vector_field: str | None = Field(default=None, min_length=1, max_length=1000)
+    query_vector: list[float] | None = Field(
+        default=None, min_length=1, max_length=MAX_DIMS, validate_default=True
+    )
+
+    @field_validator("query_vector")
+    @classmethod
+    def _vector(cls, vector: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        if info.data.get("first_stage", "bm25") == "bm25":
+            return vector
+        if vector is None or info.data.get("vector_field") is None:
+            raise ValueError("knn and hybrid first stages need vector_field and query_vector")
+        return vector
+
+    def _first_stage(self) -> dict[str, Any]:
+        """BM25 ``match`` on the field, Elasticsearch's top-level ``knn`` on the vector field,
+        or both (``hybrid``: the engine adds the two scores)."""
+        body: dict[str, Any] = {}
+        if self.first_stage != "knn":
+            body["query"] = {"match": {self.field: self.query}}
+        if self.first_stage != "bm25":
+            body["knn"] = {
+                "field": self.vector_field,
+                "query_vector": self.query_vector,
+                "k": self.window,
+                "num_candidates": max(self.window, KNN_CANDIDATES),
+            }
+        return body
 
     def search_body(self) -> dict[str, Any]:
         """The engine search, with the rerank settings as its ``ext.erank`` (as the proxy
-        reads them)."""
+        reads them; ``query_text`` because a vector holds no words)."""
         overrides = RerankOverrides(
+            query_text=self.query,
             fields=(self.field,),
             window=self.window,
             alpha=self.alpha,
@@ -54,7 +93,7 @@ class CompareRequest(BaseModel):
             explain=True,
         )
         return {
-            "query": {"match": {self.field: self.query}},
+            **self._first_stage(),
             "size": self.window,
             "ext": {"erank": overrides.model_dump(exclude_none=True)},
         }
@@ -102,7 +141,8 @@ async def compare(reranking: Reranking, engine: Engine, ask: CompareRequest) -> 
     """Both columns for ``ask``; raises :class:`connector.rewrite.config.ConfigError` for
     settings the proxy's rules refuse and :class:`EngineFailure` for the engine's refusals."""
     prepared = reranking.prepare("POST", f"/{ask.index}/_search", {}, ask.search_body())
-    assert prepared is not None and prepared.plan is not None, "a match query is always planned"
+    if prepared is None or prepared.plan is None:  # not for a valid index name and a match query
+        raise ConfigError(f"[index] {preview(ask.index)}: this search is not reranked")
     answer, first_stage_ms = await engine.search(ask.index, prepared.body)
     engine_hits = copy.deepcopy(hits_of(answer) or [])
     finished = await reranking.finish_async(prepared, answer, first_stage_ms)

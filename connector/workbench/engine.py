@@ -19,6 +19,8 @@ import aiohttp
 TEXT_TYPES = frozenset({"text", "match_only_text"})
 VECTOR_TYPES = frozenset({"knn_vector", "dense_vector"})
 DEFAULT_ENGINE_TIMEOUT_S = 60.0
+# an index name: none of the characters neither engine allows in one (nor a search path may hold)
+INDEX_NAME = r'^[^\\/*?"<>| ,#:]+$'
 
 
 class EngineFailure(Exception):

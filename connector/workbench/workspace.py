@@ -24,6 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.workbench.engine import INDEX_NAME
+
 QUERIES_NAME = "queries.jsonl"
 QRELS_PATH = Path("qrels") / "test.tsv"
 SPLIT = "test"
@@ -35,7 +37,7 @@ class Judgment(BaseModel):
     """``PUT /api/judgments``: grade ``doc_id`` for the query (``grade`` null removes it)."""
 
     model_config = ConfigDict(extra="forbid")
-    index: str = Field(min_length=1, max_length=255)
+    index: str = Field(min_length=1, max_length=255, pattern=INDEX_NAME)
     field: str = Field(min_length=1, max_length=1000)
     query: str = Field(min_length=1, max_length=2000)
     doc_id: str = Field(min_length=1, max_length=512, pattern=_NO_SPACE.pattern)

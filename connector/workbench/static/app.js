@@ -16,6 +16,16 @@ function fillSelect(select, values, chosen) {
 function fillFields() {
   const index = state.indices.find((i) => i.name === $("index").value);
   fillSelect($("field"), index ? index.text_fields : []);
+  const vectors = index ? index.vector_fields : [];
+  fillSelect($("vector-field"), vectors);
+  $("vector-controls").hidden = !vectors.length; // kNN only where the index has vectors
+}
+
+function firstStage() {
+  const kind = $("first-stage-kind").value;
+  if ($("vector-controls").hidden || kind === "bm25") return {};
+  return { first_stage: kind, vector_field: $("vector-field").value,
+    query_vector: JSON.parse($("query-vector").value) };
 }
 
 function movement(row, shown) {
@@ -162,7 +172,7 @@ export async function search() {
   try {
     const body = { index: $("index").value, field: $("field").value, query: $("query").value,
       window: +$("window").value, fusion: $("fusion").value, alpha: +$("alpha").value,
-      budget_ms: +$("budget").value };
+      budget_ms: +$("budget").value, ...firstStage() };
     if ($("preset").value) body.instruction_preset = $("preset").value;
     const [result] = await Promise.all([api("POST", "/api/compare", body), loadGrades()]);
     state.result = result;
