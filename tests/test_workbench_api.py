@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -29,10 +28,12 @@ from workbench_setup import (  # noqa: F401  the *_fixture names: fixtures of th
     DOCS,
     INDEX,
     QUERY,
+    VECTORS,
     demo_rest_url_fixture,
     demo_server_fixture,
     engine_ids,
     index_corpus,
+    index_vectors,
     workbench,
 )
 
@@ -245,27 +246,6 @@ async def test_elasticsearch_too(
     first = [r["id"] for r in answer["first_stage"]]
     assert first == engine_ids(elastic, "text", QUERY, 8)
     assert sorted(r["id"] for r in answer["reranked"]) == sorted(first)
-
-
-VECTORS = "workbench-vectors"
-
-
-def index_vectors(engine: RunningEngine) -> dict[str, list[float]]:
-    """:data:`DOCS` again, each with a 3-dimensional ``vec`` (Elasticsearch's dense_vector)."""
-    rng = random.Random(7)
-    vectors = {doc: [rng.uniform(-1, 1) for _ in range(3)] for doc in DOCS}
-    mappings = {"properties": {"text": {"type": "text"}, "vec": {"type": "dense_vector",
-                "dims": 3, "index": True, "similarity": "cosine"}}}  # fmt: skip
-    engine.request("DELETE", f"/{VECTORS}", expect_error=True)
-    engine.request("PUT", f"/{VECTORS}", {"mappings": mappings})
-    bulk: list[dict[str, Any]] = []
-    for doc, vector in vectors.items():
-        bulk += [
-            {"index": {"_index": VECTORS, "_id": doc}},
-            {"text": DOCS[doc]["text"], "vec": vector},
-        ]
-    assert engine.request("POST", "/_bulk?refresh=true", bulk)["errors"] is False
-    return vectors
 
 
 async def test_knn_and_hybrid_first_stages_on_elasticsearch(

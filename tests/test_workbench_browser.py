@@ -27,7 +27,7 @@ import ir_measures
 import pytest
 import pytest_asyncio
 from conftest import engine_settings
-from engines import EnginePool, RunningEngine, free_port
+from engines import ELASTICSEARCH_VERSIONS, EnginePool, RunningEngine, free_port
 from playwright.async_api import BrowserContext, Page, async_playwright
 from workbench_setup import (  # noqa: F401  the *_fixture names: fixtures of this module
     BUDGET_MS,
@@ -35,12 +35,14 @@ from workbench_setup import (  # noqa: F401  the *_fixture names: fixtures of th
     DOCS,
     INDEX,
     QUERY,
+    VECTORS,
     chromium,
     demo_checkpoint,
     demo_rest_url_fixture,
     demo_server_fixture,
     engine_ids,
     index_corpus,
+    index_vectors,
     workbench,
 )
 
@@ -336,6 +338,37 @@ async def test_the_token_is_asked_for_and_sent(
         saved = tmp_path / "qrels.txt"
         await download.save_as(saved)
         assert re.fullmatch(r"q1 0 \S+ 2\n", saved.read_text())
+        await page.close()
+
+
+async def test_knn_first_stage_from_the_vector_controls(
+    browser: BrowserContext, engine_pool: EnginePool, demo_server: ScoringServer, tmp_path: Path
+) -> None:
+    """Where the index has a vector field the page offers kNN: pick it, paste a query vector,
+    and the first-stage column is Elasticsearch's own kNN answer (reranked beside it)."""
+    elastic = index_corpus(engine_pool, "elasticsearch", ELASTICSEARCH_VERSIONS[-1])
+    index_vectors(elastic)
+    vector = [0.3, -0.2, 0.9]
+    async with workbench(elastic, f"127.0.0.1:{demo_server.port}", tmp_path) as url:
+        page = await browser.new_page()
+        await open_page(page, url)
+        assert await page.is_hidden("#vector-controls")  # the first index has no vectors
+        await page.select_option("#index", VECTORS)
+        await page.dispatch_event("#index", "change")
+        assert await page.is_visible("#vector-controls")
+        await page.select_option("#first-stage-kind", "knn")
+        await page.fill("#query-vector", json.dumps(vector))
+        await page.fill("#window", "5")
+        await page.fill("#budget", str(BUDGET_MS))
+        await page.fill("#query", QUERY)
+        await page.press("#query", "Enter")
+        await page.wait_for_selector("body[data-searches='1']", timeout=300_000)
+        knn = {"field": "vec", "query_vector": vector, "k": 5, "num_candidates": 100}
+        direct = elastic.request("POST", f"/{VECTORS}/_search", {"knn": knn, "size": 5})
+        assert await column(page, "first-stage") == [h["_id"] for h in direct["hits"]["hits"]]
+        assert await page.evaluate("window.__workbench.result.erank.status") == "reranked"
+        controls = page.locator("#vector-controls select, #vector-controls input")
+        assert await controls.evaluate_all(UNNAMED) == []
         await page.close()
 
 

@@ -5,6 +5,7 @@ that needs it and cannot get it fails, never skips)."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
@@ -91,6 +92,27 @@ def index_corpus(
         bulk += [{"index": {"_index": INDEX, "_id": doc_id}}, doc]
     assert engine.request("POST", "/_bulk?refresh=true", bulk)["errors"] is False
     return engine
+
+
+VECTORS = "workbench-vectors"
+
+
+def index_vectors(engine: RunningEngine) -> dict[str, list[float]]:
+    """:data:`DOCS` again, each with a 3-dimensional ``vec`` (Elasticsearch's dense_vector)."""
+    rng = random.Random(7)
+    vectors = {doc: [rng.uniform(-1, 1) for _ in range(3)] for doc in DOCS}
+    mappings = {"properties": {"text": {"type": "text"}, "vec": {"type": "dense_vector",
+                "dims": 3, "index": True, "similarity": "cosine"}}}  # fmt: skip
+    engine.request("DELETE", f"/{VECTORS}", expect_error=True)
+    engine.request("PUT", f"/{VECTORS}", {"mappings": mappings})
+    bulk: list[dict[str, Any]] = []
+    for doc, vector in vectors.items():
+        bulk += [
+            {"index": {"_index": VECTORS, "_id": doc}},
+            {"text": DOCS[doc]["text"], "vec": vector},
+        ]
+    assert engine.request("POST", "/_bulk?refresh=true", bulk)["errors"] is False
+    return vectors
 
 
 def engine_ids(engine: RunningEngine, field: str, query: str, size: int) -> list[str]:
