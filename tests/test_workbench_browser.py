@@ -101,14 +101,16 @@ async def open_page(page: Page, base: str) -> None:
     await page.wait_for_selector("body[data-ready='1']")
 
 
-async def search(page: Page, query: str = QUERY, field: str = "text") -> dict[str, Any]:
+async def search(
+    page: Page, query: str = QUERY, field: str = "text", budget_ms: int = BUDGET_MS
+) -> dict[str, Any]:
     """Type the query as a user does and submit with Enter; the page's last result."""
     before = int(await page.evaluate("document.body.dataset.searches || 0"))
     await page.select_option("#index", INDEX)
     await page.select_option("#field", field)
     await page.fill("#window", str(WINDOW))
     await page.fill("#shown", str(WINDOW))
-    await page.fill("#budget", str(BUDGET_MS))
+    await page.fill("#budget", str(budget_ms))
     await page.fill("#query", "")
     await page.type("#query", query)
     await page.press("#query", "Enter")
@@ -261,8 +263,13 @@ async def test_three_keyboard_grades_survive_a_reload(
 
 
 async def test_evaluation_view_shows_erank_evals_numbers(
-    page: Page, workspace: Path, demo_server: ScoringServer, tmp_path: Path
+    page: Page, base: str, workspace: Path, demo_server: ScoringServer, tmp_path: Path
 ) -> None:
+    async with httpx.AsyncClient(base_url=base) as client:  # a second judged query
+        for doc, grade in (("d2", 3), ("d4", 1), ("d1", 0)):
+            body = {"index": INDEX, "field": "text", "query": "fox in the forest",
+                    "doc_id": doc, "grade": grade}  # fmt: skip
+            assert (await client.put("/api/judgments", json=body)).status_code == 200
     await page.click("#tab-evaluate")
     await page.fill("#depth", str(WINDOW))
     await page.click("#evaluate")
@@ -280,13 +287,40 @@ async def test_evaluation_view_shows_erank_evals_numbers(
     systems = {
         s["name"]: s["per_query"] for s in json.loads((out / "eval.json").read_text())["systems"]
     }
-    assert len(cells) == len(systems["first_stage"]) >= 1
+    assert len(cells) == len(systems["first_stage"]) == 2
     for qid, _, _, first, erank, hybrid, _ in cells:
         shown = {"first_stage": first, "erank": erank, "hybrid": hybrid}
         for name, text in shown.items():
             assert text == f"{systems[name][qid]['nDCG@10']:.4f}"
+    gains = [float(row[-1]) for row in cells]
+    assert gains == sorted(gains, reverse=True)  # sorted by the hybrid's gain at first
+    await page.click("#eval-table th button[aria-label='sort by query id']")
+    qids = await page.eval_on_selector_all(
+        "#eval-table tr[data-qid]", "r => r.map(e => e.dataset.qid)"
+    )
+    assert qids == sorted(qids, reverse=True)
+    assert await page.get_attribute("#eval-table th[aria-sort]", "aria-sort") == "descending"
+    await page.click("#eval-table th button[aria-label='sort by query id']")
+    qids = await page.eval_on_selector_all(
+        "#eval-table tr[data-qid]", "r => r.map(e => e.dataset.qid)"
+    )
+    assert qids == sorted(qids)
+    points = await page.get_attribute("#eval-result svg polyline.sweep", "points")
+    assert points is not None and len(points.split()) == 11  # the sweep's 11 alphas, charted
     await page.click("#eval-table button.link")  # a query opens in Compare
     await page.wait_for_selector("#view-compare:not([hidden]) #fused > li")
+
+
+async def test_a_budget_too_small_shows_a_banner(page: Page) -> None:
+    """1 ms for a query the model has not seen: its hits are cut at the deadline or the search
+    fails open; either way the page says so above the columns."""
+    await search(page, "clever birds and vain crows", budget_ms=1)
+    text = await page.text_content("#banner") or ""
+    assert await page.is_visible("#banner")
+    assert "budget" in text or "failed open" in text, text
+    assert len(await column(page, "fused")) == len(await column(page, "first-stage")) > 0
+    timings = await page.text_content("#timings") or ""
+    assert re.search(r"first stage [\d.]+ ms · rerank [\d.]+ ms · cache hits \d+", timings)
 
 
 async def test_stopped_scoring_server_shows_the_failed_open_banner(
