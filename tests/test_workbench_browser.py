@@ -20,7 +20,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import ir_measures
@@ -29,6 +28,7 @@ import pytest_asyncio
 from conftest import engine_settings
 from engines import ELASTICSEARCH_VERSIONS, EnginePool, RunningEngine, free_port
 from playwright.async_api import BrowserContext, Page, async_playwright
+from workbench_pages import UNNAMED, WINDOW, column, open_page, rest_order, search, tab_stops
 from workbench_setup import (  # noqa: F401  the *_fixture names: fixtures of this module
     BUDGET_MS,
     CHROMIUM_ARGS,
@@ -50,7 +50,6 @@ from erank.fusion import hybrid_scores
 from erank.server import ScoringServer, running_server
 
 pytestmark = pytest.mark.engine
-WINDOW = 8
 SCREENSHOT = Path(__file__).parent.parent / "docs" / "workbench.png"
 TIMINGS: dict[str, float] = {}
 
@@ -94,50 +93,6 @@ async def page(browser: BrowserContext, base: str) -> AsyncIterator[Page]:
     await open_page(page, base)
     yield page
     await page.close()
-
-
-async def open_page(page: Page, base: str) -> None:
-    await page.goto(base)
-    await page.wait_for_selector("body[data-ready='1']")
-
-
-async def search(
-    page: Page, query: str = QUERY, field: str = "text", budget_ms: int = BUDGET_MS
-) -> dict[str, Any]:
-    """Type the query as a user does and submit with Enter; the page's last result."""
-    before = int(await page.evaluate("document.body.dataset.searches || 0"))
-    await page.select_option("#index", INDEX)
-    await page.select_option("#field", field)
-    await page.fill("#window", str(WINDOW))
-    await page.fill("#shown", str(WINDOW))
-    await page.fill("#budget", str(budget_ms))
-    await page.fill("#query", "")
-    await page.type("#query", query)
-    await page.press("#query", "Enter")
-    await page.wait_for_selector(f"body[data-searches='{before + 1}']", timeout=300_000)
-    return await page.evaluate("window.__workbench.result")  # type: ignore[no-any-return]
-
-
-async def column(page: Page, list_id: str) -> list[str]:
-    return await page.eval_on_selector_all(  # type: ignore[no-any-return]
-        f"#{list_id} > li", "items => items.map(i => i.dataset.doc)"
-    )
-
-
-async def rest_order(rest_url: str, result: dict[str, Any], alpha: float, fusion: str) -> list[str]:
-    """The REST front's ``/v1/rerank`` order for the window's documents at ``alpha``."""
-    rows = sorted(result["reranked"], key=lambda r: r["first_stage_rank"])
-    body = {
-        "query": QUERY,
-        "documents": [DOCS[r["id"]]["text"] for r in rows],
-        "first_stage_scores": [r["first_stage_score"] for r in rows],
-        "alpha": alpha,
-        "fusion": fusion,
-        **({"rank_constant": 60} if fusion == "rrf" else {}),
-    }
-    async with httpx.AsyncClient(timeout=300) as client:
-        answer = (await client.post(f"{rest_url}/v1/rerank", json=body)).json()
-    return [rows[r["index"]]["id"] for r in answer["results"]]
 
 
 async def test_query_renders_both_columns_with_movements(page: Page, engine: RunningEngine) -> None:
@@ -408,22 +363,6 @@ async def test_knn_first_stage_from_the_vector_controls(
 
 # The controls with no accessible name: no aria-label(ledby), no <label> around or for them,
 # and (buttons, links) no text of their own.
-UNNAMED = """els => els.filter(e => !(
-        e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.closest('label')
-        || (e.id && document.querySelector(`label[for="${e.id}"]`))
-        || (['BUTTON', 'A'].includes(e.tagName) && e.textContent.trim())
-    )).map(e => e.outerHTML)"""
-
-
-async def tab_stops(page: Page, count: int) -> set[str]:
-    seen = set()
-    await page.focus("body")
-    for _ in range(count):
-        await page.keyboard.press("Tab")
-        seen.add(await page.evaluate("document.activeElement.dataset.a11y || ''"))
-    return seen
-
-
 async def test_every_control_is_labelled_and_reachable_by_tab(page: Page) -> None:
     await search(page)
     await page.click("#settings summary")
