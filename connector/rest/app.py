@@ -165,7 +165,8 @@ async def _bearer_token(request: web.Request, handler: Handler) -> web.StreamRes
     token = request.app.get(TOKEN)
     if token is None or request.path == HEALTH_PATH:
         return await handler(request)
-    return token_refusal(request, token) or await handler(request)
+    refusal = token_refusal(request, token)
+    return refusal if refusal is not None else await handler(request)
 
 
 def create_app(
