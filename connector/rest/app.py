@@ -121,10 +121,10 @@ async def health(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """aiohttp's own refusals (unknown path, wrong method, body too large, a body its
     Content-Encoding does not decode) in the front's error JSON; the path is quoted through
-    ``preview``, never whole."""
+    ``preview``, never whole. The workbench (an app with ``MAX_BODY`` set) uses it too."""
     try:
         return await handler(request)
     except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
@@ -142,23 +142,31 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return error_response(exc.status, "http_error", reason, headers=allow)
 
 
-@web.middleware
-async def _bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """With a token configured, every route but ``/health`` needs ``Authorization: Bearer
-    <token>``; compared in constant time so timing tells nothing about it."""
-    token = request.app.get(TOKEN)
-    if token is None or request.path == HEALTH_PATH:
-        return await handler(request)
+def token_refusal(request: web.Request, token: bytes) -> web.Response | None:
+    """None when ``request`` carries ``Authorization: Bearer <token>`` (compared in constant
+    time, so timing tells nothing about it), else the 401 to answer (the workbench's API shares
+    this check)."""
     scheme, _, given = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
     presented = given.strip().encode("utf-8", "surrogateescape")
     if scheme.lower() == "bearer" and hmac.compare_digest(presented, token):
-        return await handler(request)
+        return None
     return error_response(
         401,
         "security_exception",
         "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'",
         headers={hdrs.WWW_AUTHENTICATE: 'Bearer realm="erank"'},
     )
+
+
+@web.middleware
+async def _bearer_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With a token configured, every route but ``/health`` needs ``Authorization: Bearer
+    <token>`` (:func:`token_refusal`)."""
+    token = request.app.get(TOKEN)
+    if token is None or request.path == HEALTH_PATH:
+        return await handler(request)
+    refusal = token_refusal(request, token)
+    return refusal if refusal is not None else await handler(request)
 
 
 def create_app(
@@ -179,7 +187,7 @@ def create_app(
     """
     metrics = RestMetrics()
     app = web.Application(
-        middlewares=[_json_errors, _bearer_token],
+        middlewares=[json_errors, _bearer_token],
         client_max_size=max_body_bytes,
     )
     instrument(app, metrics)  # first middleware: span, request id, access line, metrics
