@@ -254,7 +254,7 @@ async def test_hits_reordered_by_the_servers_fused_scores(
     assert {h["_id"] for h in reranked} == set(bm25_by_id)
     for position, hit in enumerate(reranked):
         erank = erank_of(hit)
-        assert erank["bm25_score"] == pytest.approx(bm25_by_id[hit["_id"]], rel=1e-6)
+        assert erank["first_stage_score"] == pytest.approx(bm25_by_id[hit["_id"]], rel=1e-6)
         assert erank["relevance_score"] == erank["hybrid_score"]
         assert {"rank_score", "answer", "answer_probability", "status"} <= set(erank), (
             position,
@@ -265,7 +265,7 @@ async def test_hits_reordered_by_the_servers_fused_scores(
     assert [h["_id"] for h in tail] == [h["_id"] for h in bm25_tail]
     assert [h["_score"] for h in tail] == pytest.approx([scores[-1] - 1, scores[-1] - 2], rel=1e-6)
     for hit, direct in zip(tail, bm25_tail, strict=True):
-        assert erank_of(hit)["bm25_score"] == pytest.approx(direct["_score"], rel=1e-6)
+        assert erank_of(hit)["first_stage_score"] == pytest.approx(direct["_score"], rel=1e-6)
         assert erank_of(hit)["below_window"] is True
     await assert_scored_as_grpc(reranked, bm25, QUERY, tiny_client)
 
@@ -293,7 +293,7 @@ async def test_scores_fall_across_the_window_edge(client: OpenSearch, pipeline: 
     below = [h for h in page if erank_of(h).get("below_window")]
     assert len(below) == 3
     bm25 = (await search(client, search_body(3, WINDOW), None))["hits"]["hits"]
-    assert [(h["_id"], erank_of(h)["bm25_score"]) for h in below] == [
+    assert [(h["_id"], erank_of(h)["first_stage_score"]) for h in below] == [
         (h["_id"], pytest.approx(h["_score"], rel=1e-6)) for h in bm25
     ]
 
@@ -310,7 +310,7 @@ async def test_took_and_explanation_include_the_rerank(client: OpenSearch, pipel
         explanation = hit["_explanation"]
         assert explanation["value"] == pytest.approx(hit["_score"], rel=1e-6), explanation
         first_stage = explanation["details"][0]
-        assert first_stage["value"] == pytest.approx(erank_of(hit)["bm25_score"], rel=1e-6)
+        assert first_stage["value"] == pytest.approx(erank_of(hit)["first_stage_score"], rel=1e-6)
         if not erank_of(hit).get("below_window"):
             rank = explanation["details"][1]
             assert rank["value"] == pytest.approx(erank_of(hit)["rank_score"], rel=1e-6)
@@ -547,7 +547,7 @@ async def test_fusion_of_the_pipeline_or_the_search_is_used(
         used,
     )
     window = [erank_of(h) for h in answer["hits"]["hits"]]
-    first, rank = [e["bm25_score"] for e in window], [e["rank_score"] for e in window]
+    first, rank = [e["first_stage_score"] for e in window], [e["rank_score"] for e in window]
     expected = fused(used, first, rank, ext.get("rank_constant", 60))
     assert [e["hybrid_score"] for e in window] == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert [h["_score"] for h in answer["hits"]["hits"]] == pytest.approx(

@@ -110,7 +110,7 @@ async def test_reranked_search_keeps_the_engine_shape(
     bm25 = {h["_id"]: (rank + 1, h["_score"]) for rank, h in enumerate(window["hits"]["hits"])}
     for hit in reranked["hits"]["hits"]:
         info = hit["fields"]["_erank"][0]
-        assert (info["bm25_rank"], info["bm25_score"]) == bm25[hit["_id"]]
+        assert (info["first_stage_rank"], info["first_stage_score"]) == bm25[hit["_id"]]
         assert info["relevance_score"] == hit["_score"] and "text_missing" not in info
         assert "highlight" in hit and "text" not in hit["fields"]
     assert reranked["hits"]["max_score"] == reranked["hits"]["hits"][0]["_score"]

@@ -323,7 +323,7 @@ def assert_reranked_window(reranked: dict[str, Any], first: dict[str, Any], size
     assert set(ids(reranked)) <= set(stage) and len(ids(reranked)) == size
     for hit in reranked["hits"]["hits"]:
         info = hit["fields"]["_erank"][0]
-        assert (info["bm25_rank"], info["bm25_score"]) == stage[hit["_id"]]
+        assert (info["first_stage_rank"], info["first_stage_score"]) == stage[hit["_id"]]
 
 
 @pytest.mark.engine

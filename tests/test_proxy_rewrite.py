@@ -126,16 +126,16 @@ def test_reranked_page_is_cut_from_a_permutation_of_the_window(
     )
     for hit in out["hits"]["hits"]:
         info = hit["fields"]["_erank"][0]
-        assert info["bm25_score"] == 100.0 - info["bm25_rank"] + 1
+        assert info["first_stage_score"] == 100.0 - info["first_stage_rank"] + 1
         if hit["_id"] in window_ids:
             assert info["relevance_score"] == hit["_score"] and "below_window" not in info
         else:  # below the window: under every reranked hit, min - 1 - k, BM25 order kept
             assert info["below_window"] is True and set(info) == {
-                "bm25_score",
-                "bm25_rank",
+                "first_stage_score",
+                "first_stage_rank",
                 "below_window",
             }
-            assert hit["_score"] == lowest - 1 - (info["bm25_rank"] - len(window_ids) - 1)
+            assert hit["_score"] == lowest - 1 - (info["first_stage_rank"] - len(window_ids) - 1)
             assert all(hit["_score"] < score for score in reranked)
     if order:
         top = max(len(order) / 10 if fused else float(len(order)), 0)

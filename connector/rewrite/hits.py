@@ -1,8 +1,8 @@
 """From the engine's window of BM25 hits to the user's page: texts out, reranked order in.
 
 Per reranked hit, ``fields._erank`` (a one-element list, as every entry of ``fields`` is; the
-same as the OpenSearch ``erank`` processor of this repository) holds ``bm25_score``,
-``bm25_rank``, ``relevance_score`` (the new ``_score``), ``rank_score``, ``hybrid_score``,
+same as the OpenSearch ``erank`` processor of this repository) holds ``first_stage_score``,
+``first_stage_rank``, ``relevance_score`` (the new ``_score``), ``rank_score``, ``hybrid_score``,
 ``answer``, ``answer_probability``, ``status``, ``completion`` (``full``, ``cut``: the reasoning
 was closed at the deadline, or ``unscored``) with ``thinking_tokens``, ``reasoning`` (the
 model's text before its answer, only when the search asked: ``explain``), ``passage`` (with
@@ -10,7 +10,7 @@ model's text before its answer, only when the search asked: ``explain``), ``pass
 ``text_missing: true`` (that hit was scored on empty text; it is never dropped). Hits below the
 window (a page reaching past it) keep their BM25 order but score below every reranked hit, as the
 OpenSearch processor scores them (:func:`below_window_score`), so a page is always in ``_score``
-order; their ``_erank`` holds ``bm25_score``, ``bm25_rank`` and ``below_window: true``. The
+order; their ``_erank`` holds ``first_stage_score``, ``first_stage_rank`` and ``below_window: true``. The
 response's ``ext.erank`` says what happened, which fusion method made the scores, how many hits
 got a full, a cut or no answer (``completions``, :func:`connector.results.completions_json`) and
 how long the first stage and the rerank took.
@@ -160,8 +160,8 @@ def _erank_info(
     hit: Mapping[str, Any], rank: int, result: pb.RerankResult, score: float, missing: bool
 ) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "bm25_score": hit.get("_score"),
-        "bm25_rank": rank + 1,
+        "first_stage_score": hit.get("_score"),
+        "first_stage_rank": rank + 1,
         "relevance_score": score,
         "rank_score": float(result.rank_score),
         "answer": result.answer,
@@ -187,9 +187,9 @@ def below_window_score(lowest_reranked: float, distance: int) -> float:
 
 def _below_window(hits: list[dict[str, Any]], window: int, lowest: float) -> None:
     for distance, hit in enumerate(hits):
-        info: dict[str, Any] = {"bm25_rank": window + distance + 1, "below_window": True}
+        info: dict[str, Any] = {"first_stage_rank": window + distance + 1, "below_window": True}
         if isinstance(hit.get("_score"), (int, float)):
-            info = {"bm25_score": hit["_score"], **info}
+            info = {"first_stage_score": hit["_score"], **info}
         hit["_score"] = below_window_score(lowest, distance)
         hit["fields"] = {**(hit.get("fields") or {}), HIT_FIELD: [info]}
 

@@ -127,8 +127,8 @@ def _erank_rows(hits: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "id": hit.get("_id"),
             "rank": i + 1,
-            "first_stage_rank": info.get("bm25_rank", i + 1),
-            "first_stage_score": info.get("bm25_score", hit.get("_score")),
+            "first_stage_rank": info.get("first_stage_rank", i + 1),
+            "first_stage_score": info.get("first_stage_score", hit.get("_score")),
             "score": hit.get("_score"),
             "text": hit_text(hit, [field]),
         }

@@ -108,9 +108,9 @@ final class ResponseRewriter {
     private static Map<String, Object> firstStageInfo(SearchHit hit, int original) {
         Map<String, Object> info = new LinkedHashMap<>();
         if (Float.isFinite(hit.getScore())) {
-            info.put("bm25_score", hit.getScore());
+            info.put("first_stage_score", hit.getScore());
         }
-        info.put("bm25_rank", original + 1);
+        info.put("first_stage_rank", original + 1);
         return info;
     }
 

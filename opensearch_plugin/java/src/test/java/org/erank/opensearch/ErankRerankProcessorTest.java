@@ -176,8 +176,8 @@ public class ErankRerankProcessorTest {
         assertEquals(5L, hitsCount(out));
 
         Map<String, Object> info = Fixtures.erankInfo(hits[0]);
-        assertEquals(4.0f, info.get("bm25_score"));
-        assertEquals(2, info.get("bm25_rank"));
+        assertEquals(4.0f, info.get("first_stage_score"));
+        assertEquals(2, info.get("first_stage_rank"));
         assertEquals(0.9, info.get("relevance_score"));
         assertEquals(9.0, info.get("rank_score"));
         assertEquals(0.9, info.get("hybrid_score"));
@@ -186,8 +186,8 @@ public class ErankRerankProcessorTest {
         assertFalse(info.containsKey("text_missing"));
         assertFalse(info.containsKey("below_window"));
         Map<String, Object> below = Fixtures.erankInfo(hits[3]);
-        assertEquals("the first-stage score stays visible below the window", 2.0f, below.get("bm25_score"));
-        assertEquals(4, below.get("bm25_rank"));
+        assertEquals("the first-stage score stays visible below the window", 2.0f, below.get("first_stage_score"));
+        assertEquals(4, below.get("first_stage_rank"));
         assertEquals(true, below.get("below_window"));
         assertFalse(below.containsKey("relevance_score"));
         assertFalse("nothing written into _source", hits[0].getSourceAsString().contains("erank"));
@@ -236,7 +236,7 @@ public class ErankRerankProcessorTest {
         assertEquals(lowestReranked, page[4].getScore(), 1e-6);
         assertEquals(lowestReranked - 1f, page[5].getScore(), 1e-6);
         assertEquals("d50", page[5].getId());
-        assertEquals(bm25Of50, (float) Fixtures.erankInfo(page[5]).get("bm25_score"), 0f);
+        assertEquals(bm25Of50, (float) Fixtures.erankInfo(page[5]).get("first_stage_score"), 0f);
     }
 
     @Test
@@ -314,7 +314,7 @@ public class ErankRerankProcessorTest {
         assertEquals("d1", first.get("_id"));
         Map<?, ?> fields = (Map<?, ?>) first.get("fields");
         List<?> erank = (List<?>) fields.get("_erank");
-        assertEquals(1.0, ((Number) ((Map<?, ?>) erank.get(0)).get("bm25_score")).doubleValue(), 0.0);
+        assertEquals(1.0, ((Number) ((Map<?, ?>) erank.get(0)).get("first_stage_score")).doubleValue(), 0.0);
         assertFalse(((Map<?, ?>) first.get("_source")).containsKey("_erank"));
         assertFalse("no profile section the search did not ask for", json.containsKey("profile"));
         Map<?, ?> ext = (Map<?, ?>) json.get("ext");
