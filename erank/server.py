@@ -43,6 +43,10 @@ from erank_contract.v1 import reranker_pb2 as pb
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+# Beside each text of a request: a document's id, score and tags (ids are not limited: room for
+# a long one), and the request's other fields (a preset name, numbers).
+TEXT_OVERHEAD_BYTES = 1024
+REQUEST_OVERHEAD_BYTES = 64 * 1024
 # Calls admission does not count (health, reflection, GetModelInfo) get this long at the end.
 STOP_GRACE_S = 1.0
 WARMUP = pb.RerankRequest(query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")])
@@ -67,11 +71,11 @@ class ScoringServer:
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_receive_message_length", max_request_bytes(settings)),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
             ],
         )
-        add_reranker_service(self.service, self.server)
+        add_reranker_service(self.service, self.server, settings.max_documents)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -118,7 +122,7 @@ class ScoringServer:
         if backend is None:
             # Engine start takes seconds to minutes: keep the loop free to answer health checks.
             await asyncio.to_thread(check_model, self.settings.model, self.settings.revision)
-            backend = await asyncio.to_thread(create_backend, self.settings)
+            backend = await lifecycle.in_daemon_thread(lambda: create_backend(self.settings))
             self._owned = backend
         scorer = Scorer(backend, self.settings)
         await scorer.rerank(WARMUP)
@@ -168,6 +172,16 @@ class ScoringServer:
             self._owned = None
 
 
+def max_request_bytes(settings: ServerSettings) -> int:
+    """The largest request the limits let through, capped by ``max_message_bytes``: gRPC refuses
+    a bigger one (RESOURCE_EXHAUSTED) before it is read into Python. ``max_documents``
+    documents and a query and an instruction of ``max_text_chars`` characters, 4 bytes each at
+    worst in UTF-8, with room for each document's id and score and the other fields."""
+    texts = settings.max_documents + 2
+    need = texts * (settings.max_text_chars * 4 + TEXT_OVERHEAD_BYTES) + REQUEST_OVERHEAD_BYTES
+    return min(settings.max_message_bytes, need)
+
+
 def _protection(settings: ServerSettings) -> str:
     """How the port is protected, for the start-up log line (never the token itself)."""
     tls = "plaintext"
@@ -197,16 +211,24 @@ async def serve_forever(settings: ServerSettings) -> None:
     A TLS or token file that cannot be read ends it at once, before the engine starts, with one
     line naming the setting and the file.
     """
-    stop = lifecycle.stop_signal()
+    with lifecycle.stop_signal() as stop:
+        await _serve_until_stopped(settings, stop)
+
+
+async def _serve_until_stopped(settings: ServerSettings, stop: asyncio.Event) -> None:
     try:
         server = ScoringServer(settings)
     except SecurityFileError as err:
         raise SystemExit(f"erank serve: {err}") from None
     try:
         try:
-            await server.start()
+            started = await lifecycle.unless_stopped(asyncio.ensure_future(server.start()), stop)
         except ModelUnavailable as err:
             raise SystemExit(f"erank serve: {err}") from None
+        if not started:
+            log.info("stopped while loading the model")
+            lifecycle.end_child_processes()
+            return
         died = await lifecycle.wait_for_stop(stop, server.backend)
         if died is not None:
             log.error("the scoring engine died (%s); shutting down", died)
