@@ -128,15 +128,14 @@ async def test_oversized_requests_refused_unparsed_with_flat_memory(served: Serv
     oversized = pb.RerankRequest(query="q", documents=docs)
     pid = served.proc.pid
     before = rss_mb(pid, engine=False)
-    took = []
+    took, refusals = [], []
     with RerankerClient(served.address, timeout=60) as client:
         for _ in range(OVERSIZED_CALLS):
             began = time.monotonic()
             with pytest.raises(grpc.RpcError) as refused:
                 await asyncio.to_thread(client.rerank, oversized)
             took.append(time.monotonic() - began)
-            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert "documents: holds more than 1000 documents" in (refused.value.details() or "")
+            refusals.append((refused.value.code(), refused.value.details() or ""))
     after = rss_mb(pid, engine=False)
     print(
         f"\n{OVERSIZED_CALLS} requests of {OVERSIZED_DOCUMENTS} documents "
@@ -145,6 +144,9 @@ async def test_oversized_requests_refused_unparsed_with_flat_memory(served: Serv
     )
     assert after - before < OVERSIZED_RSS_GROWTH_MB
     assert max(took) < 5.0
+    for code, details in refusals:
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert details == "documents: holds more than 1000 documents; the limit is 1000"
 
 
 def scrape_url(url: str) -> Scrape:
@@ -241,7 +243,7 @@ async def test_sigterm_while_loading_ends_at_once(random_checkpoint: Path) -> No
 async def test_sigterm_under_load_is_honoured(served: Served) -> None:
     """Last: it ends the module's server."""
     async with AsyncRerankerClient(served.address, timeout=300) as client:
-        calls = [asyncio.ensure_future(client.rerank(request(250))) for _ in range(4)]
+        calls = [asyncio.ensure_future(client.rerank(request(150))) for _ in range(4)]
         await asyncio.sleep(1.0)
         served.proc.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -252,5 +254,5 @@ async def test_sigterm_under_load_is_honoured(served: Served) -> None:
         answers = await asyncio.gather(*calls)
     code = await asyncio.to_thread(served.proc.wait, 60)
     print(f"\nSIGTERM under load: NOT_SERVING after {not_serving:.2f} s, exit {code}")
-    assert [len(a.results) for a in answers] == [250] * 4
+    assert [len(a.results) for a in answers] == [150] * 4
     assert code == 0
