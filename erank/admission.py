@@ -27,6 +27,10 @@ from erank import metrics
 from erank.settings import ServerSettings
 
 _IDLE_POLL_S = 0.05
+# A burst is still arriving while calls come closer than this; admitted calls wait at most
+# ARRIVALS_MAX_WAIT_S for it to pass before their first engine work.
+ARRIVALS_QUIET_S = 0.002
+ARRIVALS_MAX_WAIT_S = 0.1
 
 
 class Overloaded(Exception):
@@ -52,6 +56,7 @@ class Admission:
         self.requests = 0
         self.documents = 0
         self.closed = False
+        self.last_arrival = 0.0
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Admission:
@@ -86,6 +91,24 @@ class Admission:
             self.documents -= documents
             metrics.INFLIGHT.dec()
             metrics.QUEUED_DOCUMENTS.dec(documents)
+
+    def arrived(self) -> None:
+        """A call reached the servicer (admitted or not)."""
+        self.last_arrival = time.monotonic()
+
+    async def settled(self) -> None:
+        """Returns once no call arrived for ``ARRIVALS_QUIET_S`` (``ARRIVALS_MAX_WAIT_S`` at
+        most): gRPC's asyncio server takes one new call per turn of the event loop, so while a
+        burst arrives, every turn an admitted call spends preparing and submitting its documents
+        is a turn the burst's refusals wait."""
+        began = time.monotonic()
+        while True:
+            now = time.monotonic()
+            quiet = self.last_arrival + ARRIVALS_QUIET_S - now
+            left = began + ARRIVALS_MAX_WAIT_S - now
+            if quiet <= 0 or left <= 0:
+                return
+            await asyncio.sleep(min(quiet, left))
 
     def close(self) -> None:
         """Admit no more calls."""
