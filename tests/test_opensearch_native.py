@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 from aiohttp import ClientSession, web
-from conftest import engine_settings
+from conftest import LONG_DOCUMENT, engine_settings
 from engines import (
     OPENSEARCH_VERSIONS,
     RunningEngine,
@@ -660,24 +660,42 @@ async def test_the_best_passage_of_a_long_document_is_found_and_reported(
     assert truncated["status"] == "no_answer" and "passage" not in truncated
 
 
+@dataclasses.dataclass(frozen=True)
+class Relayed:
+    """One call the relay passed on: its ``Authorization`` header and its JSON body."""
+
+    authorization: str | None
+    body: dict[str, Any]
+
+
+def unchanged(answer: dict[str, Any]) -> dict[str, Any]:
+    return answer
+
+
 @contextlib.asynccontextmanager
-async def header_recording_relay(target: str, seen: list[str | None]) -> AsyncIterator[str]:
+async def recording_relay(
+    target: str,
+    seen: list[Relayed],
+    rewrite: Callable[[dict[str, Any]], dict[str, Any]] = unchanged,
+) -> AsyncIterator[str]:
     """A real HTTP hop in front of the REST front that records each call's ``Authorization``
-    header and passes the call on unchanged (what the REST front itself does with the token is
-    the REST front's tests' business)."""
+    header and body and passes the call on unchanged; ``rewrite`` may change a 200 answer's JSON
+    on its way back (what the REST front itself does with the token is the REST front's tests'
+    business)."""
 
     async def relay(request: web.Request) -> web.Response:
-        seen.append(request.headers.get("Authorization"))
+        body = await request.read()
+        seen.append(Relayed(request.headers.get("Authorization"), json.loads(body)))
         async with (
             ClientSession() as session,
             session.post(
-                target + request.path,
-                data=await request.read(),
-                headers={"Content-Type": "application/json"},
+                target + request.path, data=body, headers={"Content-Type": "application/json"}
             ) as answer,
         ):
-            body = await answer.read()
-        return web.Response(status=answer.status, body=body, content_type="application/json")
+            answered = await answer.read()
+        if answer.status == 200:
+            answered = json.dumps(rewrite(json.loads(answered))).encode()
+        return web.Response(status=answer.status, body=answered, content_type="application/json")
 
     app = web.Application()
     app.router.add_post("/v1/rerank", relay)
@@ -693,8 +711,8 @@ async def header_recording_relay(target: str, seen: list[str | None]) -> AsyncIt
 
 async def test_the_keystore_token_goes_with_every_call(client: OpenSearch, rest_url: str) -> None:
     """`erank.token` in the node's keystore (not in the pipeline) is sent as a bearer token."""
-    seen: list[str | None] = []
-    async with header_recording_relay(rest_url, seen) as relay_url:
+    seen: list[Relayed] = []
+    async with recording_relay(rest_url, seen) as relay_url:
         options = InstallOptions(
             endpoint=relay_url, pipeline="erank_token", fields=FIELDS, window=5
         )
@@ -705,5 +723,164 @@ async def test_the_keystore_token_goes_with_every_call(client: OpenSearch, rest_
         finally:
             await blocking(uninstall, client, options.pipeline)
     assert answer["ext"]["erank"]["status"] == "reranked", answer["ext"]
-    assert seen == [f"Bearer {KEYSTORE_TOKEN}"]
+    assert [call.authorization for call in seen] == [f"Bearer {KEYSTORE_TOKEN}"]
     assert KEYSTORE_TOKEN not in json.dumps(stored)
+
+
+# --- budgets (issue 19): what the processor sends, what it reports ---
+
+COUNTS = {"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"}
+
+
+async def test_each_call_carries_its_budget_and_each_search_its_completions(
+    client: OpenSearch, rest_url: str
+) -> None:
+    """With `on_budget: cut` (the default) every call sends `budget_ms`: the processor's timeout
+    less its own measured overhead, below the timeout and far above 0.
+    `ext.erank.on_budget: fail_open` sends no budget (the behaviour before budgets),
+    `finish_in_background` goes along when asked. The search reports its completions
+    (nothing comes near 120 s here: all full) in `ext.erank.completions` and on each hit."""
+    seen: list[Relayed] = []
+    budget = {"erank": {"on_budget": "fail_open"}}, {"erank": {"finish_in_background": True}}
+    async with recording_relay(rest_url, seen) as relay_url:
+        options = InstallOptions(
+            endpoint=relay_url, pipeline="erank_budget", fields=FIELDS, window=5, timeout_ms=120_000
+        )
+        await blocking(install, client, options)
+        try:
+            answers = [await search(client, search_body(5), options.pipeline)]
+            for ext in budget:
+                answers.append(
+                    await search(client, {**search_body(5), "ext": ext}, options.pipeline)
+                )
+        finally:
+            await blocking(uninstall, client, options.pipeline)
+    cut, fail_open, background = (call.body for call in seen)
+    assert cut["on_budget"] == "cut" and 60_000 < cut["budget_ms"] < 120_000, cut
+    assert "finish_in_background" not in cut
+    assert fail_open["on_budget"] == "fail_open" and "budget_ms" not in fail_open, fail_open
+    assert background["finish_in_background"] is True and background["on_budget"] == "cut"
+    assert 60_000 < background["budget_ms"] < 120_000
+    for answer in answers:
+        erank = answer["ext"]["erank"]
+        assert erank["status"] == "reranked", erank
+        completions = erank["completions"]
+        assert set(completions) == COUNTS, completions
+        assert (completions["full"], completions["cut"], completions["unscored"]) == (5, 0, 0)
+        assert 0 <= completions["cached"] <= 5
+        assert [erank_of(h)["completion"] for h in answer["hits"]["hits"]] == ["full"] * 5
+
+
+def cut_at_the_budget(answer: dict[str, Any]) -> dict[str, Any]:
+    """What a REST front answers when the budget came first: its best result in full, the second
+    cut after 37 thinking tokens, the third without a score (one from the score cache)."""
+    for position, result in enumerate(answer["results"]):
+        result["completion"] = {1: "cut", 2: "unscored"}.get(position, "full")
+        result["thinking_tokens"] = 37 if position == 1 else 0
+    full = len(answer["results"]) - 2
+    answer["completions"] = {"full": full, "cut": 1, "unscored": 1, "cached": 1}
+    answer["completions"] |= {"deadline_ms": 900, "closing_margin_ms": 12.5}
+    return answer
+
+
+async def test_cut_and_unscored_hits_are_reranked_and_marked(
+    client: OpenSearch, rest_url: str
+) -> None:
+    """A reply with cut and unscored documents is a reranked search, not a failed one: the counts
+    in `ext.erank.completions`, each hit's `completion` (and `thinking_tokens`) in `_erank`, and a
+    cut in its `_explanation`. The REST front's reply is rewritten on the way by a relay, so this
+    holds whatever the REST front does with budgets."""
+    async with recording_relay(rest_url, [], cut_at_the_budget) as relay_url:
+        options = InstallOptions(endpoint=relay_url, pipeline="erank_cut", fields=FIELDS, window=5)
+        await blocking(install, client, options)
+        try:
+            answer = await search(client, {**search_body(5), "explain": True}, options.pipeline)
+        finally:
+            await blocking(uninstall, client, options.pipeline)
+    erank = answer["ext"]["erank"]
+    assert erank["status"] == "reranked", erank
+    assert erank["completions"] == {
+        "full": 3,
+        "cut": 1,
+        "unscored": 1,
+        "cached": 1,
+        "deadline_ms": 900,
+        "closing_margin_ms": 12.5,
+    }
+    hits = [erank_of(h) for h in answer["hits"]["hits"]]
+    assert [(h["completion"], h["thinking_tokens"]) for h in hits] == [
+        ("full", 0),
+        ("cut", 37),
+        ("unscored", 0),
+        ("full", 0),
+        ("full", 0),
+    ]
+    rank = answer["hits"]["hits"][1]["_explanation"]["details"][1]["description"]
+    assert rank.endswith("reasoning cut at the call's budget after 37 thinking tokens"), rank
+
+
+async def test_bad_budget_options_are_refused_by_name(client: OpenSearch, pipeline: str) -> None:
+    """`on_budget` and `finish_in_background` are checked like the other options: in the pipeline
+    when it is stored, in `ext.erank` when the search is parsed; each refusal a 400 naming it."""
+    for options, named in (
+        ({"on_budget": "drop"}, "[on_budget] must be one of [cut, fail_open], got [drop]"),
+        ({"on_budget": "fail_open", "finish_in_background": True}, "[finish_in_background]"),
+    ):
+        with pytest.raises(RequestError) as refused:
+            await pipeline_variant(client, pipeline, "erank_bad_budget", **options)
+        assert refused.value.status_code == 400
+        assert named in json.dumps(refused.value.info), refused.value.info
+    for ext, named in (
+        ({"on_budget": 1}, "ext.erank.on_budget"),
+        ({"finish_in_background": "yes"}, "ext.erank.finish_in_background"),
+    ):
+        with pytest.raises(RequestError) as bad:
+            await search(client, {**search_body(5), "ext": {"erank": ext}}, pipeline)
+        assert bad.value.status_code == 400
+        assert named in json.dumps(bad.value.info), bad.value.info
+
+
+SOFAS = {"cat": "where the cat sleeps all day", "dog": "a dog sleeps in the garden"}
+SOFAS |= {"sofa": LONG_DOCUMENT}  # reasons 200 tokens (conftest SCRIPT_BRANCH), the others a few
+
+
+async def test_a_slow_document_is_cut_at_the_budget_not_failed_open(
+    client: OpenSearch, branch_server: ScoringServer, branch_checkpoint: Path
+) -> None:
+    """End to end with the real REST front and scoring server (no score cache): a timeout that
+    fits the short documents' reasoning but not the long one's answers with the long one cut and
+    the others full, where it used to fail open to BM25."""
+    settings = engine_settings(branch_checkpoint, score_cache_entries=0)
+    async with (
+        running_server(settings, backend=branch_server.backend) as server,
+        serving(create_app(f"127.0.0.1:{server.port}", timeout=300)) as url,
+    ):
+        client.indices.create(index="sofas", body={"settings": {"number_of_replicas": 0}})
+        for doc_id, body in SOFAS.items():
+            client.index(index="sofas", id=doc_id, body={"body": body})
+        client.indices.refresh(index="sofas")
+        options = InstallOptions(
+            endpoint=url, pipeline="erank_sofas", fields=("body",), timeout_ms=120_000
+        )
+        await blocking(install, client, options)
+        body = {"query": {"match_all": {}}, "size": 3, "ext": {"erank": {"query_text": CAT_QUERY}}}
+        try:
+            full = await search(client, body, options.pipeline, "sofas")
+            assert full["ext"]["erank"]["completions"]["full"] == 3, full["ext"]
+            assert full["ext"]["erank"]["completions"]["deadline_ms"] > 0, full["ext"]
+            half = f"{max(1, round(full['ext']['erank']['rerank_ms'] / 2))}ms"
+            short = await pipeline_variant(
+                client, options.pipeline, "erank_sofas_short", timeout=half
+            )
+            cut = await search(client, body, short, "sofas")
+        finally:
+            await blocking(uninstall, client, options.pipeline)
+            with contextlib.suppress(NotFoundError):
+                await blocking(client.search_pipeline.delete, id="erank_sofas_short")
+            await blocking(client.indices.delete, index="sofas")
+    erank = cut["ext"]["erank"]
+    assert erank["status"] == "reranked", erank
+    assert erank["completions"]["cut"] + erank["completions"]["unscored"] >= 1, erank
+    by_id = {h["_id"]: erank_of(h) for h in cut["hits"]["hits"]}
+    assert by_id["sofa"]["completion"] in ("cut", "unscored"), by_id
+    assert by_id["cat"]["completion"] == by_id["dog"]["completion"] == "full", by_id

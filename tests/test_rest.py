@@ -26,6 +26,7 @@ import pytest_asyncio
 from conftest import engine_settings
 
 from connector.rest import create_app, serving
+from connector.rest.app import OVERHEAD
 from erank.server import ScoringServer, running_server
 from erank_contract.client import AsyncRerankerClient
 from erank_contract.instructions import PRESETS
@@ -225,7 +226,12 @@ async def test_instruction_preset(http: httpx.AsyncClient) -> None:
     named = (await http.post("/v1/rerank", json=body(instruction_preset="followir"))).json()
     spelled = (await http.post("/v1/rerank", json=body(instruction=PRESETS["followir"]))).json()
     default = (await http.post("/v1/rerank", json=body())).json()
-    assert named["results"] == spelled["results"]
+
+    def scores(answer: dict[str, Any]) -> list[dict[str, Any]]:  # a cached score thought 0 tokens
+        return [{k: v for k, v in r.items() if k != "thinking_tokens"} for r in answer["results"]]
+
+    assert scores(named) == scores(spelled)
+    assert {r["thinking_tokens"] for r in spelled["results"]} == {0}
     # Same prompt tokens: the spelled-out instruction hits the score cache the preset filled.
     assert (named["usage"]["cache_misses"], spelled["usage"]["cache_hits"]) == (2, 2)
     assert default["usage"]["cache_misses"] == 2
@@ -309,6 +315,27 @@ async def test_unknown_keys_are_ignored(http: httpx.AsyncClient) -> None:
             "return_reasoning",
             "valid boolean",
         ),
+        ({"query": "q", "documents": ["a"], "budget_ms": 0}, "budget_ms", "greater than or"),
+        (
+            {"query": "q", "documents": ["a"], "budget_ms": 300_001},
+            "budget_ms",
+            "less than or equal to 300000",
+        ),
+        (
+            {"query": "q", "documents": ["a"], "on_budget": "wait"},
+            "on_budget",
+            "'cut' or 'fail_open'",
+        ),
+        (
+            {
+                "query": "q",
+                "documents": ["a"],
+                "on_budget": "fail_open",
+                "finish_in_background": True,
+            },
+            "finish_in_background",
+            "only applies to on_budget: cut",
+        ),
     ],
     ids=[
         "empty-query",
@@ -327,6 +354,10 @@ async def test_unknown_keys_are_ignored(http: httpx.AsyncClient) -> None:
         "overlap-without-best-passage",
         "overlap-too-large",
         "return-reasoning",
+        "budget-zero",
+        "budget-too-large",
+        "on-budget",
+        "background-without-cut",
     ],
 )
 async def test_bad_requests_name_the_field(
@@ -375,6 +406,60 @@ async def test_health_serving(http: httpx.AsyncClient) -> None:
     answer = await http.get("/health")
     assert answer.status_code == 200
     assert answer.json() == {"status": "SERVING"}
+
+
+COMPLETION_KEYS = {"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"}
+
+
+async def test_every_answer_says_how_it_was_reached(tiny_server: ScoringServer) -> None:
+    """``completion`` and ``thinking_tokens`` on each result, ``completions`` at the top (v1 and
+    v2), for a call with a budget and one without; the front measures its overhead."""
+    app = create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)
+    fresh = f"{QUERY} {uuid.uuid4()}"
+    async with serving(app) as url, httpx.AsyncClient(base_url=url, timeout=120) as http:
+        budgeted = await http.post(
+            "/v1/rerank",
+            json={
+                "query": fresh,
+                "documents": DOCUMENTS,
+                "budget_ms": 100_000,
+                "finish_in_background": True,
+            },
+        )
+        again = await http.post("/v2/rerank", json={"query": fresh, "documents": DOCUMENTS})
+        tei = await http.post(
+            "/rerank", json={"query": fresh, "texts": DOCUMENTS, "budget_ms": 60_000}
+        )
+    assert budgeted.status_code == again.status_code == tei.status_code == 200, budgeted.text
+    for answer in (budgeted.json(), again.json()):
+        for result in answer["results"]:
+            assert result["completion"] == "full" and isinstance(result["thinking_tokens"], int)
+        completions = answer["completions"]
+        assert set(completions) == COMPLETION_KEYS
+        assert (completions["full"], completions["cut"], completions["unscored"]) == (4, 0, 0)
+        assert completions["cached"] == answer["usage"]["cache_hits"]
+        assert isinstance(completions["closing_margin_ms"], float)
+    assert budgeted.json()["completions"]["cached"] == 0
+    assert again.json()["completions"]["cached"] == 4  # the same texts: the score cache
+    assert [set(r) for r in tei.json()] == [{"index", "score"}] * 4  # TEI's shape unchanged
+    overhead = app[OVERHEAD].as_json()
+    assert overhead["calls"] == 3 and overhead["transport_ms"] > 0 and overhead["assembly_ms"] > 0
+
+
+async def test_fail_open_past_the_budget_is_504(tiny_server: ScoringServer) -> None:
+    """``on_budget: fail_open``: all or nothing, as before cut answers: past ``budget_ms`` the
+    front answers 504 (the OpenSearch processor then fails open)."""
+    fresh = f"{QUERY} {uuid.uuid4()}"  # never scored before: no cache can answer in time
+    async with (
+        serving(create_app(f"127.0.0.1:{tiny_server.port}", timeout=120)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as http,
+    ):
+        answer = await http.post(
+            "/v1/rerank",
+            json={"query": fresh, "documents": DOCUMENTS, "budget_ms": 1, "on_budget": "fail_open"},
+        )
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["error"]["type"] == "timeout"
 
 
 async def test_dead_scoring_server_is_503() -> None:

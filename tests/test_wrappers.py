@@ -206,6 +206,8 @@ async def test_documented_use_counts_filters_and_closes(
     assert answer["ext"]["erank"]["status"] == "reranked" and answer["ext"]["erank"]["window"] == 5
     assert trimmed == {"hits": {"hits": [{"_id": i} for i in ids(answer)]}}
     assert stats["outcomes"] == {"reranked": 2}
+    assert stats["overhead"]["calls"] == 2  # the measured overhead (docs/PROXY.md, the budget)
+    assert answer["ext"]["erank"]["completions"]["full"] == 5  # nothing cut: a generous budget
     with pytest.raises(ValueError, match="closed"):
         channel.model_info(timeout=5)
 

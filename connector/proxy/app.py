@@ -7,6 +7,7 @@ and every search that is passed through streams to the engine and back byte for 
 headers such as ``X-Elastic-Product``, compressed bodies), over a pool of kept-alive
 connections. Reranked responses keep the engine's headers and content type and are gzipped when
 the client accepts it. ``X-Erank-Status`` says ``reranked``, ``failed-open`` or ``skipped``;
+``X-Erank-Completions`` how many hits had a full, a cut or no answer (connector/budget.py);
 ``Server-Timing`` gives the first-stage and rerank milliseconds; ``X-Request-Id`` the request's
 id (connector/telemetry.py; a caller's own goes to the engine as sent, none is added there).
 ``GET /_erank/stats`` counts outcomes (index names cannot start with ``_``, so no engine path is
@@ -54,6 +55,7 @@ from connector.rewrite.failopen import (
     Outcome,
     finish_async,
     is_search_response,
+    outcome_headers,
 )
 from connector.rewrite.filterpath import FilterPath
 from connector.rewrite.hits import Timings
@@ -196,19 +198,16 @@ class Proxy:
         request: web.Request,
         upstream: Upstream,
         body: Any | None,
-        outcome: Outcome | None,
-        timings: Timings | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> web.Response:
-        """The engine's answer (``body`` None: its bytes as they came), with its headers."""
+        """The engine's answer (``body`` None: its bytes as they came), with its headers and
+        ``extra`` (the proxy's: ``failopen.outcome_headers``)."""
         headers = CIMultiDict(
             (k, v)
             for k, v in upstream.headers.items()
             if k.lower() not in HOP_BY_HOP | (BODY_HEADERS if body is not None else set())
         )
-        if outcome:
-            headers[STATUS_HEADER] = outcome
-        if timings:
-            headers["Server-Timing"] = timings.server_timing()
+        headers.update(extra or {})
         raw = upstream.raw if body is None else json.dumps(body).encode()
         response = web.Response(body=raw, status=upstream.status, headers=headers)
         if body is not None and "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, ""):
@@ -250,13 +249,12 @@ class Proxy:
         except ClientError as exc:
             return self.error(request, f"upstream unreachable: {exc}", 502, "connect_exception")
         if not is_search_response(upstream.json):
-            return self.reply(request, upstream, None, None)  # an error: the engine's own
+            return self.reply(request, upstream, None)  # an error: the engine's own
         done = self.metrics.finished(
             await finish_async(plan, upstream.json, self.reranker, self.stats, upstream.millis)
         )
-        timings = Timings(upstream.millis, done.rerank_ms)
         body = plan.trim(done.body, elasticsearch=ELASTIC_PRODUCT in upstream.headers)
-        return self.reply(request, upstream, body, done.outcome, timings)
+        return self.reply(request, upstream, body, done.headers(upstream.millis))
 
     async def msearch(self, request: web.Request, target: str | None) -> web.StreamResponse:
         """One ``_msearch``: every item planned and reranked on its own, one engine call."""
@@ -286,14 +284,16 @@ class Proxy:
             return self.error(request, f"upstream unreachable: {exc}", 502, "connect_exception")
         responses = upstream.json.get("responses") if isinstance(upstream.json, dict) else None
         if not isinstance(responses, list):
-            return self.reply(request, upstream, None, None)
+            return self.reply(request, upstream, None)
         sent = [i for i in items if not isinstance(i.plan, ConfigError)]
         finished, outcome = await self._finish_items(sent, responses, upstream.millis)
         body = {**upstream.json, "responses": place_responses(items, finished)}
         if "filter_path" in request.query:  # read whole to rerank; filtered as the engine would
             trim = FilterPath.parse(request.query["filter_path"])
             body = trim.apply(body, elasticsearch=ELASTIC_PRODUCT in upstream.headers)
-        return self.reply(request, upstream, body, outcome, Timings(upstream.millis))
+        return self.reply(
+            request, upstream, body, outcome_headers(outcome, Timings(upstream.millis))
+        )
 
     async def _finish_items(
         self, sent: Sequence[Item], responses: Sequence[Any], first_stage_ms: float

@@ -10,16 +10,24 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 import grpc
 from aiohttp import hdrs, web
 from grpc_health.v1 import health_pb2
 from pydantic import ValidationError
 
+from connector.budget import Overhead
 from connector.metrics import RestMetrics
-from connector.rest.cohere import RerankBody, RerankBodyV2, rerank_json, rerank_v2_json
+from connector.rest.cohere import (
+    ErankOptions,
+    RerankBody,
+    RerankBodyV2,
+    rerank_json,
+    rerank_v2_json,
+)
 from connector.rest.errors import error_response, grpc_error, json_response, validation_error
 from connector.rest.tei import TeiBody, rerank_tei_json
 from connector.telemetry import SERVER_LOG, instrument
@@ -34,59 +42,70 @@ CLIENT = web.AppKey("client", AsyncRerankerClient)
 TOKEN = web.AppKey("token", bytes)
 MAX_BODY = web.AppKey("max_body_bytes", int)
 METRICS = web.AppKey("metrics", RestMetrics)
+OVERHEAD = web.AppKey("overhead", Overhead)
+TIMEOUT_S = web.AppKey("timeout_s", float)
 HEALTH_PATH = "/health"  # open without the token: load balancers and probes send none
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class _Body(Protocol):
-    def to_proto(self) -> pb.RerankRequest: ...
-
-    @staticmethod
-    def rest_field(grpc_field: str) -> str: ...
+Body = TypeVar("Body", bound=ErankOptions)
 
 
-async def _score(request: web.Request, body: _Body) -> pb.RerankResponse | web.Response:
-    """The gRPC answer for ``body``, or the error response for its failure."""
+async def _score(
+    request: web.Request, body: ErankOptions, began: float
+) -> pb.RerankResponse | web.Response:
+    """The gRPC answer for ``body`` within its budget, or the error response for its failure.
+
+    The budget (``budget_ms``, else the front's ``--timeout``) counts from ``began``; with
+    ``on_budget: cut`` the server is told what remains of it less the front's measured overhead
+    (:mod:`connector.budget`), and the round trip of the call is measured for the next ones."""
+    overhead = request.app[OVERHEAD]
+    budget_ms = body.budget_ms or request.app[TIMEOUT_S] * 1000
+    spent_ms = (time.perf_counter() - began) * 1000
+    deadline = overhead.deadline(budget_ms, spent_ms, body.on_budget, body.finish_in_background)
+    sent = time.perf_counter()
     try:
-        return await request.app[CLIENT].rerank(body.to_proto())
+        answer = await request.app[CLIENT].rerank(
+            deadline.apply(body.to_proto()), timeout=deadline.timeout_s
+        )
     except grpc.aio.AioRpcError as err:
         request.app[METRICS].scoring_failures.labels(scoring_error(err.code())[1]).inc()
         return grpc_error(err, body.rest_field)
+    overhead.called((time.perf_counter() - sent) * 1000, answer)
+    return answer
 
 
-async def rerank_v1(request: web.Request) -> web.Response:
-    """``POST /v1/rerank``."""
-    try:
-        body = RerankBody.model_validate_json(await request.read())
-    except ValidationError as err:
-        return validation_error(err)
-    answer = await _score(request, body)
-    if isinstance(answer, web.Response):
-        return answer
-    return json_response(rerank_json(answer, body.documents if body.return_documents else None))
+def _route(model: type[Body], shape: Callable[[pb.RerankResponse, Body], Any], doc: str) -> Handler:
+    """A rerank route: ``model``'s body validated (400), scored (the gRPC failure's status:
+    503, 504, 429, 400, 502), answered as ``shape`` makes it (200); the time from the scores'
+    arrival to the JSON is measured as the front's assembly overhead."""
+
+    async def handle(request: web.Request) -> web.Response:
+        began = time.perf_counter()
+        try:
+            body = model.model_validate_json(await request.read())
+        except ValidationError as err:
+            return validation_error(err)
+        answer = await _score(request, body, began)
+        if isinstance(answer, web.Response):
+            return answer
+        arrived = time.perf_counter()
+        response = json_response(shape(answer, body))
+        request.app[OVERHEAD].assembled((time.perf_counter() - arrived) * 1000)
+        return response
+
+    handle.__doc__ = doc
+    return handle
 
 
-async def rerank_v2(request: web.Request) -> web.Response:
-    """``POST /v2/rerank``."""
-    try:
-        body = RerankBodyV2.model_validate_json(await request.read())
-    except ValidationError as err:
-        return validation_error(err)
-    answer = await _score(request, body)
-    return answer if isinstance(answer, web.Response) else json_response(rerank_v2_json(answer))
-
-
-async def rerank_tei(request: web.Request) -> web.Response:
-    """``POST /rerank``."""
-    try:
-        body = TeiBody.model_validate_json(await request.read())
-    except ValidationError as err:
-        return validation_error(err)
-    answer = await _score(request, body)
-    if isinstance(answer, web.Response):
-        return answer
-    return json_response(rerank_tei_json(answer, body))
+rerank_v1 = _route(
+    RerankBody,
+    lambda answer, body: rerank_json(answer, body.documents if body.return_documents else None),
+    "``POST /v1/rerank``.",
+)
+rerank_v2 = _route(RerankBodyV2, lambda answer, _: rerank_v2_json(answer), "``POST /v2/rerank``.")
+rerank_tei = _route(TeiBody, rerank_tei_json, "``POST /rerank``.")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -166,6 +185,8 @@ def create_app(
     instrument(app)  # first middleware: span, request id, access line
     app[MAX_BODY] = max_body_bytes
     app[METRICS] = metrics
+    app[OVERHEAD] = Overhead()
+    app[TIMEOUT_S] = timeout
     metrics.serve_with(app, metrics_host, metrics_port)
     if token:
         app[TOKEN] = token.encode()

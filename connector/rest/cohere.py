@@ -2,7 +2,9 @@
 processor) and ``POST /v2/rerank`` (``cohere.ClientV2``, what current Cohere integrations use).
 
 Both take ERank's extensions (instruction, fusion with first-stage scores, best passage, the
-reasoning) and answer the same result objects; v2 has no ``return_documents`` (Cohere removed
+reasoning, the call's budget: :class:`ErankOptions`) and answer the same result objects, each
+with how its answer was reached (``completion``, ``thinking_tokens``) and the counts of those in
+``completions``; v2 has no ``return_documents`` (Cohere removed
 it), takes ``max_tokens_per_doc`` as the truncation length, and adds Cohere's ``id`` and
 ``meta``. Every integer is range-checked here (a value a ``uint32`` of the gRPC request cannot
 hold is a 400 naming the field and the limit, never a 500 that would also close the client's
@@ -18,7 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from connector.results import optional_parts, status_name
+from connector.budget import DEFAULT_ON_BUDGET, MAX_BUDGET_MS, OnBudget, pairing_error
+from connector.results import completion_parts, completions_json, optional_parts, status_name
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import (
     FUSION_USED,
@@ -31,13 +34,37 @@ from erank_contract.vocabulary import (
 
 
 class ErankOptions(BaseModel):
-    """The request fields every route shares: the query, and ERank's instruction."""
+    """The request fields every route shares: the query, ERank's instruction, and the call's
+    budget (:mod:`connector.budget`): ``budget_ms`` (none: the front's ``--timeout``),
+    ``on_budget`` (``cut``: the server cuts reasoning short to answer within it; ``fail_open``:
+    all or nothing, a 504 past it) and ``finish_in_background`` (cut documents go on into the
+    server's score cache; ``cut`` only)."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     query: str
     instruction: str | None = None
     instruction_preset: str | None = None  # checked by the server (unknown → 400)
+    budget_ms: int | None = Field(None, ge=1, le=MAX_BUDGET_MS)
+    on_budget: OnBudget = DEFAULT_ON_BUDGET
+    finish_in_background: bool = False
+
+    @field_validator("finish_in_background")
+    @classmethod
+    def _only_when_cut(cls, finish: bool, info: ValidationInfo) -> bool:
+        error = pairing_error(info.data.get("on_budget"), finish)
+        if error is not None:
+            raise PydanticCustomError("invalid_combination", error)
+        return finish
+
+    def to_proto(self) -> pb.RerankRequest:
+        """The gRPC request (each route's own shape); the budget's fields are the front's."""
+        raise NotImplementedError
+
+    @staticmethod
+    def rest_field(grpc_field: str) -> str:
+        """The JSON field a gRPC ``BadRequest`` field path stands for."""
+        return grpc_field
 
 
 class CohereBody(ErankOptions):
@@ -141,6 +168,7 @@ def rerank_json(
             "answer": r.answer,
             "answer_probability": float(r.answer_probability),
             "status": status_name(r),
+            **completion_parts(r),
         }
         if r.HasField("hybrid_score"):
             item["hybrid_score"] = float(r.hybrid_score)
@@ -164,6 +192,7 @@ def rerank_json(
             "cache_hits": response.usage.cache_hits,
             "cache_misses": response.usage.cache_misses,
         },
+        "completions": completions_json(response),
     }
     if response.notice:
         body["notice"] = response.notice

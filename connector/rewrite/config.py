@@ -13,7 +13,9 @@ Example ``proxy.yaml``::
         alpha: 0.3
       scifact:
         instruction_preset: beir   # the paper's instruction (erank_contract/instructions.py)
-        budget_ms: 2000
+        budget_ms: 2000      # the scoring call's budget (connector/budget.py)
+        on_budget: cut       # past it: cut reasoning short (default), or fail_open
+        finish_in_background: true  # cut documents finish into the server's score cache
       manuals:
         fusion: rrf          # zscore (the paper's, server default), minmax or rrf
         rank_constant: 20    # RRF's k (rrf only)
@@ -47,6 +49,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from connector.budget import DEFAULT_ON_BUDGET, MAX_BUDGET_MS, OnBudget, pairing_error
 from connector.rewrite.breaker import BreakerConfig
 from erank_contract.instructions import PRESETS
 from erank_contract.security import ClientSecurity
@@ -71,13 +74,18 @@ def _pairing_errors(
     rank_constant: int | None,
     long_documents: str | None,
     passage_overlap: int | None,
+    on_budget: OnBudget | None = None,
+    finish_in_background: bool | None = None,
 ) -> list[str]:
-    """Keys that only mean something next to another key's value (the server refuses them)."""
+    """Keys that only mean something next to another key's value (the server refuses or
+    ignores them)."""
     errors = []
     if rank_constant is not None and fusion != "rrf":
         errors.append("rank_constant only applies to fusion: rrf")
     if passage_overlap is not None and long_documents != "best_passage":
         errors.append("passage_overlap only applies to long_documents: best_passage")
+    if (budget := pairing_error(on_budget, finish_in_background)) is not None:
+        errors.append(budget)
     return errors
 
 
@@ -103,7 +111,15 @@ class IndexConfig(BaseModel):
     )
     alpha: float | None = Field(default=None, ge=0, le=1, description="BM25 weight; server default")
     budget_ms: int = Field(
-        default=DEFAULT_BUDGET_MS, ge=1, le=300_000, description="deadline of the scoring call"
+        default=DEFAULT_BUDGET_MS, ge=1, le=MAX_BUDGET_MS, description="the scoring call's budget"
+    )
+    on_budget: OnBudget = Field(
+        default=DEFAULT_ON_BUDGET,
+        description="cut: the server cuts reasoning short to answer within budget_ms;"
+        " fail_open: all or nothing, the engine's own page past it",
+    )
+    finish_in_background: bool = Field(
+        default=False, description="cut documents finish afterwards into the score cache"
     )
     truncate_length: int = Field(
         default=0, ge=0, le=UINT32_MAX, description="tokens per text; 0 = server default"
@@ -125,7 +141,12 @@ class IndexConfig(BaseModel):
         if self.instruction and self.instruction_preset:
             raise ValueError("give instruction or instruction_preset, not both")
         errors = _pairing_errors(
-            self.fusion, self.rank_constant, self.long_documents, self.passage_overlap
+            self.fusion,
+            self.rank_constant,
+            self.long_documents,
+            self.passage_overlap,
+            self.on_budget,
+            self.finish_in_background,
         )
         if errors:
             raise ValueError("; ".join(errors))
@@ -148,7 +169,9 @@ class RerankOverrides(BaseModel):
     instruction: str | None = None
     instruction_preset: PresetName | None = None
     alpha: float | None = Field(default=None, ge=0, le=1)
-    budget_ms: int | None = Field(default=None, ge=1, le=300_000)
+    budget_ms: int | None = Field(default=None, ge=1, le=MAX_BUDGET_MS)
+    on_budget: OnBudget | None = None
+    finish_in_background: bool | None = None
     fusion: FusionName | None = None
     rank_constant: int | None = Field(default=None, ge=1, le=UINT32_MAX)
     long_documents: LongDocumentsName | None = None
@@ -159,12 +182,15 @@ class RerankOverrides(BaseModel):
     def _one_instruction(self) -> RerankOverrides:
         if self.instruction and self.instruction_preset:
             raise ValueError("give instruction or instruction_preset, not both")
+        if (error := pairing_error(self.on_budget, self.finish_in_background)) is not None:
+            raise ValueError(error)
         return self
 
     def apply(self, config: IndexConfig) -> IndexConfig:
         """``config`` with every override that was given; an instruction given per search
         replaces the index's preset, and a preset its instruction; a fusion method replaces
-        the index's ``rank_constant`` and a ``long_documents`` choice its ``passage_overlap``.
+        the index's ``rank_constant``, a ``long_documents`` choice its ``passage_overlap`` and
+        ``on_budget: fail_open`` its ``finish_in_background``.
         :class:`ConfigError` when the result pairs a key with a value it does not apply to."""
         changes = self.model_dump(exclude_none=True, exclude={"query_text"})
         if "instruction" in changes:
@@ -175,11 +201,18 @@ class RerankOverrides(BaseModel):
             changes.setdefault("rank_constant", None)
         if "long_documents" in changes:
             changes.setdefault("passage_overlap", None)
+        if changes.get("on_budget") == "fail_open":
+            changes.setdefault("finish_in_background", False)
         if not changes:
             return config
         merged = config.model_copy(update=changes)
         errors = _pairing_errors(
-            merged.fusion, merged.rank_constant, merged.long_documents, merged.passage_overlap
+            merged.fusion,
+            merged.rank_constant,
+            merged.long_documents,
+            merged.passage_overlap,
+            merged.on_budget,
+            merged.finish_in_background,
         )
         if errors:
             raise ConfigError("; ".join(f"[ext.erank] {e}" for e in errors))

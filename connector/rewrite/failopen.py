@@ -7,6 +7,13 @@ and ``X-Erank-Status: failed-open``. Each failure is counted by type and logged 
 per ``log_interval_s`` with the number of failures since the last warning, so a scoring-server
 outage does not flood the log with one line per search.
 
+With ``on_budget: cut`` (the default; :mod:`connector.budget`) a model slower than the budget is
+no failure: the server is told the budget less the connector's measured overhead and cuts the
+reasoning still running shortly before its deadline, so the search is answered reranked within
+its budget, its hits marked ``completion: cut`` and counted in ``ext.erank.completions`` (and
+``X-Erank-Completions``). Only a server that cannot answer at all fails open. With ``on_budget:
+fail_open`` the call is all or nothing, as before.
+
 A circuit breaker per scoring server (:mod:`connector.rewrite.breaker`, one per ``FailOpenStats``)
 stops calling a server after ``scoring_server.breaker.failures`` calls in a row failed with it in
 trouble: searches then fail open at once (``error.type: circuit_open``) until a trial call after
@@ -27,6 +34,8 @@ from typing import Any, Literal, TypeAlias
 
 import grpc
 
+from connector.budget import Overhead
+from connector.results import COMPLETIONS
 from connector.rewrite.breaker import CIRCUIT_OPEN, Breaker, BreakerConfig
 from connector.rewrite.hits import (
     MalformedResponse,
@@ -45,6 +54,7 @@ log = logging.getLogger("erank.proxy")
 
 Outcome: TypeAlias = Literal["reranked", "failed-open", "skipped"]
 STATUS_HEADER = "X-Erank-Status"
+COMPLETIONS_HEADER = "X-Erank-Completions"
 
 
 def classify_error(exc: BaseException) -> tuple[str, str]:
@@ -63,12 +73,14 @@ def classify_error(exc: BaseException) -> tuple[str, str]:
 
 
 class FailOpenStats:
-    """Counters of what the proxy did with searches, the rate-limited failure log, and the
-    scoring server's circuit breaker (one per server: the proxy and each wrapper have one)."""
+    """Counters of what the proxy did with searches, the rate-limited failure log, the scoring
+    server's circuit breaker and the measured overhead of a scoring call (one per server: the
+    proxy and each wrapper have one)."""
 
     def __init__(self, log_interval_s: float = 10.0, breaker: BreakerConfig | None = None) -> None:
         self.log_interval_s = log_interval_s
         self.breaker = Breaker(breaker or BreakerConfig())
+        self.overhead = Overhead()
         self.outcomes: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
@@ -107,16 +119,50 @@ class FailOpenStats:
                 "skipped": dict(self.skipped),
                 "failed_open": dict(self.failures),
                 "breaker": self.breaker.as_json(),
+                "overhead": self.overhead.as_json(),
             }
+
+
+def completions_header(completions: Mapping[str, Any]) -> str:
+    """``X-Erank-Completions``: ``full=40;cut=10;unscored=0;cached=3``."""
+    return ";".join(f"{k}={completions[k]}" for k in (*COMPLETIONS, "cached"))
+
+
+def outcome_headers(
+    outcome: Outcome, timings: Timings, completions: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """The proxy's headers for an answer: ``X-Erank-Status``, ``Server-Timing`` and, for a
+    reranked search, ``X-Erank-Completions``."""
+    headers = {STATUS_HEADER: outcome, "Server-Timing": timings.server_timing()}
+    if completions is not None:
+        headers[COMPLETIONS_HEADER] = completions_header(completions)
+    return headers
 
 
 @dataclass(frozen=True)
 class Finished:
-    """A search's answer for the user, what happened, and how long the scoring call took."""
+    """A search's answer for the user, what happened, how long the scoring call took and, when
+    reranked, how many hits got a full, a cut or no answer."""
 
     body: dict[str, Any]
     outcome: Outcome
     rerank_ms: float = 0.0
+    completions: Mapping[str, Any] | None = None
+
+    def headers(self, first_stage_ms: float) -> dict[str, str]:
+        return outcome_headers(
+            self.outcome, Timings(first_stage_ms, self.rerank_ms), self.completions
+        )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One scoring call as sent: the request with its deadline fields, the gRPC timeout, and
+    when it left (to measure the round trip)."""
+
+    request: pb.RerankRequest
+    timeout_s: float
+    sent: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True)
@@ -134,9 +180,15 @@ class Scoring:
     first_stage_ms: float
     began: float = field(default_factory=time.perf_counter)
 
-    @property
-    def budget_s(self) -> float:
-        return self.plan.config.budget_s
+    def call(self) -> Call:
+        """The call to make now: the remaining budget as its deadline (:mod:`connector.budget`:
+        with ``on_budget: cut`` the server is told it less the measured overhead)."""
+        config = self.plan.config
+        spent_ms = (time.perf_counter() - self.began) * 1000
+        deadline = self.stats.overhead.deadline(
+            config.budget_ms, spent_ms, config.on_budget, config.finish_in_background
+        )
+        return Call(deadline.apply(self.request), deadline.timeout_s)
 
     def _timings(self) -> Timings:
         return Timings(self.first_stage_ms, (time.perf_counter() - self.began) * 1000)
@@ -153,16 +205,23 @@ class Scoring:
         )
         return self._failed_open(CIRCUIT_OPEN, reason)
 
-    def succeeded(self, answer: pb.RerankResponse) -> Finished:
-        """The reranked page; fails open if the answer is not a ranking of the hits sent."""
+    def succeeded(self, answer: pb.RerankResponse, call: Call | None = None) -> Finished:
+        """The reranked page (cut answers too); fails open if the answer is not a ranking of
+        the hits sent. With the ``call`` that was made, its round trip and the page's assembly
+        are measured for the next calls' budgets."""
         self.stats.breaker.record(None)
         timings = self._timings()
+        arrived = time.perf_counter()
+        if call is not None:
+            self.stats.overhead.called((arrived - call.sent) * 1000, answer)
         try:
             body = reranked_body(self.plan, self.response, answer, self.missing, timings)
         except Exception as exc:  # a malformed answer: fail open like a failed call
             return self.failed(exc)
+        self.stats.overhead.assembled((time.perf_counter() - arrived) * 1000)
         self.stats.count("reranked")
-        return Finished(body, "reranked", timings.rerank_ms)
+        completions = body["ext"]["erank"]["completions"]
+        return Finished(body, "reranked", timings.rerank_ms, completions)
 
     def failed(self, exc: BaseException) -> Finished:
         """The engine's own page, marked failed open; counted and (rate-limited) logged."""
@@ -196,22 +255,24 @@ async def score_async(step: Scoring, client: AsyncRerankerClient) -> Finished:
     at once while the breaker is open."""
     if (refused := step.refused()) is not None:
         return refused
+    call = step.call()
     try:
-        answer = await client.rerank(step.request, timeout=step.budget_s)
+        answer = await client.rerank(call.request, timeout=call.timeout_s)
     except Exception as exc:  # any failure of the call: fail open
         return step.failed(exc)
-    return step.succeeded(answer)
+    return step.succeeded(answer, call)
 
 
 def score_sync(step: Scoring, client: RerankerClient) -> Finished:
     """Blocking shell of :func:`score_async` (for the blocking client wrappers)."""
     if (refused := step.refused()) is not None:
         return refused
+    call = step.call()
     try:
-        answer = client.rerank(step.request, timeout=step.budget_s)
+        answer = client.rerank(call.request, timeout=call.timeout_s)
     except Exception as exc:  # any failure of the call: fail open
         return step.failed(exc)
-    return step.succeeded(answer)
+    return step.succeeded(answer, call)
 
 
 async def finish_async(

@@ -3,15 +3,17 @@
 Per reranked hit, ``fields._erank`` (a one-element list, as every entry of ``fields`` is; the
 same as the OpenSearch ``erank`` processor of this repository) holds ``bm25_score``,
 ``bm25_rank``, ``relevance_score`` (the new ``_score``), ``rank_score``, ``hybrid_score``,
-``answer``, ``answer_probability``, ``status``, ``reasoning`` (the model's text before its answer,
-only when the search asked: ``explain``), ``passage`` (with ``long_documents: best_passage``)
-and, when none of the configured fields had a value, ``text_missing: true`` (that hit was scored
-on empty text; it is never dropped). Hits below the window (a page reaching past it) keep their
-BM25 order but score below every reranked hit, as the OpenSearch processor scores them
-(:func:`below_window_score`), so a page is always in ``_score`` order; their ``_erank`` holds
-``bm25_score``, ``bm25_rank`` and ``below_window: true``. The response's ``ext.erank`` says
-what happened, which fusion method made the scores and how long the first stage and the rerank
-took.
+``answer``, ``answer_probability``, ``status``, ``completion`` (``full``, ``cut``: the reasoning
+was closed at the deadline, or ``unscored``) with ``thinking_tokens``, ``reasoning`` (the
+model's text before its answer, only when the search asked: ``explain``), ``passage`` (with
+``long_documents: best_passage``) and, when none of the configured fields had a value,
+``text_missing: true`` (that hit was scored on empty text; it is never dropped). Hits below the
+window (a page reaching past it) keep their BM25 order but score below every reranked hit, as the
+OpenSearch processor scores them (:func:`below_window_score`), so a page is always in ``_score``
+order; their ``_erank`` holds ``bm25_score``, ``bm25_rank`` and ``below_window: true``. The
+response's ``ext.erank`` says what happened, which fusion method made the scores, how many hits
+got a full, a cut or no answer (``completions``, :func:`connector.results.completions_json`) and
+how long the first stage and the rerank took.
 
 Fusion is the scoring server's: the hits' ``_score`` go out as ``first_stage_score`` and the
 server's ``hybrid_score`` (or ``rank_score`` when it did not fuse) comes back as the new score.
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connector.results import optional_parts, status_name
+from connector.results import completion_parts, completions_json, optional_parts, status_name
 from connector.rewrite.search import SearchPlan
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.vocabulary import FUSION_USED, fused, scoring_options
@@ -165,6 +167,7 @@ def _erank_info(
         "answer": result.answer,
         "answer_probability": float(result.answer_probability),
         "status": status_name(result),
+        **completion_parts(result),
     }
     if result.HasField("hybrid_score"):
         info["hybrid_score"] = float(result.hybrid_score)
@@ -233,6 +236,7 @@ def reranked_body(
         "reranked": len(order),
         "window": plan.window,
         **({"text_missing": sum(missing)} if any(missing) else {}),
+        "completions": completions_json(answer),
         **timings.as_json(),
     }
     body["ext"] = {**(body.get("ext") or {}), "erank": status}

@@ -13,7 +13,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-bench_app = typer.Typer(help="Benchmarks: the scoring server against raw vLLM, the proxy.")
+bench_app = typer.Typer(
+    help="Benchmarks: the scoring server against raw vLLM, deadline budgets, the proxy."
+)
 
 
 def _ints(text: str, name: str) -> tuple[int, ...]:
@@ -37,7 +39,12 @@ def server_command(
         int, typer.Option(help="generated tokens per document (the scripted model's length)")
     ] = 64,
     min_docs: Annotated[int, typer.Option(help="documents per level and pass, at least")] = 200,
-    rounds: Annotated[int, typer.Option(help="server/raw alternations per level")] = 2,
+    rounds: Annotated[
+        int, typer.Option(help="rounds per level: each pass once, the first pass alternating")
+    ] = 2,
+    paths: Annotated[
+        str | None, typer.Option(help="passes, first ÷ second (server,raw); raw,raw: self-test")
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="model path or id [a tiny scripted checkpoint]")
     ] = None,
@@ -50,29 +57,92 @@ def server_command(
         "bench/out"
     ),
 ) -> None:
-    """Load over gRPC (RerankStream) at each size and concurrency; raw AsyncLLM on the identical
-    prompts in the same run; docs/s, tokens/s, p50/p95/p99, first result, server ÷ raw."""
+    """Load over gRPC (RerankStream) at each size and concurrency; raw AsyncLLM on prompts of the
+    same token lengths in the same run, each pass on its own new documents; every round,
+    docs/s, tokens/s, p50/p95/p99, first result, server ÷ raw (median of the rounds' ratios)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    from erank_cli.bench.report import server_table
+    from erank_cli.bench.report import rounds_table, server_table
     from erank_cli.bench.server import ServerBench, run, write
 
     if doc_tokens < 1 or output_tokens < 1 or min_docs < 1 or rounds < 1:
         raise typer.BadParameter("doc-tokens, output-tokens, min-docs and rounds must be ≥ 1")
-    bench = ServerBench(
-        docs=_ints(docs, "docs"),
+    default = "server" if target else "server,raw"
+    try:
+        bench = ServerBench(
+            docs=_ints(docs, "docs"),
+            doc_tokens=doc_tokens,
+            concurrency=_ints(concurrency, "concurrency"),
+            output_tokens=output_tokens,
+            min_docs=min_docs,
+            rounds=rounds,
+            paths=tuple(p.strip() for p in (paths or default).split(",")),
+            model=model,
+            target=target,
+            enforce_eager=enforce_eager,
+            dtype=dtype,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    result = asyncio.run(run(bench))
+    console = Console()
+    console.print(rounds_table(result))
+    console.print(server_table(result))
+    json_path, png_path = write(result, out)
+    console.print(f"wrote {json_path} and {png_path}")
+
+
+@bench_app.command("budget")
+def budget_command(
+    docs: Annotated[int, typer.Option(help="documents per request (the window)")] = 50,
+    doc_tokens: Annotated[int, typer.Option(help="tokens per document")] = 80,
+    think_tokens: Annotated[
+        int, typer.Option(help="reasoning tokens the scripted model writes per document")
+    ] = 400,
+    budgets: Annotated[
+        str, typer.Option(help="budgets in % of the full-length time, comma-separated")
+    ] = "25,50,75,100,150",
+    requests: Annotated[int, typer.Option(help="measured requests per budget")] = 10,
+    full_rounds: Annotated[
+        int, typer.Option(help="requests without a deadline (median: the full-length time)")
+    ] = 5,
+    lookups: Annotated[int, typer.Option(help="all-hit requests per cache")] = 20,
+    score_cache_url: Annotated[
+        str | None,
+        typer.Option(help="shared score cache (valkey://HOST:PORT) measured beside in-process"),
+    ] = None,
+    enforce_eager: Annotated[bool, typer.Option(help="skip graph compilation")] = False,
+    dtype: Annotated[str, typer.Option(help="engine dtype")] = "float32",
+    out: Annotated[Path, typer.Option(help="folder for budget.json and budget.png")] = Path(
+        "bench/out"
+    ),
+) -> None:
+    """Deadline-aware scoring: latency against budgets of % of the full-length time, documents
+    full / cut / unscored, thinking tokens, closing margin; the identical search after
+    background completion; the cache lookup cost (in process, and shared with --score-cache-url)."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    from erank_cli.bench.budget import BudgetBench, run, write
+    from erank_cli.bench.report import budget_extras_table, budget_table
+
+    if min(docs, doc_tokens, requests, full_rounds, lookups) < 1 or think_tokens < 200:
+        raise typer.BadParameter(
+            "docs, doc-tokens, requests, full-rounds and lookups must be ≥ 1, think-tokens ≥ 200"
+        )
+    bench = BudgetBench(
+        docs=docs,
         doc_tokens=doc_tokens,
-        concurrency=_ints(concurrency, "concurrency"),
-        output_tokens=output_tokens,
-        min_docs=min_docs,
-        rounds=rounds,
-        model=model,
-        target=target,
+        think_tokens=think_tokens,
+        budgets=_ints(budgets, "budgets"),
+        requests=requests,
+        full_rounds=full_rounds,
+        lookups=lookups,
+        score_cache_url=score_cache_url,
         enforce_eager=enforce_eager,
         dtype=dtype,
     )
     result = asyncio.run(run(bench))
     console = Console()
-    console.print(server_table(result))
+    console.print(budget_table(result))
+    console.print(budget_extras_table(result))
     json_path, png_path = write(result, out)
     console.print(f"wrote {json_path} and {png_path}")
 

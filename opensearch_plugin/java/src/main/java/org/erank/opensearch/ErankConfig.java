@@ -31,7 +31,9 @@ import java.util.Map;
  *     "rank_constant": 60,                               optional, RRF's k, integer >= 1 (only with fusion rrf)
  *     "long_documents": "best_passage",                  optional: truncate | best_passage
  *     "passage_overlap": 64,                             optional, tokens, integer >= 0 (not with truncate)
- *     "explain_reasoning": false                         optional: ask for the server's reasoning on every search
+ *     "explain_reasoning": false,                        optional: ask for the server's reasoning on every search
+ *     "on_budget": "cut",                                optional: cut (default) | fail_open, see RerankOptions
+ *     "finish_in_background": false                      optional: cut documents finish in the server's background
  * }}
  * </pre>
  *
@@ -134,7 +136,8 @@ public final class ErankConfig {
 
     /**
      * The scoring options ({@link RerankOptions}). Combinations the server would silently ignore are refused: an RRF
-     * constant for another fusion method, a passage overlap when long documents are truncated.
+     * constant for another fusion method, a passage overlap when long documents are truncated, finishing cut
+     * documents in the background when nothing is cut.
      */
     private static RerankOptions readOptions(String type, String tag, Map<String, Object> config) {
         String fusion = ConfigurationUtils.readOptionalStringProperty(type, tag, config, RerankOptions.FUSION);
@@ -152,7 +155,16 @@ public final class ErankConfig {
             throw error(type, tag, RerankOptions.PASSAGE_OVERLAP, "applies only to [long_documents] best_passage, got [" + longDocuments + "]");
         }
         boolean reasoning = ConfigurationUtils.readBooleanProperty(type, tag, config, EXPLAIN_REASONING, false);
-        return new RerankOptions(fusion, rankConstant, longDocuments, passageOverlap, reasoning);
+        String onBudget = ConfigurationUtils.readOptionalStringProperty(type, tag, config, RerankOptions.ON_BUDGET);
+        check(type, tag, RerankOptions.ON_BUDGET, onBudget == null ? null : RerankOptions.checkOnBudget(onBudget));
+        if (onBudget == null) {
+            onBudget = RerankOptions.ON_BUDGET_CUT;
+        }
+        boolean background = ConfigurationUtils.readBooleanProperty(type, tag, config, RerankOptions.FINISH_IN_BACKGROUND, false);
+        if (background && RerankOptions.ON_BUDGET_CUT.equals(onBudget) == false) {
+            throw error(type, tag, RerankOptions.FINISH_IN_BACKGROUND, "applies only to [on_budget] cut, got [" + onBudget + "]");
+        }
+        return new RerankOptions(fusion, rankConstant, longDocuments, passageOverlap, reasoning, onBudget, background);
     }
 
     private static void check(String type, String tag, String key, String problem) {

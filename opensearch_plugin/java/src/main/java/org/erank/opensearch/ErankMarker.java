@@ -9,13 +9,17 @@ import java.util.Map;
  * named as the query proxy names them ({@code connector/proxy/}), so a client reads both the same way:
  *
  * <pre>
- * {"status": "reranked", "model", "fused", "fusion"?, "reranked", "window", "text_missing"?, "first_stage_ms", "rerank_ms"}
+ * {"status": "reranked", "model", "fused", "fusion"?, "reranked",
+ *  "completions": {"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"},
+ *  "window", "text_missing"?, "first_stage_ms", "rerank_ms"}
  * {"status": "failed", "error": {"type", "reason"}, "fail_open": true, "window", "first_stage_ms", "rerank_ms"}
  * {"status": "skipped", "reason", "document_fields"? (no_text), "window", "first_stage_ms", "rerank_ms"}
  * </pre>
  *
  * {@code fusion} is the method the server says it fused with (not the one asked for: the server's word is what
- * the scores mean).
+ * the scores mean). {@code completions} counts the reranked hits whose answer came after the model's full reasoning,
+ * was cut at the call's budget, or did not fit at all, and those the server's score cache answered, with the
+ * deadline the server worked to ({@link RerankResponse.Completions}).
  *
  * {@code first_stage_ms} is the engine's own {@code took}; {@code rerank_ms} is the time the processor added
  * (the scoring call, text extraction, rewriting), which is also added to the response's {@code took}.
@@ -44,6 +48,7 @@ final class ErankMarker {
         marker.putIfNotNull("fused", reply.fused());
         marker.putIfNotNull("fusion", reply.fusion());
         marker.values.put("reranked", reranked);
+        marker.values.put(RerankCodec.COMPLETIONS, reply.completions().toMap());
         if (textMissing > 0) {
             marker.values.put("text_missing", textMissing);
         }

@@ -26,6 +26,11 @@ import java.util.function.Supplier;
  * {@link FailOpen} (what a failure does) and {@link ResponseRewriter} (the response for each outcome, with
  * {@link ErankMarker} as its {@code ext.erank}).
  *
+ * <p>With {@code on_budget: cut} (the default) each call carries {@code budget_ms}: the {@code timeout} less what
+ * this processor measured it spends around the REST front's work ({@link Overhead}), so the REST front answers in
+ * time with every document scored, the slow ones with their reasoning cut; the call's own timeout stays the whole
+ * {@code timeout}, and the search fails open only when no usable reply arrives by then.
+ *
  * <p>Nothing to score is not a failure: scrolls, {@code search_after}, field sorts, rescores, {@code size: 0}, no
  * hits, a page wholly past the window, no query text (a kNN-only search without {@code ext.erank.query_text}) and
  * no hit text are {@code skipped} with a reason, and the scoring server is not called.
@@ -44,6 +49,7 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
     private final Supplier<RerankTransport> transport;
     private final BiFunction<Long, Runnable, Scheduler.ScheduledCancellable> scheduler;
     private final FailOpen failOpen;
+    private final Overhead overhead;
 
     ErankRerankProcessor(
         String tag,
@@ -59,6 +65,7 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
         this.transport = transport;
         this.scheduler = scheduler;
         this.failOpen = new FailOpen(config.failOpen());
+        this.overhead = new Overhead(config.timeout());
     }
 
     @Override
@@ -106,7 +113,8 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
             return;
         }
         Boolean explain = request.source() == null ? null : request.source().explain();
-        RerankOptions options = RerankOptions.forSearch(config.options(), ErankSearchExtBuilder.of(request), Boolean.TRUE.equals(explain));
+        RerankOptions options = RerankOptions.forSearch(config.options(), ErankSearchExtBuilder.of(request), Boolean.TRUE.equals(explain))
+            .withBudget(overhead.budgetMillis());
         String body;
         RerankTransport client;
         try {
@@ -125,35 +133,49 @@ public final class ErankRerankProcessor extends AsyncResponseProcessor {
             return;
         }
         // not ActionListener.wrap: an exception thrown by the pipeline's listener must not answer it a second time
-        RerankCall.start(client, scheduler, config.rerankUri(), config.timeout(), body, documents.size(), new ActionListener<RerankResponse>() {
+        RerankCall.start(client, scheduler, config.rerankUri(), config.timeout(), body, documents.size(), new ActionListener<RerankCall.Answer>() {
             @Override
-            public void onResponse(RerankResponse reply) {
+            public void onResponse(RerankCall.Answer reply) {
                 answer(reply, documents, options, rewriter, listener);
             }
 
             @Override
             public void onFailure(Exception e) {
+                if (e instanceof RerankException && RerankException.TIMEOUT.equals(((RerankException) e).type())) {
+                    overhead.timedOut(options.budgetMillis());
+                }
                 failOpen.answer(e, rewriter, listener);
             }
         });
     }
 
-    /** The reranked response; a reply that cannot be applied fails open like any other failure. */
+    /**
+     * The reranked response; a reply that cannot be applied fails open like any other failure. The reply's timing and
+     * the time the rewrite took go into the {@link Overhead} estimate.
+     */
     private void answer(
-        RerankResponse reply,
+        RerankCall.Answer reply,
         RerankDocuments documents,
         RerankOptions options,
         ResponseRewriter rewriter,
         ActionListener<SearchResponse> listener
     ) {
+        RerankResponse response = reply.response();
+        overhead.replied(reply.roundTripNanos(), options.budgetMillis(), response.completions().reachedDeadline());
         SearchResponse reranked;
         try {
-            reranked = rewriter.reranked(reply, documents, options);
+            reranked = rewriter.reranked(response, documents, options);
         } catch (RuntimeException e) {
             failOpen.answer(e, rewriter, listener);
             return;
         }
+        overhead.rewrote(System.nanoTime() - reply.arrivedNanos());
         listener.onResponse(reranked);
+    }
+
+    /** The estimate the next call's {@code budget_ms} is made from. */
+    Overhead overhead() {
+        return overhead;
     }
 
     /** Builds processors from pipeline definitions; see {@link ErankConfig} for the keys. */

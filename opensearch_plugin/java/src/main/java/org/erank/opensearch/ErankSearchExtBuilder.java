@@ -23,9 +23,10 @@ import java.util.Objects;
  * <ul>
  *   <li>Request: {@code "ext": {"erank": {"query_text": "what the reranker should read"}}} overrides the query
  *       text otherwise taken from the query's full-text clauses (and is the only query text a kNN-only search has);
- *       {@code fusion}, {@code rank_constant}, {@code long_documents} and {@code passage_overlap} override the
- *       processor's options for this search, and {@code "explain": true} asks for the server's reasoning
- *       ({@link RerankOptions}). Values are checked here, so a bad one is the search's 400, not a failed call.</li>
+ *       {@code fusion}, {@code rank_constant}, {@code long_documents}, {@code passage_overlap}, {@code on_budget}
+ *       and {@code finish_in_background} override the processor's options for this search, and
+ *       {@code "explain": true} asks for the server's reasoning ({@link RerankOptions}). Values are checked here, so
+ *       a bad one is the search's 400, not a failed call.</li>
  *   <li>Response: the {@code erank} processor always writes {@code "ext": {"erank": {"status": ...}}}, the
  *       top-level marker of what it did ({@code reranked}, {@code failed}, {@code skipped}); see README.</li>
  * </ul>
@@ -44,6 +45,8 @@ public final class ErankSearchExtBuilder extends SearchExtBuilder {
             RerankOptions.RANK_CONSTANT,
             RerankOptions.LONG_DOCUMENTS,
             RerankOptions.PASSAGE_OVERLAP,
+            RerankOptions.ON_BUDGET,
+            RerankOptions.FINISH_IN_BACKGROUND,
             EXPLAIN
         )
     );
@@ -87,6 +90,9 @@ public final class ErankSearchExtBuilder extends SearchExtBuilder {
                 return isInteger(value) ? RerankOptions.checkRankConstant(((Number) value).longValue()) : "must be an integer";
             case RerankOptions.PASSAGE_OVERLAP:
                 return isInteger(value) ? RerankOptions.checkPassageOverlap(((Number) value).longValue()) : "must be an integer";
+            case RerankOptions.ON_BUDGET:
+                return value instanceof String ? RerankOptions.checkOnBudget((String) value) : "must be a string";
+            case RerankOptions.FINISH_IN_BACKGROUND:
             case EXPLAIN:
                 return value instanceof Boolean ? null : "must be true or false";
             default:
@@ -123,6 +129,18 @@ public final class ErankSearchExtBuilder extends SearchExtBuilder {
     Integer passageOverlap() {
         Object value = values.get(RerankOptions.PASSAGE_OVERLAP);
         return value instanceof Number ? ((Number) value).intValue() : null;
+    }
+
+    /** The search's {@code on_budget}, or {@code null}. */
+    String onBudget() {
+        Object value = values.get(RerankOptions.ON_BUDGET);
+        return value instanceof String ? (String) value : null;
+    }
+
+    /** The search's {@code finish_in_background}, or {@code null}. */
+    Boolean finishInBackground() {
+        Object value = values.get(RerankOptions.FINISH_IN_BACKGROUND);
+        return value instanceof Boolean ? (Boolean) value : null;
     }
 
     /** Whether the search asked for the server's reasoning. */

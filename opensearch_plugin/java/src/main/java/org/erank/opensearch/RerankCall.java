@@ -12,7 +12,8 @@ import java.util.function.BiFunction;
 
 /**
  * One {@code POST /v1/rerank}: whichever of reply, transport error or deadline comes first answers the listener,
- * exactly once, and a late reply is dropped.
+ * exactly once, and a late reply is dropped. A reply comes with its timing ({@link Answer}), which the processor's
+ * {@link Overhead} learns from.
  *
  * <p>The deadline runs on OpenSearch's scheduler besides the HTTP client's own request timeout: the client's timeout
  * covers the exchange it knows about, the deadline covers everything, so no search waits past {@code timeout}
@@ -26,11 +27,12 @@ final class RerankCall {
     private final URI uri;
     private final Duration timeout;
     private final int documents;
-    private final ActionListener<RerankResponse> listener;
+    private final ActionListener<Answer> listener;
     private final AtomicBoolean done = new AtomicBoolean();
     private volatile Scheduler.ScheduledCancellable deadline;
+    private volatile long postedNanos;
 
-    private RerankCall(URI uri, Duration timeout, int documents, ActionListener<RerankResponse> listener) {
+    private RerankCall(URI uri, Duration timeout, int documents, ActionListener<Answer> listener) {
         this.uri = uri;
         this.timeout = timeout;
         this.documents = documents;
@@ -48,10 +50,11 @@ final class RerankCall {
         Duration timeout,
         String body,
         int documents,
-        ActionListener<RerankResponse> listener
+        ActionListener<Answer> listener
     ) {
         RerankCall call = new RerankCall(uri, timeout, documents, listener);
         call.armDeadline(scheduler);
+        call.postedNanos = System.nanoTime();
         try {
             transport.post(uri, body, timeout, ActionListener.wrap(call::replied, call::failed));
         } catch (Exception e) {
@@ -74,6 +77,7 @@ final class RerankCall {
     }
 
     private void replied(RerankTransport.Reply reply) {
+        long arrivedNanos = System.nanoTime();
         if (finish() == false) {
             return;
         }
@@ -84,7 +88,7 @@ final class RerankCall {
             listener.onFailure(e);
             return;
         }
-        listener.onResponse(decoded);
+        listener.onResponse(new Answer(decoded, arrivedNanos - postedNanos, arrivedNanos));
     }
 
     private void failed(Exception e) {
@@ -103,5 +107,30 @@ final class RerankCall {
             d.cancel();
         }
         return true;
+    }
+
+    /** A decoded reply, with when it arrived ({@link System#nanoTime()}) and how long after the post. */
+    static final class Answer {
+        private final RerankResponse response;
+        private final long roundTripNanos;
+        private final long arrivedNanos;
+
+        Answer(RerankResponse response, long roundTripNanos, long arrivedNanos) {
+            this.response = response;
+            this.roundTripNanos = roundTripNanos;
+            this.arrivedNanos = arrivedNanos;
+        }
+
+        RerankResponse response() {
+            return response;
+        }
+
+        long roundTripNanos() {
+            return roundTripNanos;
+        }
+
+        long arrivedNanos() {
+            return arrivedNanos;
+        }
     }
 }

@@ -23,16 +23,27 @@ import java.util.Map;
  * request:  {"query": str, "documents": [str], "instruction": str? | "instruction_preset": str?,
  *            "first_stage_scores": [float]?, "alpha": float?, "fusion": "zscore"|"minmax"|"rrf"?,
  *            "rank_constant": int?, "long_documents": "truncate"|"best_passage"?, "passage_overlap": int?,
- *            "return_reasoning": true?}
+ *            "return_reasoning": true?, "budget_ms": int?, "on_budget": "cut"|"fail_open"?,
+ *            "finish_in_background": true?}
  * response: {"model": str, "fused": bool, "fusion": str?, "results": [{"index", "relevance_score", "rank_score",
  *            "answer", "answer_probability", "status", "hybrid_score"?, "first_stage_score"?, "reasoning": str?,
- *            "passage": {"index", "start_char", "end_char", "count"}?}]}   one per document, best first
+ *            "passage": {"index", "start_char", "end_char", "count"}?, "completion": "full"|"cut"|"unscored"?,
+ *            "thinking_tokens": int?}],                                   one per document, best first
+ *            "completions": {"full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"}?}
  * error:    non-2xx, {"error": {"type": str, "reason": str}, "status": int}
  * </pre>
+ *
+ * A REST front from before budgets sends no {@code completion}s and no {@code completions}: every result is then
+ * {@code full}, and the counts are the results' ({@link RerankResponse.Completions#count}), {@code cached} its
+ * {@code usage.cache_hits}.
  */
 public final class RerankCodec {
 
     private static final List<String> PASSAGE_KEYS = List.of("index", "start_char", "end_char", "count");
+    static final String BUDGET_MS = "budget_ms";
+    static final String COMPLETION = "completion";
+    static final String THINKING_TOKENS = "thinking_tokens";
+    static final String COMPLETIONS = "completions";
 
     private RerankCodec() {}
 
@@ -79,10 +90,29 @@ public final class RerankCodec {
             if (options.reasoning()) {
                 builder.field("return_reasoning", true);
             }
+            budget(builder, options);
             builder.endObject();
             return builder.toString();
         } catch (IOException e) {
             throw new IllegalStateException("cannot encode the rerank request", e);
+        }
+    }
+
+    /**
+     * {@code on_budget: cut} with the call's {@code budget_ms} (and {@code finish_in_background} when asked), or
+     * {@code on_budget: fail_open} without a budget; nothing for {@code cut} options that no call has set a budget on.
+     */
+    private static void budget(XContentBuilder builder, RerankOptions options) throws IOException {
+        if (options.cuts() == false) {
+            builder.field(RerankOptions.ON_BUDGET, options.onBudget());
+            return;
+        }
+        if (options.budgetMillis() > 0) {
+            builder.field(BUDGET_MS, options.budgetMillis());
+            builder.field(RerankOptions.ON_BUDGET, options.onBudget());
+            if (options.finishInBackground()) {
+                builder.field(RerankOptions.FINISH_IN_BACKGROUND, true);
+            }
         }
     }
 
@@ -158,6 +188,11 @@ public final class RerankCodec {
             if (reasoning != null && reasoning instanceof String == false) {
                 throw malformed(position, "has a non-string [reasoning]");
             }
+            Object completion = result.get(COMPLETION);
+            if (completion != null && completion instanceof String == false) {
+                throw malformed(position, "has a non-string [" + COMPLETION + "]");
+            }
+            Integer thinkingTokens = count(result.get(THINKING_TOKENS), "result #" + position + " [" + THINKING_TOKENS + "]");
             results.add(
                 new RerankResponse.Result(
                     (int) index,
@@ -169,7 +204,9 @@ public final class RerankCodec {
                     answerProbability,
                     resultStatus,
                     (String) reasoning,
-                    passage(result.get("passage"), position)
+                    passage(result.get("passage"), position),
+                    completion == null ? RerankResponse.COMPLETION_FULL : (String) completion,
+                    thinkingTokens
                 )
             );
         }
@@ -180,8 +217,53 @@ public final class RerankCodec {
             model == null ? null : String.valueOf(model),
             fused instanceof Boolean ? (Boolean) fused : null,
             fusion instanceof String ? (String) fusion : null,
-            Collections.unmodifiableList(results)
+            Collections.unmodifiableList(results),
+            completions(map, results)
         );
+    }
+
+    /**
+     * The reply's {@code completions}, or, from an older REST front without them, the results' own completions
+     * counted with its {@code usage.cache_hits} as {@code cached}.
+     */
+    private static RerankResponse.Completions completions(Map<String, Object> reply, List<RerankResponse.Result> results)
+        throws RerankException {
+        Object value = reply.get(COMPLETIONS);
+        if (value == null) {
+            Object usage = reply.get("usage");
+            Integer cached = usage instanceof Map ? count(((Map<?, ?>) usage).get("cache_hits"), "reply [usage.cache_hits]") : null;
+            return RerankResponse.Completions.count(results, cached == null ? 0 : cached);
+        }
+        if (value instanceof Map == false) {
+            throw new RerankException(RerankException.MALFORMED_RESPONSE, "reply has a [" + COMPLETIONS + "] that is not an object");
+        }
+        Map<?, ?> map = (Map<?, ?>) value;
+        String[] keys = { RerankResponse.COMPLETION_FULL, RerankResponse.COMPLETION_CUT, RerankResponse.COMPLETION_UNSCORED, "cached", "deadline_ms" };
+        int[] counts = new int[keys.length];
+        for (int i = 0; i < keys.length; i++) {
+            Integer n = count(map.get(keys[i]), "reply [" + COMPLETIONS + "." + keys[i] + "]");
+            counts[i] = n == null ? 0 : n;
+        }
+        Object margin = map.get("closing_margin_ms");
+        double closingMargin = 0.0;
+        if (margin != null) {
+            closingMargin = margin instanceof Number ? ((Number) margin).doubleValue() : Double.NaN;
+            if (Double.isFinite(closingMargin) == false || closingMargin < 0) {
+                throw new RerankException(RerankException.MALFORMED_RESPONSE, "reply [" + COMPLETIONS + ".closing_margin_ms] is not a duration: " + margin);
+            }
+        }
+        return new RerankResponse.Completions(counts[0], counts[1], counts[2], counts[3], counts[4], closingMargin);
+    }
+
+    /** A non-negative integer, or {@code null} when absent. */
+    private static Integer count(Object value, String what) throws RerankException {
+        if (value == null) {
+            return null;
+        }
+        if (isIntegral(value) == false || ((Number) value).longValue() < 0 || ((Number) value).longValue() > Integer.MAX_VALUE) {
+            throw new RerankException(RerankException.MALFORMED_RESPONSE, what + " is not a count: " + value);
+        }
+        return ((Number) value).intValue();
     }
 
     /** The best passage's position ({@code index}, {@code start_char}, {@code end_char}, {@code count}), or null. */

@@ -29,7 +29,7 @@ final class RerankExplanation {
             String how = result.answer() != null && result.answerProbability() != null
                 ? String.format(Locale.ROOT, " = answer %d × P(answer) %.4f", result.answer(), result.answerProbability())
                 : "";
-            details.add(Explanation.match(result.rankScore(), "ERank rank_score" + how));
+            details.add(Explanation.match(result.rankScore(), "ERank rank_score" + how + completion(result)));
         }
         if (reasoning != null) {
             double value = result.rankScore() != null ? result.rankScore() : result.relevanceScore();
@@ -40,6 +40,18 @@ final class RerankExplanation {
                 + "fusion of the first-stage score and the ERank rank_score)"
             : "erank: ERank rank_score of the scoring server (not fused with the first-stage score)";
         return Explanation.match(score, description, details);
+    }
+
+    /** How the answer was reached, when not after the full reasoning: {@code ""} for a full one. */
+    private static String completion(RerankResponse.Result result) {
+        if (RerankResponse.COMPLETION_CUT.equals(result.completion())) {
+            String after = result.thinkingTokens() == null ? "" : " after " + result.thinkingTokens() + " thinking tokens";
+            return ", reasoning cut at the call's budget" + after;
+        }
+        if (RerankResponse.COMPLETION_UNSCORED.equals(result.completion())) {
+            return ", not scored within the call's budget";
+        }
+        return "";
     }
 
     /** A hit below the reranked window: placed under every reranked hit by {@link Reorder#belowWindowScore}. */

@@ -26,7 +26,9 @@ import java.util.Map;
  * below the window keep their first-stage order and score below every reranked hit
  * ({@link Reorder#belowWindowScore}). Every hit of the window and below it carries {@code fields._erank} with its
  * first-stage score and rank, and, when the server gave them, its {@code reasoning} (only when it was asked for:
- * {@link RerankOptions#reasoning()}) and best {@code passage}; nothing is written into {@code _source}. With
+ * {@link RerankOptions#reasoning()}) and best {@code passage}; every reranked hit says how its answer was reached
+ * ({@code completion}: {@code full}, {@code cut} or {@code unscored}) and, when the server said, after how many
+ * {@code thinking_tokens}; nothing is written into {@code _source}. With
  * {@code explain: true} the explanation's value is the new {@code _score}.
  */
 final class ResponseRewriter {
@@ -121,6 +123,8 @@ final class ResponseRewriter {
         putIfNotNull(info, "status", r.status());
         putIfNotNull(info, "reasoning", reasoning);
         putIfNotNull(info, "passage", r.passage());
+        putIfNotNull(info, RerankCodec.COMPLETION, r.completion());
+        putIfNotNull(info, RerankCodec.THINKING_TOKENS, r.thinkingTokens());
         if (text.missing()) {
             info.put("text_missing", true);
         }

@@ -58,6 +58,48 @@ public class ErankConfigTest {
         assertNull(c.options().longDocuments());
         assertNull(c.options().passageOverlap());
         assertFalse("no reasoning unless asked", c.options().reasoning());
+        assertEquals("cut", c.options().onBudget());
+        assertTrue(c.options().cuts());
+        assertFalse(c.options().finishInBackground());
+        assertEquals("no call has set a budget yet", 0, c.options().budgetMillis());
+    }
+
+    @Test
+    public void budgetOptions() {
+        Map<String, Object> config = minimal();
+        config.put("on_budget", "cut");
+        config.put("finish_in_background", true);
+        RerankOptions o = parse(config).options();
+        assertTrue("all keys consumed", config.isEmpty());
+        assertTrue(o.cuts());
+        assertTrue(o.finishInBackground());
+
+        Map<String, Object> failOpen = minimal();
+        failOpen.put("on_budget", "fail_open");
+        RerankOptions f = parse(failOpen).options();
+        assertEquals("fail_open", f.onBudget());
+        assertFalse(f.cuts());
+        assertEquals("fail_open sends no budget", 0, f.withBudget(900).budgetMillis());
+        assertEquals(900, o.withBudget(900).budgetMillis());
+    }
+
+    @Test
+    public void budgetOptionsAreValidated() {
+        Object[][] bad = {
+            { "on_budget", "drop", "must be one of [cut, fail_open], got [drop]" },
+            { "on_budget", 3, "on_budget" },
+            { "finish_in_background", "maybe", "finish_in_background" } };
+        for (Object[] row : bad) {
+            Map<String, Object> c = minimal();
+            c.put((String) row[0], row[1]);
+            String message = error(c);
+            assertTrue(message, message.contains("[" + row[0] + "]") && message.contains((String) row[2]));
+        }
+        Map<String, Object> backgroundWithoutCut = minimal();
+        backgroundWithoutCut.put("on_budget", "fail_open");
+        backgroundWithoutCut.put("finish_in_background", true);
+        String message = error(backgroundWithoutCut);
+        assertTrue(message, message.startsWith("[finish_in_background] applies only to [on_budget] cut, got [fail_open]"));
     }
 
     @Test

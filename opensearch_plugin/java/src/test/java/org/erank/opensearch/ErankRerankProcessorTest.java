@@ -588,6 +588,128 @@ public class ErankRerankProcessorTest {
         assertFalse(Fixtures.erankInfo(out.getHits().getHits()[0]).containsKey("passage"));
     }
 
+    /** A server that answers in the input order with the given completions, its counts, and 9 thinking tokens per cut. */
+    static FakeTransport completing(String... completions) {
+        return new FakeTransport(request -> {
+            StringBuilder sb = new StringBuilder("{\"model\":\"fake\",\"fused\":false,\"results\":[");
+            int cut = 0;
+            int unscored = 0;
+            for (int i = 0; i < completions.length; i++) {
+                boolean isCut = "cut".equals(completions[i]);
+                cut += isCut ? 1 : 0;
+                unscored += "unscored".equals(completions[i]) ? 1 : 0;
+                sb.append(i > 0 ? "," : "").append("{\"index\":").append(i).append(",\"relevance_score\":").append(10 - i);
+                sb.append(",\"rank_score\":").append(10 - i).append(",\"completion\":\"").append(completions[i]).append('"');
+                sb.append(",\"thinking_tokens\":").append(isCut ? 9 : 0).append('}');
+            }
+            sb.append("],\"completions\":{\"full\":").append(completions.length - cut - unscored).append(",\"cut\":").append(cut);
+            sb.append(",\"unscored\":").append(unscored).append(",\"cached\":1,\"deadline_ms\":900,\"closing_margin_ms\":40.0}}");
+            return new RerankTransport.Reply(200, sb.toString());
+        });
+    }
+
+    @Test
+    public void sendsTheTimeoutLessTheOverheadAsTheBudget() {
+        FakeTransport transport = scoring(0.1, 0.9, 0.5);
+        ErankRerankProcessor p = processor(transport, cfg("timeout", "2s"));
+        long expected = p.overhead().budgetMillis();
+        assertEquals("the seeds: 20 ms after the reply, 30 ms for the exchange", 2_000 - 50, expected);
+        SearchResponse out = run(p, matchRequest(), Fixtures.response(Fixtures.hits(3)), new PipelineProcessingContext());
+        Map<String, Object> sent = transport.requests.get(0);
+        assertEquals((int) expected, sent.get("budget_ms"));
+        assertEquals("cut", sent.get("on_budget"));
+        assertFalse(sent.containsKey("finish_in_background"));
+        assertTrue("the rewrite was measured", p.overhead().nanos() != 50 * 1_000_000L);
+
+        Map<String, Object> marker = marker(out);
+        assertEquals("reranked", marker.get("status"));
+        assertEquals(
+            Map.of("full", 3, "cut", 0, "unscored", 0, "cached", 0, "deadline_ms", 0, "closing_margin_ms", 0.0),
+            marker.get("completions")
+        );
+        for (SearchHit hit : out.getHits().getHits()) {
+            assertEquals("an older REST front's results are full", "full", Fixtures.erankInfo(hit).get("completion"));
+        }
+        long measured = p.overhead().budgetMillis();
+        assertEquals(2_000 - (long) Math.ceil(p.overhead().nanos() / 1e6), measured, 1);
+        run(p, matchRequest(), Fixtures.response(Fixtures.hits(3)), new PipelineProcessingContext());
+        assertEquals("the next call: what was measured", (int) measured, transport.requests.get(1).get("budget_ms"));
+    }
+
+    @Test
+    public void theSearchChoosesWhatHappensAtTheBudget() {
+        FakeTransport transport = scoring(0.1, 0.9);
+        ErankRerankProcessor p = processor(transport, cfg());
+        run(p, withExt(matchRequest(), "on_budget", "fail_open"), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        Map<String, Object> sent = transport.requests.get(0);
+        assertEquals("fail_open", sent.get("on_budget"));
+        assertFalse("today's behaviour: no budget", sent.containsKey("budget_ms"));
+
+        FakeTransport other = scoring(0.1, 0.9);
+        ErankRerankProcessor failOpen = processor(other, cfg("on_budget", "fail_open"));
+        run(failOpen, matchRequest(), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        SearchRequest request = withExt(matchRequest(), "on_budget", "cut", "finish_in_background", true);
+        long budget = failOpen.overhead().budgetMillis(); // the rewrite of the first call measured, whatever its on_budget
+        run(failOpen, request, Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext());
+        assertEquals("fail_open", other.requests.get(0).get("on_budget"));
+        assertFalse(other.requests.get(0).containsKey("budget_ms"));
+        assertEquals("cut", other.requests.get(1).get("on_budget"));
+        assertEquals((int) budget, other.requests.get(1).get("budget_ms"));
+        assertEquals(true, other.requests.get(1).get("finish_in_background"));
+    }
+
+    @Test
+    public void cutAndUnscoredHitsAreRerankedAndMarked() {
+        SearchHit[] engine = Fixtures.hits(4);
+        for (SearchHit hit : engine) {
+            hit.explanation(Explanation.match(hit.getScore(), "weight(body:erank) [BM25]"));
+        }
+        SearchRequest request = matchRequest();
+        request.source().explain(true);
+        ErankRerankProcessor p = processor(completing("full", "cut", "unscored"), cfg("window", 3));
+        SearchResponse out = run(p, request, Fixtures.response(engine), new PipelineProcessingContext());
+        Map<String, Object> marker = marker(out);
+        assertEquals("reranked, not failed open", "reranked", marker.get("status"));
+        assertEquals(
+            Map.of("full", 1, "cut", 1, "unscored", 1, "cached", 1, "deadline_ms", 900, "closing_margin_ms", 40.0),
+            marker.get("completions")
+        );
+        SearchHit[] hits = out.getHits().getHits();
+        assertEquals("full", Fixtures.erankInfo(hits[0]).get("completion"));
+        assertEquals(0, Fixtures.erankInfo(hits[0]).get("thinking_tokens"));
+        assertEquals("cut", Fixtures.erankInfo(hits[1]).get("completion"));
+        assertEquals(9, Fixtures.erankInfo(hits[1]).get("thinking_tokens"));
+        assertEquals("unscored", Fixtures.erankInfo(hits[2]).get("completion"));
+        assertFalse(Fixtures.erankInfo(hits[3]).containsKey("completion"));
+        String cut = hits[1].getExplanation().getDetails()[1].getDescription();
+        assertTrue(cut, cut.endsWith(", reasoning cut at the call's budget after 9 thinking tokens"));
+        String unscored = hits[2].getExplanation().getDetails()[1].getDescription();
+        assertTrue(unscored, unscored.endsWith(", not scored within the call's budget"));
+        assertFalse(hits[0].getExplanation().getDetails()[1].getDescription().contains("budget"));
+    }
+
+    @Test
+    public void aTimeoutWithABudgetWidensTheNextCallsMargin() {
+        FakeTransport transport = scoring(0.1, 0.9);
+        transport.hold = true;
+        List<Runnable> scheduled = new ArrayList<>();
+        List<Long> delays = new ArrayList<>();
+        BiFunction<Long, Runnable, Scheduler.ScheduledCancellable> scheduler = (delay, task) -> {
+            delays.add(delay);
+            scheduled.add(task);
+            return null;
+        };
+        ErankRerankProcessor p = processor(transport, cfg("timeout", "1s"), scheduler);
+        List<Object> calls = new ArrayList<>();
+        p.processResponseAsync(matchRequest(), Fixtures.response(Fixtures.hits(2)), new PipelineProcessingContext(), ActionListener.wrap(calls::add, calls::add));
+        assertEquals(950, transport.requests.get(0).get("budget_ms"));
+        assertEquals("the call's deadline stays the whole timeout", Arrays.asList(1_000L), delays);
+        scheduled.get(0).run();
+        assertEquals("timeout", ((Map<?, ?>) marker((SearchResponse) calls.get(0)).get("error")).get("type"));
+        // a margin of 50 ms was too little: the exchange's first sample is 100 ms, its estimate 100 + 4 x 50
+        assertEquals(1_000 - 20 - 300, p.overhead().budgetMillis());
+    }
+
     @Test
     public void explainAsksForTheReasoningAndShowsIt() {
         FakeTransport transport = explaining();

@@ -55,6 +55,21 @@ public class ErankSearchExtBuilderTest {
     }
 
     @Test
+    public void parsesTheBudgetOverrides() throws Exception {
+        ErankSearchExtBuilder ext = parse("{\"on_budget\":\"fail_open\",\"finish_in_background\":false}");
+        assertEquals("fail_open", ext.onBudget());
+        assertEquals(Boolean.FALSE, ext.finishInBackground());
+        assertNull(parse("{}").onBudget());
+        assertNull(parse("{}").finishInBackground());
+        try {
+            parse("{\"on_budget\":\"wait\"}");
+            fail();
+        } catch (ParsingException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("[ext.erank.on_budget] must be one of [cut, fail_open], got [wait]"));
+        }
+    }
+
+    @Test
     public void rejectsUnknownKeysAndBadValues() throws Exception {
         String[] bad = {
             "{\"query\":\"x\"}",
@@ -66,7 +81,10 @@ public class ErankSearchExtBuilderTest {
             "{\"rank_constant\":\"60\"}",
             "{\"long_documents\":\"chunk\"}",
             "{\"passage_overlap\":-1}",
-            "{\"explain\":\"yes\"}" };
+            "{\"explain\":\"yes\"}",
+            "{\"on_budget\":\"wait\"}",
+            "{\"on_budget\":true}",
+            "{\"finish_in_background\":\"yes\"}" };
         for (String json : bad) {
             try {
                 parse(json);

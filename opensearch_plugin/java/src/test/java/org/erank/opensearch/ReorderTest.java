@@ -17,7 +17,7 @@ import static org.junit.Assert.assertTrue;
 public class ReorderTest {
 
     static RerankResponse.Result result(int index, double relevance) {
-        return new RerankResponse.Result(index, relevance, relevance, null, null, 1, 0.9, "ok", null, null);
+        return new RerankResponse.Result(index, relevance, relevance, null, null, 1, 0.9, "ok", null, null, "full", null);
     }
 
     @Test

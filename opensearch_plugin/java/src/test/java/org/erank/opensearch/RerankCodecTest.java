@@ -64,6 +64,95 @@ public class RerankCodecTest {
         assertFalse("the preset stands in for the instruction", map.containsKey("instruction"));
     }
 
+    @Test
+    public void sendsTheCallsBudgetWithOnBudgetCut() throws Exception {
+        RerankOptions cut = new RerankOptions(null, null, null, null, false).withBudget(9_950);
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null, cut));
+        assertEquals(9_950, map.get("budget_ms"));
+        assertEquals("cut", map.get("on_budget"));
+        assertFalse(map.containsKey("finish_in_background"));
+
+        RerankOptions background = new RerankOptions(null, null, null, null, false, "cut", true).withBudget(0);
+        map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null, background));
+        assertEquals("a budget is at least 1 ms", 1, map.get("budget_ms"));
+        assertEquals(true, map.get("finish_in_background"));
+    }
+
+    @Test
+    public void onBudgetFailOpenSendsNoBudget() throws Exception {
+        RerankOptions failOpen = new RerankOptions(null, null, null, null, false, "fail_open", false).withBudget(9_950);
+        Map<String, Object> map = Fixtures.parse(RerankCodec.encodeRequest("q", Arrays.asList("d"), null, null, null, null, failOpen));
+        assertEquals("fail_open", map.get("on_budget"));
+        assertFalse(map.containsKey("budget_ms"));
+        assertFalse(map.containsKey("finish_in_background"));
+        assertEquals(3, map.size());
+    }
+
+    @Test
+    public void decodesCompletionsThinkingTokensAndTheCounts() throws Exception {
+        RerankResponse response = RerankCodec.decodeResponse(
+            200,
+            "{\"results\":[{\"index\":2,\"relevance_score\":0.9,\"completion\":\"full\",\"thinking_tokens\":0},"
+                + "{\"index\":0,\"relevance_score\":0.5,\"completion\":\"cut\",\"thinking_tokens\":412},"
+                + "{\"index\":1,\"relevance_score\":0.0,\"status\":\"unscored\",\"completion\":\"unscored\",\"thinking_tokens\":0}],"
+                + "\"completions\":{\"full\":1,\"cut\":1,\"unscored\":1,\"cached\":1,\"deadline_ms\":1950,\"closing_margin_ms\":61.5}}",
+            3
+        );
+        RerankResponse.Result cut = response.results().get(1);
+        assertEquals("cut", cut.completion());
+        assertEquals(Integer.valueOf(412), cut.thinkingTokens());
+        assertEquals("unscored", response.results().get(2).completion());
+        RerankResponse.Completions counts = response.completions();
+        assertEquals(
+            Map.of("full", 1, "cut", 1, "unscored", 1, "cached", 1, "deadline_ms", 1950, "closing_margin_ms", 61.5),
+            counts.toMap()
+        );
+        assertEquals(
+            Arrays.asList("full", "cut", "unscored", "cached", "deadline_ms", "closing_margin_ms"),
+            List.copyOf(counts.toMap().keySet())
+        );
+        assertTrue(counts.reachedDeadline());
+    }
+
+    @Test
+    public void aReplyFromAnOlderRestFrontIsFull() throws Exception {
+        RerankResponse response = RerankCodec.decodeResponse(200, GOOD, 2);
+        for (RerankResponse.Result result : response.results()) {
+            assertEquals("full", result.completion());
+            assertNull(result.thinkingTokens());
+        }
+        assertEquals(noDeadline(2, 0, 0, 0), response.completions().toMap());
+        assertFalse(response.completions().reachedDeadline());
+        RerankResponse withUsage = RerankCodec.decodeResponse(
+            200,
+            "{\"results\":[{\"index\":0,\"relevance_score\":1}],\"usage\":{\"prompt_tokens\":90,\"cache_hits\":1}}",
+            1
+        );
+        assertEquals("cached: the reply's usage.cache_hits", noDeadline(1, 0, 0, 1), withUsage.completions().toMap());
+    }
+
+    /** The counts of a reply without a deadline. */
+    private static Map<String, Object> noDeadline(int full, int cut, int unscored, int cached) {
+        return Map.of("full", full, "cut", cut, "unscored", unscored, "cached", cached, "deadline_ms", 0, "closing_margin_ms", 0.0);
+    }
+
+    @Test
+    public void withoutTheCountsTheResultsAreCounted() throws Exception {
+        RerankResponse response = RerankCodec.decodeResponse(
+            200,
+            "{\"results\":[{\"index\":0,\"relevance_score\":1,\"completion\":\"cut\"},{\"index\":1,\"relevance_score\":0},"
+                + "{\"index\":2,\"relevance_score\":0,\"completion\":\"unscored\"}]}",
+            3
+        );
+        assertEquals(noDeadline(1, 1, 1, 0), response.completions().toMap());
+        RerankResponse partial = RerankCodec.decodeResponse(
+            200,
+            "{\"results\":[{\"index\":0,\"relevance_score\":1}],\"completions\":{\"full\":1}}",
+            1
+        );
+        assertEquals("a count the REST front leaves out is 0", noDeadline(1, 0, 0, 0), partial.completions().toMap());
+    }
+
     static final String GOOD = "{\"model\":\"erank-4b\",\"fused\":true,\"results\":["
         + "{\"index\":1,\"relevance_score\":0.91,\"rank_score\":8.0,\"answer\":8,\"answer_probability\":0.7,\"status\":\"ok\","
         + "\"hybrid_score\":0.91,\"first_stage_score\":3.2},"
@@ -162,6 +251,14 @@ public class RerankCodecTest {
             "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"reasoning\":7}]}",
             "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"passage\":[1]}]}",
             "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"passage\":{\"index\":1}}]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"completion\":2}]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"thinking_tokens\":-1}]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0,\"thinking_tokens\":\"many\"}]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":[2]}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":{\"cut\":1.5}}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":{\"closing_margin_ms\":-2}}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"completions\":{\"closing_margin_ms\":\"soon\"}}",
+            "{\"results\":[{\"index\":0,\"relevance_score\":1},{\"index\":1,\"relevance_score\":0}],\"usage\":{\"cache_hits\":-1}}",
             "",
             null };
         for (String body : bodies) {
