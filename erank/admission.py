@@ -12,13 +12,6 @@ Shutting down, the server ``close``s admission: from then on calls are refused w
 (``idle``). Only then does gRPC stop: calls that reach a stopping gRPC server end CANCELLED,
 which no client retries.
 
-A refusal is decided in well under a millisecond, but gRPC's asyncio server takes one new call
-per turn of the event loop, the loop the engine's work runs on too: in a burst, the turns spent
-preparing and submitting the admitted calls' documents are turns the refusals wait (measured: a
-burst of 200 calls against 16 places, p99 0.44 s at the client, median of 8). So an admitted call
-waits for a burst's arrivals to stop (``settled``: 2 ms without a new call, 100 ms at most) before
-its engine work; the same bursts then measured p99 0.25 s (tests/test_load_process.py).
-
 All counting happens on the server's event loop, so no lock is needed. The counts are also
 Prometheus gauges (``erank_inflight_requests``, ``erank_queued_documents``; erank/metrics.py).
 """
@@ -34,10 +27,6 @@ from erank import metrics
 from erank.settings import ServerSettings
 
 _IDLE_POLL_S = 0.05
-# A burst is still arriving while calls come closer than this; admitted calls wait at most
-# ARRIVALS_MAX_WAIT_S for it to pass before their first engine work.
-ARRIVALS_QUIET_S = 0.002
-ARRIVALS_MAX_WAIT_S = 0.1
 
 
 class Overloaded(Exception):
@@ -63,7 +52,6 @@ class Admission:
         self.requests = 0
         self.documents = 0
         self.closed = False
-        self.last_arrival = 0.0
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Admission:
@@ -98,24 +86,6 @@ class Admission:
             self.documents -= documents
             metrics.INFLIGHT.dec()
             metrics.QUEUED_DOCUMENTS.dec(documents)
-
-    def arrived(self) -> None:
-        """A call reached the servicer (admitted or not)."""
-        self.last_arrival = time.monotonic()
-
-    async def settled(self) -> None:
-        """Returns once no call arrived for ``ARRIVALS_QUIET_S`` (``ARRIVALS_MAX_WAIT_S`` at
-        most): gRPC's asyncio server takes one new call per turn of the event loop, so while a
-        burst arrives, every turn an admitted call spends preparing and submitting its documents
-        is a turn the burst's refusals wait."""
-        began = time.monotonic()
-        while True:
-            now = time.monotonic()
-            quiet = self.last_arrival + ARRIVALS_QUIET_S - now
-            left = began + ARRIVALS_MAX_WAIT_S - now
-            if quiet <= 0 or left <= 0:
-                return
-            await asyncio.sleep(min(quiet, left))
 
     def close(self) -> None:
         """Admit no more calls."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -132,6 +133,10 @@ class ScoringServer:
             await scorer.rerank(request, time.monotonic() + scorer.closing.margin(1))
             scorer.cache.clear()
         self.service.scorer = scorer
+        # What loading made (the engine's client, torch, transformers: millions of objects)
+        # lives as long as the process. Scanned by every full collection, it held the loop, and
+        # the refusals of a burst behind it, for 0.5 s and more; frozen, it is out of sight.
+        gc.freeze()
         await self._set_health(True)
         log.info("SERVING %s on port %d", self.settings.model, self.port)
 

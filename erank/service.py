@@ -53,14 +53,12 @@ class RerankerService(pb_grpc.RerankerServicer):
         self, request: pb.RerankRequest | Malformed | TooMany, context: grpc.aio.ServicerContext
     ) -> pb.RerankResponse:
         received = time.monotonic()
-        self.admission.arrived()
         async with self._status_on_error(context):
             decoded = _decoded(request)
             scorer = self._ready()
             deadline = call_deadline(received, decoded.budget_ms, context.time_remaining())
             with self.admission.admit(len(decoded.documents)):
                 async with _fails_at(deadline, decoded):
-                    await self.admission.settled()
                     return await scorer.rerank(decoded, deadline)
         raise AssertionError("unreachable: errors abort the call")
 
@@ -68,7 +66,6 @@ class RerankerService(pb_grpc.RerankerServicer):
         self, request: pb.RerankRequest | Malformed | TooMany, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[pb.RerankEvent, None]:
         received = time.monotonic()
-        self.admission.arrived()
         async with self._status_on_error(context):
             decoded = _decoded(request)
             scorer = self._ready()
@@ -79,7 +76,6 @@ class RerankerService(pb_grpc.RerankerServicer):
                     _fails_at(deadline, decoded),
                     contextlib.aclosing(scorer.stream(decoded, deadline)) as events,
                 ):
-                    await self.admission.settled()
                     async for event in events:
                         yield event
 
