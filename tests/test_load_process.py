@@ -125,6 +125,49 @@ async def test_burst_refused_at_once_and_admitted_calls_answered_in_time(served:
     assert answered[-1] < BURST_DEADLINE_S
 
 
+SUSTAINED_CALLS = 15  # big calls kept in flight: 600 of max_queued_documents' 640
+SUSTAINED_S = 6.0
+SMALL_DOCUMENTS = 5
+SMALL_DEADLINE_S = 30.0
+# Calls finishing in the same engine steps are answered a few ms apart, in any order.
+ORDER_SLACK_S = 1.0
+
+
+async def test_a_small_call_behind_big_ones_is_served_first_come_first_served(
+    served: Served,
+) -> None:
+    """Was: with 64 x 60-document calls kept in flight, a 20-document call admitted when places
+    freed timed out at 30 s. Engine priorities order calls by deadline, so with equal deadlines
+    the small call's documents go before those of every big call sent after it: it waits no
+    longer than the slowest call ahead of it, and no call sent after it is answered first."""
+    sent: list[tuple[float, asyncio.Task[tuple[str, float]]]] = []
+    async with AsyncRerankerClient(served.address, timeout=SMALL_DEADLINE_S) as client:
+
+        async def keep_busy(until: float) -> None:
+            while time.monotonic() < until:
+                call = asyncio.ensure_future(_timed(client, request(BURST_DOCUMENTS)))
+                sent.append((time.monotonic(), call))
+                await call
+
+        until = time.monotonic() + SUSTAINED_S
+        load = [asyncio.ensure_future(keep_busy(until)) for _ in range(SUSTAINED_CALLS)]
+        await asyncio.sleep(SUSTAINED_S / 3)
+        small_sent = time.monotonic()
+        code, took = await _timed(client, request(SMALL_DOCUMENTS))
+        await asyncio.gather(*load)
+    before = [call.result()[1] for at, call in sent if at < small_sent]
+    after = [at + call.result()[1] - small_sent for at, call in sent if at > small_sent]
+    print(
+        f"\n{SMALL_DOCUMENTS} documents behind {SUSTAINED_CALLS} x {BURST_DOCUMENTS}: {code} in"
+        f" {took:.2f} s; big calls sent before it took {min(before):.2f}-{max(before):.2f} s;"
+        f" the first sent after it was answered {min(after):.2f} s after it was sent"
+    )
+    assert code == "OK"
+    assert {call.result()[0] for _, call in sent} == {"OK"}
+    assert took < max(before) + ORDER_SLACK_S
+    assert took < min(after) + ORDER_SLACK_S
+
+
 async def test_oversized_requests_refused_unparsed_with_flat_memory(served: Served) -> None:
     docs = [pb.Document(id="d", text="t")] * OVERSIZED_DOCUMENTS
     oversized = pb.RerankRequest(query="q", documents=docs)
