@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import time
 from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from erank import anytime, metrics, passages
@@ -50,6 +52,9 @@ class Scorer:
         self.backend = backend
         self.settings = settings
         self.prompts = PromptBuilder(backend.tokenizer, settings.template_version)
+        # Prompts are tokenized here, off the event loop (the tokenizer lets go of the GIL): on
+        # the loop, a burst's admitted calls held up the gRPC accepts its refusals wait for.
+        self._tokenizing = ThreadPoolExecutor(1, thread_name_prefix="erank-tokenize")
         self.cache = ScoreCache(
             settings.score_cache_entries, settings.score_cache_bytes, settings.score_cache_ttl_s
         )
@@ -77,6 +82,7 @@ class Scorer:
         await self.background.close()
         if self.shared is not None:
             await self.shared.close()
+        self._tokenizing.shutdown(wait=False)
 
     def model_info(self) -> pb.ModelInfo:
         s = self.settings
@@ -109,7 +115,7 @@ class Scorer:
         ``deadline`` (``time.monotonic()``): with DEADLINE_POLICY_CUT every document has an
         answer by then (erank/anytime.py).
         """
-        job = self.prepare(request, deadline)
+        job = await self.prepare(request, deadline)
         await self.score(job)
         began = time.monotonic()
         response = self.respond(job)
@@ -124,7 +130,7 @@ class Scorer:
 
         Closing the iterator (the RPC was cancelled) cancels the engine work still running.
         """
-        job = self.prepare(request, deadline)
+        job = await self.prepare(request, deadline)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(len(job.groups)):
             if job.document(i) is not None:
@@ -143,7 +149,7 @@ class Scorer:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    def prepare(self, request: pb.RerankRequest, deadline: float | None = None) -> Job:
+    async def prepare(self, request: pb.RerankRequest, deadline: float | None = None) -> Job:
         """Validate, build the prompts and look every document up in the score cache."""
         received = time.monotonic()
         params = validate(request, self.settings)
@@ -158,9 +164,15 @@ class Scorer:
         owners = [i for i, g in enumerate(groups) for _ in g]
         places = [span for p in spans for span in p]
         texts = [params.texts[i][a:b] for i, (a, b) in zip(owners, places, strict=True)]
-        prompts = self.prompts.build(
-            params.instruction, params.query, texts, params.truncate_length, suffix
+        build = functools.partial(
+            self.prompts.build,
+            params.instruction,
+            params.query,
+            texts,
+            params.truncate_length,
+            suffix,
         )
+        prompts = await asyncio.get_running_loop().run_in_executor(self._tokenizing, build)
         self._check_lengths([len(p.token_ids) for p in prompts], owners)
         s = self.settings
         prefix = key_prefix(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -43,6 +44,10 @@ from erank_contract.v1 import reranker_pb2 as pb
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name
+# Beside each text of a request: a document's id, score and tags (ids are not limited: room for
+# a long one), and the request's other fields (a preset name, numbers).
+TEXT_OVERHEAD_BYTES = 1024
+REQUEST_OVERHEAD_BYTES = 64 * 1024
 # Calls admission does not count (health, reflection, GetModelInfo) get this long at the end.
 STOP_GRACE_S = 1.0
 WARMUP = pb.RerankRequest(query="warm-up", documents=[pb.Document(id="warm-up", text="warm-up")])
@@ -67,12 +72,12 @@ class ScoringServer:
         self.server = grpc.aio.server(
             interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_receive_message_length", max_request_bytes(settings)),
                 ("grpc.max_send_message_length", settings.max_message_bytes),
                 *listen.OPTIONS,
             ],
         )
-        add_reranker_service(self.service, self.server)
+        add_reranker_service(self.service, self.server, settings.max_documents)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -113,7 +118,7 @@ class ScoringServer:
         if backend is None:
             # Engine start takes seconds to minutes: keep the loop free to answer health checks.
             await asyncio.to_thread(check_model, self.settings.model, self.settings.revision)
-            backend = await asyncio.to_thread(create_backend, self.settings)
+            backend = await lifecycle.in_daemon_thread(lambda: create_backend(self.settings))
             self._owned = backend
         scorer = Scorer(backend, self.settings)
         await scorer.rerank(WARMUP)
@@ -123,6 +128,10 @@ class ScoringServer:
             await scorer.rerank(request, time.monotonic() + scorer.closing.margin(1))
             scorer.cache.clear()
         self.service.scorer = scorer
+        # What loading made (the engine's client, torch, transformers: millions of objects)
+        # lives as long as the process. Scanned by every full collection, it held the loop, and
+        # the refusals of a burst behind it, for 0.5 s and more; frozen, it is out of sight.
+        gc.freeze()
         await self._set_health(True)
         log.info("SERVING %s on port %d", self.settings.model, self.port)
 
@@ -163,6 +172,16 @@ class ScoringServer:
             self._owned = None
 
 
+def max_request_bytes(settings: ServerSettings) -> int:
+    """The largest request the limits let through, capped by ``max_message_bytes``: gRPC refuses
+    a bigger one (RESOURCE_EXHAUSTED) before it is read into Python. ``max_documents``
+    documents and a query and an instruction of ``max_text_chars`` characters, 4 bytes each at
+    worst in UTF-8, with room for each document's id and score and the other fields."""
+    texts = settings.max_documents + 2
+    need = texts * (settings.max_text_chars * 4 + TEXT_OVERHEAD_BYTES) + REQUEST_OVERHEAD_BYTES
+    return min(settings.max_message_bytes, need)
+
+
 def _protection(settings: ServerSettings) -> str:
     """How the port is protected, for the start-up log line (never the token itself)."""
     tls = "plaintext"
@@ -192,16 +211,24 @@ async def serve_forever(settings: ServerSettings) -> None:
     A TLS or token file that cannot be read, or a port it cannot bind, ends it at once, before the
     engine starts, with one line naming the setting and the file, or the port.
     """
-    stop = lifecycle.stop_signal()
+    with lifecycle.stop_signal() as stop:
+        await _serve_until_stopped(settings, stop)
+
+
+async def _serve_until_stopped(settings: ServerSettings, stop: asyncio.Event) -> None:
     try:
         server = ScoringServer(settings)
     except (SecurityFileError, listen.PortUnavailable) as err:
         raise SystemExit(f"erank serve: {err}") from None
     try:
         try:
-            await server.start()
+            started = await lifecycle.unless_stopped(asyncio.ensure_future(server.start()), stop)
         except ModelUnavailable as err:
             raise SystemExit(f"erank serve: {err}") from None
+        if not started:
+            log.info("stopped while loading the model")
+            lifecycle.end_child_processes()
+            return
         died = await lifecycle.wait_for_stop(stop, server.backend)
         if died is not None:
             log.error("the scoring engine died (%s); shutting down", died)

@@ -30,7 +30,7 @@ from erank.anytime import call_deadline
 from erank.lifecycle import engine_failure
 from erank.scorer import Scorer
 from erank.validation import InvalidRequest, Violation
-from erank.wire import Malformed
+from erank.wire import Malformed, TooMany
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
 
@@ -50,7 +50,7 @@ class RerankerService(pb_grpc.RerankerServicer):
         return self.scorer
 
     async def Rerank(
-        self, request: pb.RerankRequest | Malformed, context: grpc.aio.ServicerContext
+        self, request: pb.RerankRequest | Malformed | TooMany, context: grpc.aio.ServicerContext
     ) -> pb.RerankResponse:
         received = time.monotonic()
         async with self._status_on_error(context):
@@ -63,7 +63,7 @@ class RerankerService(pb_grpc.RerankerServicer):
         raise AssertionError("unreachable: errors abort the call")
 
     async def RerankStream(
-        self, request: pb.RerankRequest | Malformed, context: grpc.aio.ServicerContext
+        self, request: pb.RerankRequest | Malformed | TooMany, context: grpc.aio.ServicerContext
     ) -> AsyncGenerator[pb.RerankEvent, None]:
         received = time.monotonic()
         async with self._status_on_error(context):
@@ -129,9 +129,14 @@ def _fails_at(deadline: float | None, request: pb.RerankRequest) -> asyncio.Time
     return asyncio.timeout(max(0.0, deadline + late - time.monotonic()))
 
 
-def _decoded(request: M | Malformed) -> M:
+def _decoded(request: M | Malformed | TooMany) -> M:
     if isinstance(request, Malformed):
         raise InvalidRequest([Violation("request", f"does not decode: {request.reason}")])
+    if isinstance(request, TooMany):
+        limit = request.limit
+        raise InvalidRequest(
+            [Violation("documents", f"holds more than {limit} documents; the limit is {limit}")]
+        )
     return request
 
 

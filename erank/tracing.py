@@ -33,6 +33,8 @@ from erank_contract.telemetry import (
 
 log = logging.getLogger("erank.rpc")
 _PREFIX = f"/{RPC_SERVICE}/"
+# gRPC cancels a handler when its deadline passes, by its own clock: a few ms still "remain".
+_DEADLINE_SLACK_S = 0.05
 
 
 @contextlib.contextmanager
@@ -59,7 +61,7 @@ def _served(
             yield
             code = context.code() or grpc.StatusCode.OK
         except (asyncio.CancelledError, GeneratorExit):
-            code = grpc.StatusCode.CANCELLED  # the caller went away or its deadline passed
+            code = _ended(context)  # the caller went away or its deadline passed
             raise
         except BaseException:
             code = context.code() or grpc.StatusCode.UNKNOWN  # set by abort; else a bug
@@ -70,6 +72,15 @@ def _served(
             metrics.observe_call(method, code, seconds)
             log.info("%s %s %.1f ms", method, code.name, seconds * 1000)
             request_id.reset(token)
+
+
+def _ended(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """Why gRPC cancelled a call's handler: its deadline passed (DEADLINE_EXCEEDED, as its
+    caller sees it), or the caller cancelled it or went away (CANCELLED)."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= _DEADLINE_SLACK_S:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
 
 
 def _traced(handler: grpc.RpcMethodHandler, method: str, metadata: Any) -> grpc.RpcMethodHandler:

@@ -92,32 +92,8 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
                 "documents", f"holds {n_docs} documents; the limit is {settings.max_documents}"
             )
         )
-    seen: dict[str, int] = {}
-    for i, doc in enumerate(request.documents):
-        if not doc.id:
-            bad.append(Violation(f"documents[{i}].id", "must not be empty"))
-        elif doc.id in seen:
-            bad.append(
-                Violation(
-                    f"documents[{i}].id",
-                    f"duplicates documents[{seen[doc.id]}].id {preview(doc.id)}",
-                )
-            )
-        else:
-            seen[doc.id] = i
-        if len(doc.text) > limit:
-            bad.append(
-                Violation(
-                    f"documents[{i}].text", f"is {len(doc.text)} characters; the limit is {limit}"
-                )
-            )
-        if doc.HasField("first_stage_score") and not math.isfinite(doc.first_stage_score):
-            bad.append(
-                Violation(
-                    f"documents[{i}].first_stage_score",
-                    f"must be finite, got {doc.first_stage_score}",
-                )
-            )
+    else:
+        _documents(request, limit, bad)
     truncate_length = request.truncate_length or settings.default_truncate_length
     if truncate_length > settings.max_truncate_length:
         bad.append(
@@ -159,6 +135,37 @@ def validate(request: pb.RerankRequest, settings: ServerSettings) -> RerankParam
         cut_at_deadline=cut,
         finish_in_background=request.finish_in_background,
     )
+
+
+def _documents(request: pb.RerankRequest, limit: int, bad: list[Violation]) -> None:
+    """Each document's id, text and first-stage score. Not called over ``max_documents``: a
+    request of millions of documents is refused by its count, before a dict of their ids."""
+    seen: dict[str, int] = {}
+    for i, doc in enumerate(request.documents):
+        if not doc.id:
+            bad.append(Violation(f"documents[{i}].id", "must not be empty"))
+        elif doc.id in seen:
+            bad.append(
+                Violation(
+                    f"documents[{i}].id",
+                    f"duplicates documents[{seen[doc.id]}].id {preview(doc.id)}",
+                )
+            )
+        else:
+            seen[doc.id] = i
+        if len(doc.text) > limit:
+            bad.append(
+                Violation(
+                    f"documents[{i}].text", f"is {len(doc.text)} characters; the limit is {limit}"
+                )
+            )
+        if doc.HasField("first_stage_score") and not math.isfinite(doc.first_stage_score):
+            bad.append(
+                Violation(
+                    f"documents[{i}].first_stage_score",
+                    f"must be finite, got {doc.first_stage_score}",
+                )
+            )
 
 
 def _deadline_policy(

@@ -154,7 +154,11 @@ async def test_hits_below_the_window_score_below_every_reranked_hit(
     lowest = min(h["_score"] for h in whole[:WINDOW])
     for k, (hit, own) in enumerate(zip(whole[WINDOW:], bm25[WINDOW:], strict=True)):
         assert hit["_id"] == own["_id"] and hit["_score"] == lowest - 1 - k
-        info = {"first_stage_score": own["_score"], "first_stage_rank": WINDOW + k + 1, "below_window": True}
+        info = {
+            "first_stage_score": own["_score"],
+            "first_stage_rank": WINDOW + k + 1,
+            "below_window": True,
+        }
         assert hit["fields"]["_erank"] == [info]
     edge = await proxied.search("docs", {"query": QUERY, "from": WINDOW - 2, "size": 5})
     assert edge["hits"]["hits"] == whole[WINDOW - 2 : WINDOW + 3]

@@ -108,7 +108,7 @@ async def test_a_cut_answer_is_what_the_engine_gives_for_the_same_prefix(
     # reasoning and the closing tokens.
     scorer = server.service.scorer
     assert scorer is not None
-    prompt = scorer.prepare(cut_request).prompts[0].token_ids
+    prompt = (await scorer.prepare(cut_request)).prompts[0].token_ids
     backend = scorer.backend
     (whole,) = await backend.generate([prompt], Sampling(THINK + 64))
     k = cut.thinking_tokens

@@ -2,7 +2,7 @@
 then any method, path, query string, header and body.
 
 Whatever arrives, the answer is one of the documented statuses (200, 400, 401, 404, 405, 413,
-429), an error is the front's error JSON, no call hangs (each has a deadline) and nothing is
+415, 429), an error is the front's error JSON, no call hangs (each has a deadline) and nothing is
 logged at ERROR or with a traceback. The front calls a real scoring server on the session's
 engine whose default mode is ``score_only`` (tests/fuzzing.py), so valid bodies are scored fast.
 """
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.engine
 TOKEN = "fuzz-token"
 MAX_BODY = 2048
 ROUTES = {"/v1/rerank": "documents", "/v2/rerank": "documents", "/rerank": "texts"}
-DOCUMENTED = {200, 400, 401, 404, 405, 413, 429}
+DOCUMENTED = {200, 400, 401, 404, 405, 413, 415, 429}
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), any_floats, st.text(max_size=8)),
@@ -196,9 +196,7 @@ authorizations = st.sampled_from(
 content_types = st.sampled_from(
     [None, "application/json", "text/plain", "application/json; charset=latin-1", "*/*", "x"]
 )
-# Not deflate: a body that is not deflate data keeps aiohttp waiting for the rest of it until its
-# lingering time (10 s) ends, then the answer comes; it would cost 10 s per case here.
-encodings = st.sampled_from([None, "gzip", "br", "identity", "zstd", "x"])
+encodings = st.sampled_from([None, "gzip", "deflate", "br", "identity", "zstd", "x", "gzip, br"])
 extra_headers = st.dictionaries(
     st.text(TOKEN_CHARS, min_size=1, max_size=12).filter(
         lambda k: k.lower() not in ("content-length", "transfer-encoding", "host", "expect")
@@ -240,46 +238,9 @@ async def test_any_request_gets_a_documented_status(
     caplog.clear()  # each example is judged by its own records
     sent = {k: v for k, v in {**extra, **headers}.items() if v is not None}
     url = URL(guarded_front + path + query, encoded=True)
-    try:
-        status, raw, content_type = await _send(http, method, url, sent, body)
-    except aiohttp.ServerDisconnectedError:
-        # a body that does not decode as its Content-Encoding says: aiohttp's parser drops the
-        # connection, possibly before the client reads the answer it sent
-        assert sent.get("Content-Encoding", "identity") not in ("identity", None)
-        CASES["rest requests disconnected"] += 1
-        return
+    status, raw, content_type = await _send(http, method, url, sent, body)
     CASES["rest requests"] += 1
     assert status in DOCUMENTED, (status, raw[:300])
     if status != 200 and method != "HEAD":
         _check_error(status, raw, content_type)
     assert_no_traceback(caplog)
-
-
-@pytest.mark.parametrize(
-    ("encoding", "answer"),
-    [
-        ("br", b"Can not decode content-encoding: brotli"),  # aiohttp's own plain-text 400
-        ("gzip", b'"reason":"request body cannot be read: Can not decode content-encoding: gzip"'),
-    ],
-)
-async def test_undecodable_body_is_400_and_one_warning_line(
-    guarded_front: str,
-    http: aiohttp.ClientSession,
-    caplog: pytest.LogCaptureFixture,
-    encoding: str,
-    answer: bytes,
-) -> None:
-    """A Content-Encoding aiohttp cannot decode, or a body that is not in it: a 400, logged as
-    one line, not a traceback (was: a 500 for gzip, and ERROR tracebacks for both)."""
-    caplog.set_level(logging.WARNING)
-    headers = {
-        "Content-Encoding": encoding,
-        "Content-Type": "application/json",
-        "Authorization": f"Bearer {TOKEN}",
-    }
-    url = URL(guarded_front + "/rerank")
-    status, raw, _ = await _send(http, "POST", url, headers, b"not compressed " * 40)
-    assert status == 400 and answer in raw, raw
-    assert_no_traceback(caplog)
-    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
-    assert lines and all(f"Can not decode content-encoding: {encoding}" in x for x in lines)

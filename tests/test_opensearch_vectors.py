@@ -142,7 +142,8 @@ async def assert_reranked_as_the_server_scores(
     first_by_id = {h["_id"]: h["_score"] for h in window}
     assert {h["_id"] for h in reranked} == set(first_by_id)
     for hit in reranked:
-        assert erank_of(hit)["first_stage_score"] == pytest.approx(first_by_id[hit["_id"]], rel=1e-6)
+        first = erank_of(hit)["first_stage_score"]
+        assert first == pytest.approx(first_by_id[hit["_id"]], rel=1e-6)
     await assert_scored_as_grpc(reranked, window, query, tiny_client)
 
 

@@ -93,13 +93,15 @@ def output_of(proc: subprocess.Popen[str]) -> str:
 
 
 @contextlib.contextmanager
-def erank_serve(model: Path, port: int, **settings: str) -> Iterator[subprocess.Popen[str]]:
+def erank_serve(
+    model: Path, port: int, max_new_tokens: int = 64, **settings: str
+) -> Iterator[subprocess.Popen[str]]:
     """`erank serve` on ``port`` with ``ERANK_*`` settings; killed (group and all) on exit.
     Its output goes to a file (:func:`output_of`), never to a pipe nobody reads while the test
     runs: one log line per call would fill a pipe's 64 KiB and stall the server."""
     env = os.environ.copy() | {f"ERANK_{k.upper()}": v for k, v in settings.items()}
     command = [sys.executable, "-m", "erank_cli", "serve", f"--model={model}", f"--port={port}"]
-    command += ["--dtype=float32", "--enforce-eager", "--max-new-tokens=64"]
+    command += ["--dtype=float32", "--enforce-eager", f"--max-new-tokens={max_new_tokens}"]
     with tempfile.TemporaryFile("w+") as output:
         proc = subprocess.Popen(  # a session of its own, like a server started from a terminal
             command,

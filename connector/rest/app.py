@@ -28,6 +28,7 @@ from connector.rest.cohere import (
     rerank_json,
     rerank_v2_json,
 )
+from connector.rest.encoding import BodyError, read_body
 from connector.rest.errors import error_response, grpc_error, json_response, validation_error
 from connector.rest.tei import TeiBody, rerank_tei_json
 from connector.telemetry import SERVER_LOG, instrument
@@ -84,7 +85,9 @@ def _route(model: type[Body], shape: Callable[[pb.RerankResponse, Body], Any], d
     async def handle(request: web.Request) -> web.Response:
         began = time.perf_counter()
         try:
-            body = model.model_validate_json(await request.read())
+            body = model.model_validate_json(await read_body(request, request.app[MAX_BODY]))
+        except BodyError as err:
+            return error_response(err.status, err.kind, str(err))
         except ValidationError as err:
             return validation_error(err)
         answer = await _score(request, body, began)
@@ -122,12 +125,13 @@ async def health(request: web.Request) -> web.Response:
 
 @web.middleware
 async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own refusals (unknown path, wrong method, body too large, a body its
-    Content-Encoding does not decode) in the front's error JSON; the path is quoted through
-    ``preview``, never whole. The workbench (an app with ``MAX_BODY`` set) uses it too."""
+    """aiohttp's own refusals (unknown path, wrong method, body too large, a body cut short)
+    in the front's error JSON; the path is quoted through ``preview``, never whole. Bodies are
+    decoded by the front itself (connector/rest/encoding.py). The workbench (an app with
+    ``MAX_BODY`` set) uses it too."""
     try:
         return await handler(request)
-    except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a body that is not
+    except web.RequestPayloadError as exc:  # e.g. chunked framing that is not
         why = " ".join(str(getattr(exc.__cause__, "message", exc)).split())[:200]
         refusal = error_response(400, "parse_exception", f"request body cannot be read: {why}")
         refusal.force_close()  # the rest of the body cannot be read past either
@@ -189,6 +193,7 @@ def create_app(
     app = web.Application(
         middlewares=[json_errors, _bearer_token],
         client_max_size=max_body_bytes,
+        handler_args={"auto_decompress": False},  # the front decodes: connector/rest/encoding.py
     )
     instrument(app, metrics)  # first middleware: span, request id, access line, metrics
     app[MAX_BODY] = max_body_bytes

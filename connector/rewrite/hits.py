@@ -10,10 +10,10 @@ model's text before its answer, only when the search asked: ``explain``), ``pass
 ``text_missing: true`` (that hit was scored on empty text; it is never dropped). Hits below the
 window (a page reaching past it) keep their BM25 order but score below every reranked hit, as the
 OpenSearch processor scores them (:func:`below_window_score`), so a page is always in ``_score``
-order; their ``_erank`` holds ``first_stage_score``, ``first_stage_rank`` and ``below_window: true``. The
-response's ``ext.erank`` says what happened, which fusion method made the scores, how many hits
-got a full, a cut or no answer (``completions``, :func:`connector.results.completions_json`) and
-how long the first stage and the rerank took.
+order; their ``_erank`` holds ``first_stage_score``, ``first_stage_rank`` and
+``below_window: true``. The response's ``ext.erank`` says what happened, which fusion method made
+the scores, how many hits got a full, a cut or no answer (``completions``,
+:func:`connector.results.completions_json`) and how long the first stage and the rerank took.
 
 Fusion is the scoring server's: the hits' ``_score`` go out as ``first_stage_score`` and the
 server's ``hybrid_score`` (or ``rank_score`` when it did not fuse) comes back as the new score.
