@@ -25,7 +25,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -41,6 +41,10 @@ from erank_cli.bench.harness import (
 from erank_cli.bench.load import Corpus, percentile
 from erank_contract.v1 import reranker_pb2 as pb
 from erank_contract.v1 import reranker_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from erank.scorer import Scorer
+    from erank.server import ScoringServer
 
 GOAL_SLACK = 0.10  # p99 ≤ budget × (1 + GOAL_SLACK), every document scored
 FULL, CUT, UNSCORED = pb.COMPLETION_FULL, pb.COMPLETION_CUT, pb.COMPLETION_UNSCORED
@@ -270,7 +274,9 @@ async def _background_done(before: float, cut: int, timeout_s: float) -> float:
     return time.perf_counter() - began
 
 
-async def measure_lookups(bench: BudgetBench, caller: Caller, server: Any) -> dict[str, Any]:
+async def measure_lookups(
+    bench: BudgetBench, caller: Caller, server: ScoringServer
+) -> dict[str, Any]:
     """A request scored once, then asked ``bench.lookups`` times: answered from the cache. And
     the lookup alone: the request's keys looked up in the server's cache, as its scorer does
     (one ``get`` per key in process, one ``MGET`` in a shared cache).
@@ -286,7 +292,8 @@ async def measure_lookups(bench: BudgetBench, caller: Caller, server: Any) -> di
     answers = [await caller.call(request) for _ in range(bench.lookups)]
     latencies = sorted(a.ms for a in answers)
     scorer = server.service.scorer
-    keys = scorer.prepare(request).keys
+    assert scorer is not None  # a running server has its scorer
+    keys = (await scorer.prepare(request)).keys
     lookups = sorted([await _lookup_ms(scorer, keys) for _ in range(bench.lookups)])
     return {
         "documents": bench.docs,
@@ -299,7 +306,7 @@ async def measure_lookups(bench: BudgetBench, caller: Caller, server: Any) -> di
     }
 
 
-async def _lookup_ms(scorer: Any, keys: list[bytes]) -> float:
+async def _lookup_ms(scorer: Scorer, keys: list[bytes]) -> float:
     """One lookup of ``keys``: in the shared cache where the server has one, else in process."""
     began = time.perf_counter()
     if scorer.shared is not None:
@@ -312,7 +319,9 @@ async def _lookup_ms(scorer: Any, keys: list[bytes]) -> float:
     return ms
 
 
-async def _shared_lookups(bench: BudgetBench, server: Any, corpus: Corpus) -> dict[str, Any]:
+async def _shared_lookups(
+    bench: BudgetBench, server: ScoringServer, corpus: Corpus
+) -> dict[str, Any]:
     """The same on a second server on this engine, its in-process cache off and the shared
     cache at ``bench.score_cache_url``."""
     from erank.server import running_server
